@@ -1,0 +1,175 @@
+"""Frozen, keyword-only model configs with strict dict round trips (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (types.UnionType, typing.Union):
+        raise ConfigError(f"{where}: union types are not supported in configs")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp in (str, bool) and not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys, bad types and bad values raise."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required key is missing
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain, JSON/TOML-ready dict of a config (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetConfig:
+    """Shape of a WaveNet: residual/skip widths and dilations 1, 2, 4, … restarting every ``cycle``."""
+
+    residual: int = 32
+    skip: int = 128
+    layers: int = 10
+    cycle: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("residual", "skip", "layers", "cycle"):
+            _check(getattr(self, name) >= 1, f"net.{name} must be ≥ 1, got {getattr(self, name)}")
+        _check(self.cycle <= 16, f"net.cycle must be ≤ 16 (dilation 32768), got {self.cycle}")
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return tuple(2 ** (i % self.cycle) for i in range(self.layers))
+
+    @property
+    def receptive_field(self) -> int:
+        """Number of past elements a prediction can see (the input shift adds one)."""
+        return sum(self.dilations) + 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizerConfig:
+    """``vq``: EMA vector quantiser; ``argmax``: AMAE simplex/argmax bottleneck (dim = codes)."""
+
+    kind: Literal["vq", "argmax"] = "vq"
+    codes: int = 512
+    dim: int = 64
+    decay: float = 0.99
+    commitment: float = 0.25
+    diversity: float = 0.001
+    restart_threshold: float = 0.01
+
+    def __post_init__(self) -> None:
+        _check(self.codes >= 2, f"quantizer.codes must be ≥ 2, got {self.codes}")
+        _check(self.dim >= 1, f"quantizer.dim must be ≥ 1, got {self.dim}")
+        _check(0.0 < self.decay < 1.0, f"quantizer.decay must be in (0, 1), got {self.decay}")
+
+    @property
+    def code_dim(self) -> int:
+        return self.codes if self.kind == "argmax" else self.dim
+
+
+@dataclass(frozen=True, kw_only=True)
+class LevelConfig:
+    """One autoregressive discrete autoencoder level: encoder strides, bottleneck, decoder."""
+
+    strides: tuple[int, ...] = (2, 2, 2)
+    encoder_channels: int = 64
+    encoder_blocks: int = 1
+    cond_channels: int = 64
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    decoder: NetConfig = field(default_factory=NetConfig)
+
+    def __post_init__(self) -> None:
+        _check(len(self.strides) >= 1, "level.strides must name at least one stride")
+        _check(all(s >= 1 for s in self.strides), f"level.strides must be ≥ 1: {self.strides}")
+        _check(self.hop >= 2, f"a level must downsample (hop ≥ 2), got hop {self.hop}")
+        _check(self.encoder_channels >= 1 and self.cond_channels >= 1, "channels must be ≥ 1")
+
+    @property
+    def hop(self) -> int:
+        hop = 1
+        for s in self.strides:
+            hop *= s
+        return hop
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackConfig:
+    """Levels 1..N (level 1 reads μ-law audio) and a WaveNet prior over the top level's codes."""
+
+    sample_rate: int = 16000
+    mu: int = 255
+    levels: tuple[LevelConfig, ...] = (LevelConfig(),)
+    prior: NetConfig = field(default_factory=NetConfig)
+    prior_global_classes: int = 0
+
+    def __post_init__(self) -> None:
+        _check(8000 <= self.sample_rate <= 192000, f"sample_rate {self.sample_rate} not supported")
+        _check(self.mu == 255, f"mu must be 255 (8-bit μ-law), got {self.mu}")
+        _check(1 <= len(self.levels) <= 4, f"a stack has 1 to 4 levels, got {len(self.levels)}")
+        _check(self.prior_global_classes >= 0, "prior_global_classes must be ≥ 0")
+
+    @property
+    def hops(self) -> tuple[int, ...]:
+        """Cumulative hop of each level in audio samples (level 1 first)."""
+        out, total = [], 1
+        for level in self.levels:
+            total *= level.hop
+            out.append(total)
+        return tuple(out)

@@ -1,0 +1,129 @@
+"""One autoregressive discrete autoencoder (ADA) level: encoder → quantiser → WaveNet decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import LevelConfig
+from .quantizers import ArgmaxQuantizer, VectorQuantizer
+from .wavenet import WaveNet
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv1d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class Encoder(nn.Module):
+    """Class sequence (B, T) → (B, dim, T / hop): a strided conv per stride, each with res blocks."""
+
+    def __init__(
+        self, *, classes: int, channels: int, dim: int, strides: tuple[int, ...], blocks: int
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(classes, channels)
+        stages: list[nn.Module] = []
+        for stride in strides:
+            stages.append(nn.Conv1d(channels, channels, stride, stride=stride))
+            stages.extend(ResBlock(channels) for _ in range(blocks))
+        self.stages = nn.Sequential(*stages)
+        self.out = nn.Conv1d(channels, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.relu(self.stages(self.embed(x).transpose(1, 2))))
+
+
+class CondNet(nn.Module):
+    """Code vectors (B, D, F) → conditioning features (B, C, F), non-causal over frames.
+
+    Codes of a level are all known before the level below is decoded, so looking at neighbouring
+    frames is allowed and helps the decoder place events inside a frame.
+    """
+
+    def __init__(self, *, dim: int, channels: int) -> None:
+        super().__init__()
+        self.inp = nn.Conv1d(dim, channels, 3, padding=1)
+        self.block = ResBlock(channels)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.block(self.inp(v)))
+
+
+@dataclass
+class LevelOutput:
+    loss: torch.Tensor  # NLL (nats per element) + quantiser loss
+    nll: torch.Tensor  # decoder cross-entropy, nats per element
+    codes: torch.Tensor  # (B, F)
+    usage: float
+    perplexity: float
+
+
+class Level(nn.Module):
+    """ADA level over a sequence of ``input_classes`` classes (μ-law audio or the codes below)."""
+
+    def __init__(self, cfg: LevelConfig, *, input_classes: int) -> None:
+        super().__init__()
+        self.cfg, self.hop, self.input_classes = cfg, cfg.hop, input_classes
+        q = cfg.quantizer
+        self.encoder = Encoder(
+            classes=input_classes,
+            channels=cfg.encoder_channels,
+            dim=q.code_dim,
+            strides=cfg.strides,
+            blocks=cfg.encoder_blocks,
+        )
+        self.quantizer: VectorQuantizer | ArgmaxQuantizer
+        if q.kind == "vq":
+            self.quantizer = VectorQuantizer(
+                codes=q.codes,
+                dim=q.dim,
+                decay=q.decay,
+                commitment=q.commitment,
+                restart_threshold=q.restart_threshold,
+            )
+        else:
+            self.quantizer = ArgmaxQuantizer(codes=q.codes, diversity=q.diversity)
+        self.cond_net = CondNet(dim=q.code_dim, channels=cfg.cond_channels)
+        d = cfg.decoder
+        self.decoder = WaveNet(
+            classes=input_classes,
+            residual=d.residual,
+            skip=d.skip,
+            layers=d.layers,
+            cycle=d.cycle,
+            cond_channels=cfg.cond_channels,
+            cond_hop=self.hop,
+        )
+
+    @property
+    def num_codes(self) -> int:
+        return self.cfg.quantizer.codes
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        """Drop trailing elements so the length is a whole number of frames."""
+        return x[:, : (x.shape[1] // self.hop) * self.hop]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Classes (B, T) → codes (B, T // hop)."""
+        return self.quantizer(self.encoder(self.crop(x))).codes
+
+    def condition(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, F) → decoder conditioning features (B, C, F)."""
+        return self.cond_net(self.quantizer.lookup(codes))
+
+    def forward(self, x: torch.Tensor) -> LevelOutput:
+        """Training pass on classes (B, T): reconstruct ``x`` with the decoder given its codes."""
+        x = self.crop(x)
+        q = self.quantizer(self.encoder(x))
+        logits = self.decoder(x, self.cond_net(q.quantized))
+        nll = F.cross_entropy(logits, x)
+        return LevelOutput(nll + q.loss, nll, q.codes, q.usage, q.perplexity)

@@ -1,0 +1,97 @@
+"""Autoregressive sampling loop: temperature, top-p, a seeded uniform stream, progress and cancel.
+
+Every random draw comes from a numpy PCG64 stream of uniforms consumed one per element by inverse-
+CDF sampling, so any sampler that consumes the same stream the same way gives the same classes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .errors import Cancelled
+from .wavenet import IncrementalState
+
+ProgressFn = Callable[[float], None]
+CancelFn = Callable[[], bool]
+
+_CHUNK = 4096  # uniforms drawn from the stream at a time
+
+
+class Progress:
+    """Counts work units; reports the fraction done and polls cancellation every ``interval`` s."""
+
+    def __init__(
+        self,
+        total: int,
+        callback: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+        *,
+        interval: float = 0.05,
+    ) -> None:
+        self.total, self.done = max(int(total), 1), 0
+        self.callback, self.should_cancel, self.interval = callback, should_cancel, interval
+        self._last = time.monotonic()
+        self.check()
+
+    def check(self) -> None:
+        if self.should_cancel is not None and self.should_cancel():
+            raise Cancelled("generation cancelled")
+        if self.callback is not None:
+            self.callback(min(self.done / self.total, 1.0))
+
+    def advance(self, units: int = 1) -> None:
+        self.done += units
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.check()
+
+    def finish(self) -> None:
+        self.done = self.total
+        if self.callback is not None:
+            self.callback(1.0)
+
+
+def pick(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Inverse-CDF draw from softmax(logits / T) restricted to the top-p nucleus; u in [0, 1)."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        probs, order = probs.sort(dim=-1, descending=True)
+        cum = probs.cumsum(dim=-1)
+        probs = probs * ((cum - probs) < top_p)  # smallest prefix whose mass reaches top_p
+    cdf = probs.cumsum(dim=-1)
+    target = (u * cdf[:, -1]).unsqueeze(1)
+    k = torch.searchsorted(cdf, target, right=True).clamp_(max=probs.shape[-1] - 1).squeeze(1)
+    if top_p < 1.0:
+        k = order.gather(1, k.unsqueeze(1)).squeeze(1)
+    return k
+
+
+def sample_sequence(
+    state: IncrementalState,
+    length: int,
+    rng: np.random.Generator,
+    *,
+    temperature: float,
+    top_p: float,
+    progress: Progress,
+    prev: torch.Tensor | None = None,
+    cost: int = 1,
+) -> torch.Tensor:
+    """Generate ``length`` classes (B, length) continuing ``state``; ``prev`` is the last known one.
+
+    Each step counts ``cost`` units of ``progress`` (the net's layer count, so levels weigh fairly).
+    """
+    out = torch.empty(state.batch, length, dtype=torch.long)
+    for start in range(0, length, _CHUNK):
+        n = min(_CHUNK, length - start)
+        uniforms = torch.from_numpy(rng.random((n, state.batch), dtype=np.float32))
+        for i in range(n):
+            prev = pick(state.step(prev), uniforms[i], temperature, top_p)
+            out[:, start + i] = prev
+            progress.advance(cost)
+    return out

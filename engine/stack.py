@@ -1,0 +1,274 @@
+"""A stack of ADA levels under a WaveNet prior, and the ways to make audio with it.
+
+Sampling runs top-down: the prior samples the top codes, each level's decoder samples the
+sequence below it given its codes, and level 1 ends in μ-law audio. ``continue_`` primes every
+level with the encoded primer; ``vary`` keeps the codes of one level and re-samples everything
+below. All operations are deterministic on CPU for a given seed and parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import mulaw
+from .config import StackConfig
+from .errors import ParameterError
+from .level import Level
+from .sampling import CancelFn, Progress, ProgressFn, sample_sequence
+from .validate import check_audio, check_level, check_sampling, check_seconds
+from .wavenet import WaveNet
+
+
+class Stack(nn.Module):
+    """Levels 1..N and a prior. Audio in and out is float32 numpy, shape (batch, samples)."""
+
+    def __init__(self, cfg: StackConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        classes, levels = cfg.mu + 1, []
+        for level_cfg in cfg.levels:
+            levels.append(Level(level_cfg, input_classes=classes))
+            classes = level_cfg.quantizer.codes
+        self.levels = nn.ModuleList(levels)
+        p = cfg.prior
+        self.prior = WaveNet(
+            classes=classes,
+            residual=p.residual,
+            skip=p.skip,
+            layers=p.layers,
+            cycle=p.cycle,
+            global_classes=cfg.prior_global_classes,
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    @property
+    def hops(self) -> tuple[int, ...]:
+        """Audio samples per code at each level (level 1 first)."""
+        return self.cfg.hops
+
+    # ----------------------------------------------------------------------------- analysis
+    @torch.no_grad()
+    def encode(self, audio: np.ndarray | torch.Tensor, *, sample_rate: int | None = None) -> list[
+        torch.Tensor
+    ]:
+        """Codes of every level, level 1 first; each (B, samples // hop of that level)."""
+        x = check_audio(audio, "audio", self.sample_rate, sample_rate, min_samples=self.hops[-1])
+        return self._encode_classes(mulaw.encode(x, self.cfg.mu))
+
+    def _encode_classes(self, classes: torch.Tensor) -> list[torch.Tensor]:
+        codes, x = [], classes
+        for level in self.levels:
+            x = level.encode(x)
+            codes.append(x)
+        return codes
+
+    # ----------------------------------------------------------------------------- synthesis
+    @torch.no_grad()
+    def sample(
+        self,
+        seconds: float,
+        *,
+        seed: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        batch: int = 1,
+        label: int | None = None,
+        progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> np.ndarray:
+        """Sample ``seconds`` of new audio from the prior down through every level."""
+        n = check_seconds(seconds, self.sample_rate)
+        check_sampling(seed=seed, temperature=temperature, top_p=top_p, batch=batch)
+        top = -(-n // self.hops[-1])
+        prefixes: list[torch.Tensor | None] = [None] * (len(self.levels) + 1)
+        return self._generate(
+            batch, top, prefixes, seed, temperature, top_p, label, progress, should_cancel
+        )[:, :n]
+
+    @torch.no_grad()
+    def continue_(
+        self,
+        primer: np.ndarray | torch.Tensor,
+        seconds: float,
+        *,
+        seed: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        batch: int = 1,
+        sample_rate: int | None = None,
+        label: int | None = None,
+        progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> np.ndarray:
+        """The primer followed by ``seconds`` of continuation; every level is primed with it."""
+        x = check_audio(primer, "primer", self.sample_rate, sample_rate, min_samples=1)
+        n_new = check_seconds(seconds, self.sample_rate)
+        check_sampling(seed=seed, temperature=temperature, top_p=top_p, batch=batch)
+        x = _match_batch(x, batch, "primer")
+        primer_len = x.shape[1]
+        classes = mulaw.encode(x, self.cfg.mu)
+        long_enough = primer_len >= self.levels[0].hop
+        codes = self._encode_classes(classes) if long_enough else []
+        prefixes: list[torch.Tensor | None] = [classes, *codes]
+        prefixes += [None] * (len(self.levels) + 1 - len(prefixes))
+        top = -(-(primer_len + n_new) // self.hops[-1])
+        out = self._generate(
+            x.shape[0], top, prefixes, seed, temperature, top_p, label, progress, should_cancel
+        )
+        out[:, :primer_len] = x.numpy()
+        return out[:, : primer_len + n_new]
+
+    @torch.no_grad()
+    def vary(
+        self,
+        audio: np.ndarray | torch.Tensor,
+        level: int,
+        *,
+        seed: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        batch: int = 1,
+        sample_rate: int | None = None,
+        progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> np.ndarray:
+        """Keep ``audio``'s codes at ``level`` (1..N) and re-sample every level below it."""
+        check_level(level, len(self.levels))
+        x = check_audio(audio, "audio", self.sample_rate, sample_rate, min_samples=1)
+        check_sampling(seed=seed, temperature=temperature, top_p=top_p, batch=batch)
+        x = _match_batch(x, batch, "audio")
+        n, hop = x.shape[1], self.hops[level - 1]
+        padded = torch.nn.functional.pad(x, (0, -(-n // hop) * hop - n))  # silence to a whole frame
+        codes = self._encode_classes(mulaw.encode(padded, self.cfg.mu))[level - 1]
+        return self.decode(
+            codes, level, seed=seed, temperature=temperature, top_p=top_p,
+            progress=progress, should_cancel=should_cancel,
+        )[:, :n]
+
+    @torch.no_grad()
+    def decode(
+        self,
+        codes: torch.Tensor,
+        level: int,
+        *,
+        seed: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> np.ndarray:
+        """Audio (B, frames · hop) sampled from the codes (B, frames) of ``level`` downwards."""
+        check_level(level, len(self.levels))
+        check_sampling(seed=seed, temperature=temperature, top_p=top_p, batch=1)
+        codes = _check_codes(codes, self.levels[level - 1].num_codes, level)
+        prefixes: list[torch.Tensor | None] = [None] * (len(self.levels) + 1)
+        return self._generate(
+            codes.shape[0], 0, prefixes, seed, temperature, top_p, None, progress, should_cancel,
+            known_level=level, known=codes,
+        )
+
+    # ----------------------------------------------------------------------------- core loop
+    def _generate(
+        self,
+        batch: int,
+        top_frames: int,
+        prefixes: list[torch.Tensor | None],
+        seed: int,
+        temperature: float,
+        top_p: float,
+        label: int | None,
+        progress: ProgressFn | None,
+        should_cancel: CancelFn | None,
+        *,
+        known_level: int | None = None,
+        known: torch.Tensor | None = None,
+    ) -> np.ndarray:
+        """Sample every level from the top (or from the fully ``known`` level) down to audio.
+
+        ``prefixes[k]`` is the known beginning of level k's sequence (0 = audio classes).
+        """
+        n_levels = len(self.levels)
+        start = n_levels if known_level is None else known_level
+        lengths = self._lengths(top_frames, start, known)
+        nets = [lv.decoder for lv in self.levels[:start]]
+        steps = [(lengths[k] - _len(prefixes[k]), len(nets[k].layers)) for k in range(start)]
+        if known is None:
+            steps.append((lengths[n_levels] - _len(prefixes[n_levels]), len(self.prior.layers)))
+        work = Progress(sum(s * c for s, c in steps), progress, should_cancel)
+        rngs = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
+                for k in range(n_levels + 1)]
+        seq = known
+        if seq is None:
+            g = _label_tensor(label, batch, self.cfg.prior_global_classes)
+            state = self.prior.incremental(batch, label=g)
+            seq = self._extend(state, prefixes[n_levels], lengths[n_levels], rngs[n_levels],
+                               temperature, top_p, work)
+        for k in range(start, 0, -1):
+            level = self.levels[k - 1]
+            state = level.decoder.incremental(batch, cond=level.condition(seq))
+            seq = self._extend(state, prefixes[k - 1], lengths[k - 1], rngs[k - 1],
+                               temperature, top_p, work)
+        work.finish()
+        return mulaw.decode(seq, self.cfg.mu).numpy()
+
+    def _lengths(self, top_frames: int, start: int, known: torch.Tensor | None) -> list[int]:
+        """Sequence length at every level 0..N for ``top_frames`` codes at the top level."""
+        n_levels = len(self.levels)
+        lengths = [0] * (n_levels + 1)
+        lengths[start] = known.shape[1] if known is not None else top_frames
+        if known is None:
+            lengths[n_levels] = top_frames
+        for k in range(start, 0, -1):
+            lengths[k - 1] = lengths[k] * self.levels[k - 1].hop
+        return lengths
+
+    @staticmethod
+    def _extend(state, prefix, length, rng, temperature, top_p, work) -> torch.Tensor:
+        if prefix is None or prefix.shape[1] == 0:
+            return sample_sequence(state, length, rng, temperature=temperature, top_p=top_p,
+                                   progress=work, cost=len(state.buffers))
+        prefix = prefix[:, :length]
+        state.prime(prefix)
+        new = sample_sequence(state, length - prefix.shape[1], rng, temperature=temperature,
+                              top_p=top_p, progress=work, prev=prefix[:, -1],
+                              cost=len(state.buffers))
+        return torch.cat([prefix, new], dim=1)
+
+
+def _len(prefix: torch.Tensor | None) -> int:
+    return 0 if prefix is None else prefix.shape[1]
+
+
+def _match_batch(x: torch.Tensor, batch: int, name: str) -> torch.Tensor:
+    if batch == 1 or x.shape[0] == batch:
+        return x
+    if x.shape[0] == 1:
+        return x.expand(batch, -1).contiguous()
+    raise ParameterError(f"{name} has {x.shape[0]} rows but batch={batch}; give one row or {batch}")
+
+
+def _label_tensor(label: int | None, batch: int, classes: int) -> torch.Tensor | None:
+    if classes == 0:
+        if label is not None:
+            raise ParameterError("this model has no labels (global conditioning); pass label=None")
+        return None
+    label = 0 if label is None else label
+    if not isinstance(label, int) or not 0 <= label < classes:
+        raise ParameterError(f"label must be an integer in [0, {classes - 1}], got {label!r}")
+    return torch.full((batch,), label, dtype=torch.long)
+
+
+def _check_codes(codes: torch.Tensor | np.ndarray, num_codes: int, level: int) -> torch.Tensor:
+    codes = torch.as_tensor(codes)
+    if codes.ndim == 1:
+        codes = codes.unsqueeze(0)
+    if codes.ndim != 2 or codes.shape[1] == 0 or codes.dtype.is_floating_point:
+        raise ParameterError(f"codes must be integers of shape (batch, frames); got {tuple(codes.shape)}")
+    if int(codes.min()) < 0 or int(codes.max()) >= num_codes:
+        raise ParameterError(f"level {level} codes must lie in [0, {num_codes - 1}]")
+    return codes.long()
