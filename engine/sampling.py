@@ -87,11 +87,12 @@ def sample_sequence(
     Each step counts ``cost`` units of ``progress`` (the net's layer count, so levels weigh fairly).
     """
     out = torch.empty(state.batch, length, dtype=torch.long)
-    for start in range(0, length, _CHUNK):
-        n = min(_CHUNK, length - start)
-        uniforms = torch.from_numpy(rng.random((n, state.batch), dtype=np.float32))
-        for i in range(n):
-            prev = pick(state.step(prev), uniforms[i], temperature, top_p)
-            out[:, start + i] = prev
-            progress.advance(cost)
-    return out
+    with torch.inference_mode():
+        for start in range(0, length, _CHUNK):
+            n = min(_CHUNK, length - start)
+            uniforms = torch.from_numpy(rng.random((n, state.batch), dtype=np.float32))
+            for i in range(n):
+                prev = pick(state.step(prev), uniforms[i], temperature, top_p)
+                out[:, start + i] = prev
+                progress.advance(cost)
+    return out.clone()  # a normal tensor again, usable outside inference mode

@@ -122,37 +122,55 @@ class WaveNet(nn.Module):
 
 
 class IncrementalState:
-    """Fast-WaveNet generation: one ring buffer of past layer inputs per layer, O(layers) per step.
+    """Fast-WaveNet generation: one ring buffer per layer, O(layers) work per step.
 
     Call ``step(prev)`` with the classes of the previous element (``None`` at position 0); it returns
     the logits (B, K) of the current position and advances by one.
+
+    Layer i's ring buffer has ``dilation`` slots; slot ``t % d`` holds the past-tap projection
+    ``W_past · h[t - d]`` of that layer's input (zeros before the start, like the zero padding of
+    the parallel forward). Per step the work is a handful of tiny matmuls, so dispatch overhead
+    dominates; the arithmetic is arranged to need few operations: sigmoid(x) = (1 + tanh(x/2)) / 2
+    lets one in-place tanh serve both gate halves (the scales are folded into the weights), the
+    gate biases of all layers are summed with the conditioning once per frame, and results land in
+    preallocated buffers.
     """
 
     def __init__(self, net: WaveNet, batch: int, bias: torch.Tensor | None) -> None:
         p = next(net.parameters())
-        self.net, self.batch, self.position = net, batch, 0
-        self.bias = None if bias is None else bias.detach().transpose(1, 2).contiguous()  # (B,F,W)
-        r = net.residual
-        self.buffers = [p.new_zeros(layer.dilation, batch, r) for layer in net.layers]
+        layers, r = len(net.layers), net.residual
+        self.net, self.batch, self.position, self.hop = net, batch, 0, net.cond_hop
+        self.cond = None if bias is None else bias.detach()  # (B, L·2R, F) for prime()
+        self.dilations = [layer.dilation for layer in net.layers]
+        self.buffers = [p.new_zeros(d, batch, 2 * r) for d in self.dilations]
         self.zero_input = p.new_zeros(batch, r)
+        self.z = [p.new_empty(batch, 2 * r) for _ in range(layers)]
+        self.gates = p.new_zeros(batch, layers * r)  # every layer's gate output, side by side
+        self.views = [(z[:, :r], z[:, r:], self.gates[:, i * r : (i + 1) * r])
+                      for i, z in enumerate(self.z)]
+        half = torch.cat([p.new_ones(r), p.new_full((r,), 0.5)])  # scales the sigmoid half
         with torch.no_grad():
-            # (2R, 2R) per layer: rows [past tap; current tap]; res and skip fused to (R, R + S).
-            self.w_gate = [
-                torch.cat([lay.conv.weight[:, :, 0].t(), lay.conv.weight[:, :, 1].t()]).contiguous()
-                for lay in net.layers
-            ]
-            self.b_gate = [lay.conv.bias.clone() for lay in net.layers]
-            self.w_res = [lay.res.weight[:, :, 0].t().contiguous() for lay in net.layers]
-            self.b_res = [lay.res.bias.clone() for lay in net.layers]
-            self.w_skip = torch.cat([lay.skip.weight[:, :, 0].t() for lay in net.layers]).contiguous()
-            self.b_skip = sum(lay.skip.bias for lay in net.layers).clone()
+            self.w_past = [(lay.conv.weight[:, :, 0].t() * half).contiguous() for lay in net.layers]
+            self.w_cur = [(lay.conv.weight[:, :, 1].t() * half).contiguous() for lay in net.layers]
+            conv_bias = torch.cat([lay.conv.bias for lay in net.layers]).view(1, -1, 1)
+            frames = conv_bias.expand(batch, -1, 1) if bias is None else bias.detach() + conv_bias
+            # (F, L, B, 2R): all layers' gate biases for one frame, ready to unbind
+            self.frame_bias = (
+                frames.reshape(batch, layers, 2 * r, -1).permute(3, 1, 0, 2) * half
+            ).contiguous()
+            self.w_res = [0.5 * lay.res.weight[:, :, 0].t().contiguous() for lay in net.layers]
+            self.b_res = [lay.res.bias.detach().clone() for lay in net.layers]
+            self.w_skip = 0.5 * torch.cat([lay.skip.weight[:, :, 0].t() for lay in net.layers])
+            self.b_skip = sum(lay.skip.bias for lay in net.layers).detach().clone()
+            self.embed = net.embed.weight.detach()
             self.w_h1 = net.head1.weight[:, :, 0].t().contiguous()
             self.w_h2 = net.head2.weight[:, :, 0].t().contiguous()
-            self.b_h1, self.b_h2 = net.head1.bias.clone(), net.head2.bias.clone()
+            self.b_h1, self.b_h2 = net.head1.bias.detach(), net.head2.bias.detach()
+        self._frame, self._biases = -1, ()
 
     @property
     def frames(self) -> int | None:
-        return None if self.bias is None else self.bias.shape[1]
+        return None if self.cond is None else self.cond.shape[2]
 
     @torch.no_grad()
     def prime(self, x: torch.Tensor) -> None:
@@ -163,36 +181,29 @@ class IncrementalState:
         if length == 0:
             return
         inputs: list[torch.Tensor] = []
-        self.net.run(x, None if self.bias is None else self.bias.transpose(1, 2), inputs)
-        for buf, h, layer in zip(self.buffers, inputs, self.net.layers, strict=True):
-            d = layer.dilation
+        self.net.run(x, self.cond, inputs)
+        for buf, h, d, w in zip(self.buffers, inputs, self.dilations, self.w_past, strict=True):
             for k in range(max(0, length - d), length):  # element t lives in slot t % d
-                buf[k % d].copy_(h[:, :, k])
+                torch.mm(h[:, :, k], w, out=buf[k % d])
         self.position = length
 
-    @torch.no_grad()
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
+        """Logits (B, K) of the current position; call under ``torch.inference_mode()``."""
         t = self.position
-        h = self.zero_input if prev is None else self.net.embed(prev)
-        width = 2 * self.net.residual
-        frame_bias = None
-        if self.bias is not None:
-            frame = t // self.net.cond_hop
-            if frame >= self.bias.shape[1]:
-                raise IndexError(f"conditioning covers {self.bias.shape[1]} frames; step {t} needs more")
-            frame_bias = self.bias[:, frame]
-        gates = []
-        for i, buf in enumerate(self.buffers):
-            slot = buf[t % buf.shape[0]]
-            z = torch.addmm(self.b_gate[i], torch.cat([slot, h], dim=1), self.w_gate[i])
-            slot.copy_(h)
-            if frame_bias is not None:
-                z = z + frame_bias[:, i * width : (i + 1) * width]
-            a, b = z.chunk(2, dim=1)
-            z = torch.tanh(a) * torch.sigmoid(b)
-            gates.append(z)
-            h = h + torch.addmm(self.b_res[i], z, self.w_res[i])
-        skip = torch.addmm(self.b_skip, torch.cat(gates, dim=1), self.w_skip)
-        out = torch.addmm(self.b_h1, F.relu(skip), self.w_h1)
+        h = self.zero_input if prev is None else torch.embedding(self.embed, prev)
+        frame = t // self.hop if self.cond is not None else 0
+        if frame != self._frame:
+            if frame >= self.frame_bias.shape[0]:
+                raise IndexError(f"conditioning covers {self.frame_bias.shape[0]} frames; step {t} needs more")
+            self._frame, self._biases = frame, self.frame_bias[frame].unbind(0)
+        for i, (a, b, g) in enumerate(self.views):
+            z, slot = self.z[i], self.buffers[i][t % self.dilations[i]]
+            torch.addmm(self._biases[i], h, self.w_cur[i], out=z)
+            z.add_(slot).tanh_()
+            torch.mm(h, self.w_past[i], out=slot)  # this input's past tap, used d steps later
+            torch.addcmul(a, a, b, out=g)  # 2 · tanh(a) · sigmoid(b)
+            h = torch.addmm(self.b_res[i], g, self.w_res[i]).add_(h)
+        skip = torch.addmm(self.b_skip, self.gates, self.w_skip)
+        out = torch.addmm(self.b_h1, skip.relu_(), self.w_h1)
         self.position = t + 1
-        return torch.addmm(self.b_h2, F.relu(out), self.w_h2)
+        return torch.addmm(self.b_h2, out.relu_(), self.w_h2)

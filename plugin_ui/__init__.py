@@ -1,0 +1,1 @@
+"""wavestack control window (PySide6); talks to the server only over OSC."""
