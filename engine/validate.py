@@ -72,6 +72,8 @@ def check_audio(
         audio = audio[None, :]
     if audio.ndim != 2:
         raise ParameterError(f"{name} must be 1-D (samples) or 2-D (batch, samples), got {audio.shape}")
+    if audio.shape[1] < min_samples:
+        raise ParameterError(f"{name} needs at least {min_samples} samples, got {audio.shape[1]}")
     if audio.shape[0] > audio.shape[1]:
         raise ParameterError(
             f"{name} has shape {audio.shape}, which looks like (samples, channels); "
@@ -79,8 +81,6 @@ def check_audio(
         )
     if audio.dtype.kind != "f":
         raise ParameterError(f"{name} must be float audio in [-1, 1], got dtype {audio.dtype}")
-    if audio.shape[1] < min_samples:
-        raise ParameterError(f"{name} needs at least {min_samples} samples, got {audio.shape[1]}")
     if not np.isfinite(audio).all():
         raise ParameterError(f"{name} contains NaN or infinite samples")
     peak = float(np.abs(audio).max())

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from engine.level import Level
+from tests.tiny import tiny_level
+
+
+@pytest.mark.parametrize("kind", ["vq", "argmax"])
+@pytest.mark.parametrize("strides", [(2, 2), (4,), (2, 3)])
+def test_encoder_hop_is_the_product_of_strides(kind, strides):
+    level = Level(tiny_level(kind, strides=strides), input_classes=256)
+    hop = 1
+    for s in strides:
+        hop *= s
+    assert level.hop == hop
+    x = torch.randint(0, 256, (2, hop * 10 + hop - 1))  # a partial trailing frame is dropped
+    assert level.encode(x).shape == (2, 10)
+
+
+@pytest.mark.parametrize("kind", ["vq", "argmax"])
+def test_training_pass_reaches_encoder_and_decoder(kind):
+    torch.manual_seed(0)
+    level = Level(tiny_level(kind), input_classes=256).train()
+    out = level(torch.randint(0, 256, (2, 64)))
+    assert out.codes.shape == (2, 16)
+    assert torch.isfinite(out.loss) and out.nll > 0
+    out.loss.backward()
+    for name in ("encoder.embed.weight", "encoder.out.weight", "decoder.layers.0.conv.weight",
+                 "cond_net.inp.weight"):
+        grad = dict(level.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_decoder_uses_the_codes():
+    torch.manual_seed(0)
+    level = Level(tiny_level("vq"), input_classes=256).eval()
+    x = torch.randint(0, 256, (1, 64))
+    codes = level.encode(x)
+    other = (codes + 1) % level.num_codes
+    with torch.no_grad():
+        a = level.decoder(x, level.condition(codes))
+        b = level.decoder(x, level.condition(other))
+    assert not torch.allclose(a, b)
+
+
+def test_a_few_steps_of_training_lower_the_loss():
+    torch.manual_seed(0)
+    level = Level(tiny_level("vq"), input_classes=256).train()
+    opt = torch.optim.Adam(level.parameters(), lr=1e-2)
+    t = torch.arange(256).float()
+    x = ((torch.sin(t / 5) * 0.5 + 0.5) * 255).long().repeat(4, 1)
+    first = level(x).nll.item()
+    for _ in range(100):
+        opt.zero_grad()
+        out = level(x)
+        out.loss.backward()
+        opt.step()
+    assert out.nll.item() < 0.6 * first

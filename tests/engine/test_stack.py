@@ -1,0 +1,120 @@
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import Cancelled
+from tests.tiny import make_stack
+
+SECONDS = 0.02  # 160 samples at 8 kHz
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_sample_shapes_range_and_determinism(levels):
+    stack = make_stack(levels)
+    a = stack.sample(SECONDS, seed=5, batch=2)
+    assert a.shape == (2, 160) and a.dtype == np.float32
+    assert np.abs(a).max() <= 1.0 and a.std() > 0
+    assert np.array_equal(a, stack.sample(SECONDS, seed=5, batch=2))
+    assert not np.array_equal(a, stack.sample(SECONDS, seed=6, batch=2))
+    assert not np.array_equal(a[0], a[1])  # a batch holds different variations
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_encode_and_decode(levels):
+    stack = make_stack(levels)
+    audio = stack.sample(SECONDS, seed=1)
+    codes = stack.encode(audio)
+    assert [c.shape[1] for c in codes] == [160 // h for h in stack.hops]
+    for level in range(1, levels + 1):
+        out = stack.decode(codes[level - 1], level, seed=3)
+        assert out.shape == (1, codes[level - 1].shape[1] * stack.hops[level - 1])
+        assert np.array_equal(out, stack.decode(codes[level - 1], level, seed=3))
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_continue_keeps_the_primer_and_extends_it(levels):
+    stack = make_stack(levels)
+    primer = stack.sample(0.013, seed=1)[0]  # 104 samples: not a whole top-level frame
+    out = stack.continue_(primer, SECONDS, seed=2)
+    assert out.shape == (1, 104 + 160)
+    assert np.array_equal(out[0, :104], primer)
+    assert np.array_equal(out, stack.continue_(primer, SECONDS, seed=2))
+    batch = stack.continue_(primer, SECONDS, seed=2, batch=3)
+    assert batch.shape == (3, 264) and not np.array_equal(batch[0], batch[1])
+
+
+def test_continuation_is_conditioned_on_the_primer():
+    stack = make_stack(1)
+    p1, p2 = stack.sample(0.01, seed=1)[0], stack.sample(0.01, seed=2)[0]
+    a = stack.continue_(p1, SECONDS, seed=9)[0, 80:]
+    b = stack.continue_(p2, SECONDS, seed=9)[0, 80:]
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_vary_keeps_length_and_codes_at_the_level(level):
+    stack = make_stack(2)
+    audio = stack.sample(SECONDS, seed=1)
+    out = stack.vary(audio, level, seed=4, batch=2)
+    assert out.shape == (2, 160)
+    assert not np.array_equal(out[0], out[1])
+    assert np.array_equal(out, stack.vary(audio, level, seed=4, batch=2))
+
+
+def test_temperature_and_top_p_change_the_output():
+    stack = make_stack(1)
+    base = stack.sample(SECONDS, seed=1)
+    assert not np.array_equal(base, stack.sample(SECONDS, seed=1, temperature=0.5))
+    assert not np.array_equal(base, stack.sample(SECONDS, seed=1, top_p=0.5))
+
+
+def test_tiny_top_p_is_greedy():
+    stack = make_stack(1)
+    a = stack.sample(SECONDS, seed=1, top_p=1e-6)
+    b = stack.sample(SECONDS, seed=2, top_p=1e-6)
+    assert np.array_equal(a, b)  # only the most likely class survives: the seed cannot matter
+
+
+def test_progress_is_monotonic_and_ends_at_one():
+    stack = make_stack(2)
+    seen: list[float] = []
+    stack.sample(0.2, seed=1, progress=seen.append)
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    assert all(b >= a for a, b in zip(seen, seen[1:], strict=False))
+    assert len(seen) >= 2
+
+
+def test_cancellation_stops_generation_promptly():
+    stack = make_stack(2)
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(Cancelled):
+        stack.sample(30.0, seed=1, should_cancel=cancel)  # would take far longer than the test
+
+
+def test_cancel_is_checked_at_least_every_tenth_of_a_second():
+    import time
+
+    stack = make_stack(2)
+    stamps: list[float] = []
+
+    def cancel() -> bool:
+        stamps.append(time.monotonic())
+        return len(stamps) > 8
+
+    with pytest.raises(Cancelled):
+        stack.sample(30.0, seed=1, should_cancel=cancel)
+    gaps = np.diff(stamps[1:])
+    assert gaps.max() < 0.1
+
+
+def test_output_is_independent_of_global_torch_rng():
+    stack = make_stack(1)
+    torch.manual_seed(1)
+    a = stack.sample(SECONDS, seed=3)
+    torch.manual_seed(2)
+    assert np.array_equal(a, stack.sample(SECONDS, seed=3))
