@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from engine.errors import EngineError  # noqa: PLC0415 - torch only for real commands
+    from engine.errors import EngineError
 
     try:
         return {"models": cmd_models, "generate": cmd_generate, "bench": cmd_bench}[args.command](

@@ -7,7 +7,14 @@
 
 from .bundle import Bundle, installed_models, load_bundle, save_bundle, user_models_dir
 from .config import LevelConfig, NetConfig, QuantizerConfig, StackConfig
-from .errors import BundleError, Cancelled, ConfigError, EngineError, ModelNotFoundError, ParameterError
+from .errors import (
+    BundleError,
+    Cancelled,
+    ConfigError,
+    EngineError,
+    ModelNotFoundError,
+    ParameterError,
+)
 from .level import Level
 from .quantizers import ArgmaxQuantizer, VectorQuantizer
 from .stack import Stack

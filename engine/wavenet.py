@@ -194,7 +194,8 @@ class IncrementalState:
         frame = t // self.hop if self.cond is not None else 0
         if frame != self._frame:
             if frame >= self.frame_bias.shape[0]:
-                raise IndexError(f"conditioning covers {self.frame_bias.shape[0]} frames; step {t} needs more")
+                have = self.frame_bias.shape[0]
+                raise IndexError(f"conditioning covers {have} frames; step {t} needs more")
             self._frame, self._biases = frame, self.frame_bias[frame].unbind(0)
         for i, (a, b, g) in enumerate(self.views):
             z, slot = self.z[i], self.buffers[i][t % self.dilations[i]]

@@ -68,7 +68,8 @@ def test_argmax_outputs_one_hot_codes_and_passes_gradients():
     amae = ArgmaxQuantizer(codes=8, diversity=0.1)
     out = amae(encoder(torch.randn(2, 3, 40)))
     q = out.quantized.detach()  # one-hot up to the rounding of hard + q - q
-    assert torch.allclose(q.sum(dim=1), torch.ones(2, 40)) and torch.allclose(q.max(dim=1).values, torch.ones(2, 40))
+    assert torch.allclose(q.sum(dim=1), torch.ones(2, 40))
+    assert torch.allclose(q.max(dim=1).values, torch.ones(2, 40))
     assert torch.equal(out.quantized.detach().argmax(dim=1), out.codes)
     (out.quantized * torch.randn_like(out.quantized)).sum().add(out.loss).backward()
     assert encoder.weight.grad.abs().sum() > 0

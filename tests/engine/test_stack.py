@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -80,7 +82,7 @@ def test_progress_is_monotonic_and_ends_at_one():
     seen: list[float] = []
     stack.sample(0.2, seed=1, progress=seen.append)
     assert seen[0] == 0.0 and seen[-1] == 1.0
-    assert all(b >= a for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(seen))
     assert len(seen) >= 2
 
 

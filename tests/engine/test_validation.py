@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from engine.errors import ParameterError
-from tests.tiny import make_stack
 
 
 @pytest.mark.parametrize(
