@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .bundle import Bundle
-from .sampling import pick
+from .sampling import Progress, pick, sample_sequence
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,14 @@ def naive_rate(bundle: Bundle, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
-@torch.inference_mode()
-def cached_rate(bundle: Bundle, steps: int, batch: int) -> float:
-    """Total samples/s (steps × batch) of the ring-buffer incremental sampler."""
+def cached_rate(bundle: Bundle, steps: int, batch: int, sampler: str = "auto") -> float:
+    """Total samples/s (steps × batch) of the ring-buffer incremental sampling loop."""
     net, cond = _bottom_decoder_inputs(bundle, steps, batch)
     state = net.incremental(batch, cond=cond)
-    u = torch.rand(steps, batch, generator=torch.Generator().manual_seed(1))
-    prev = None
+    rng = np.random.default_rng(1)
     start = time.perf_counter()
-    for t in range(steps):
-        prev = pick(state.step(prev), u[t], 1.0, 1.0)
+    sample_sequence(state, steps, rng, temperature=1.0, top_p=1.0, progress=Progress(steps),
+                    sampler=sampler)
     return steps * batch / (time.perf_counter() - start)
 
 
@@ -85,11 +83,13 @@ def run(
 
     naive = naive_rate(bundle, naive_steps)
     add("bottom decoder, naive recompute, batch 1", naive, "samples/s")
-    b1 = cached_rate(bundle, steps, 1)
-    add("bottom decoder, cached incremental, batch 1", b1, "samples/s")
-    add("cached / naive", b1 / naive, "x")
-    b16 = cached_rate(bundle, steps, 16)
-    add("bottom decoder, cached incremental, batch 16 (total)", b16, "samples/s")
+    eager = cached_rate(bundle, steps, 1, "torch")
+    add("bottom decoder, cached incremental (torch ops), batch 1", eager, "samples/s")
+    b1 = cached_rate(bundle, steps, 1, "numpy")
+    add("bottom decoder, cached incremental (numpy ops), batch 1", b1, "samples/s")
+    add("cached (numpy) / naive", b1 / naive, "x")
+    b16 = cached_rate(bundle, steps, 16, "numpy")
+    add("bottom decoder, cached incremental (numpy ops), batch 16 total", b16, "samples/s")
     add("batch 16 / batch 1 throughput", b16 / b1, "x")
     add(f"generate --seconds {seconds:g}, all levels, real-time factor",
         real_time_factor(bundle, seconds), "x")

@@ -13,12 +13,14 @@ import numpy as np
 import torch
 
 from .errors import Cancelled
+from .npstep import NumpyStepper, pick_np
 from .wavenet import IncrementalState
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
 
 _CHUNK = 4096  # uniforms drawn from the stream at a time
+SAMPLERS = ("auto", "torch", "numpy")
 
 
 class Progress:
@@ -81,18 +83,41 @@ def sample_sequence(
     progress: Progress,
     prev: torch.Tensor | None = None,
     cost: int = 1,
+    sampler: str = "auto",
 ) -> torch.Tensor:
     """Generate ``length`` classes (B, length) continuing ``state``; ``prev`` is the last known one.
 
     Each step counts ``cost`` units of ``progress`` (the net's layer count, so levels weigh fairly).
+    ``sampler``: ``numpy`` (CPU, least overhead), ``torch`` (any device), ``auto`` picks numpy on
+    CPU. Both consume the uniform stream identically.
     """
-    out = torch.empty(state.batch, length, dtype=torch.long)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    on_cpu = state.embed.device.type == "cpu"
+    if sampler == "numpy" or (sampler == "auto" and on_cpu):
+        return _sample_numpy(state, length, rng, temperature, top_p, progress, prev, cost)
+    out = torch.empty(state.batch, length, dtype=torch.long, device=state.embed.device)
     with torch.inference_mode():
         for start in range(0, length, _CHUNK):
             n = min(_CHUNK, length - start)
             uniforms = torch.from_numpy(rng.random((n, state.batch), dtype=np.float32))
+            uniforms = uniforms.to(state.embed.device)
             for i in range(n):
                 prev = pick(state.step(prev), uniforms[i], temperature, top_p)
                 out[:, start + i] = prev
                 progress.advance(cost)
-    return out.clone()  # a normal tensor again, usable outside inference mode
+    return out.cpu().clone()  # a normal CPU tensor again, usable outside inference mode
+
+
+def _sample_numpy(state, length, rng, temperature, top_p, progress, prev, cost) -> torch.Tensor:
+    stepper = NumpyStepper(state)
+    last = None if prev is None else prev.numpy()
+    out = np.empty((state.batch, length), dtype=np.int64)
+    for start in range(0, length, _CHUNK):
+        n = min(_CHUNK, length - start)
+        uniforms = rng.random((n, state.batch), dtype=np.float32)
+        for i in range(n):
+            last = pick_np(stepper.step(last), uniforms[i], temperature, top_p)
+            out[:, start + i] = last
+            progress.advance(cost)
+    return torch.from_numpy(out)

@@ -27,6 +27,7 @@ class Stack(nn.Module):
     def __init__(self, cfg: StackConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.sampler = "auto"  # see sampling.sample_sequence: auto | torch | numpy
         classes, levels = cfg.mu + 1, []
         for level_cfg in cfg.levels:
             levels.append(Level(level_cfg, input_classes=classes))
@@ -227,17 +228,17 @@ class Stack(nn.Module):
             lengths[k - 1] = lengths[k] * self.levels[k - 1].hop
         return lengths
 
-    @staticmethod
-    def _extend(state, prefix, length, rng, temperature, top_p, work) -> torch.Tensor:
-        if prefix is None or prefix.shape[1] == 0:
-            return sample_sequence(state, length, rng, temperature=temperature, top_p=top_p,
-                                   progress=work, cost=len(state.buffers))
-        prefix = prefix[:, :length]
-        state.prime(prefix)
-        new = sample_sequence(state, length - prefix.shape[1], rng, temperature=temperature,
-                              top_p=top_p, progress=work, prev=prefix[:, -1],
-                              cost=len(state.buffers))
-        return torch.cat([prefix, new], dim=1)
+    def _extend(self, state, prefix, length, rng, temperature, top_p, work) -> torch.Tensor:
+        """Level sequence of ``length``: the known ``prefix`` (primed in one pass), then sampled."""
+        known = 0 if prefix is None else min(prefix.shape[1], length)
+        last = None
+        if known:
+            prefix = prefix[:, :known]
+            state.prime(prefix)
+            last = prefix[:, -1]
+        new = sample_sequence(state, length - known, rng, temperature=temperature, top_p=top_p,
+                              progress=work, prev=last, cost=len(state.buffers), sampler=self.sampler)
+        return torch.cat([prefix, new], dim=1) if known else new
 
 
 def _len(prefix: torch.Tensor | None) -> int:

@@ -6,6 +6,7 @@ import torch
 
 from engine.config import LevelConfig, NetConfig, QuantizerConfig, StackConfig
 from engine.stack import Stack
+from engine.wavenet import WaveNet
 
 TINY_NET = NetConfig(residual=8, skip=16, layers=4, cycle=4)
 
@@ -33,3 +34,10 @@ def make_stack(levels: int = 2, seed: int = 0) -> Stack:
     torch.manual_seed(seed)
     return Stack(tiny_config(levels)).eval()
 
+
+
+def make_net(layers: int, cycle: int, cond: int = 0, hop: int = 1, labels: int = 0,
+             classes: int = 32) -> WaveNet:
+    torch.manual_seed(layers * 100 + cycle)
+    return WaveNet(classes=classes, residual=8, skip=12, layers=layers, cycle=cycle,
+                   cond_channels=cond, cond_hop=hop, global_classes=labels).eval()

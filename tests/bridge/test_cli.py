@@ -80,6 +80,6 @@ def test_console_scripts_run(tmp_path):
 def test_bench_prints_the_figures(capsys):
     assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01"]) == 0
     out = capsys.readouterr().out
-    for label in ("naive recompute", "cached incremental, batch 1", "cached / naive",
+    for label in ("naive recompute", "cached incremental (numpy ops), batch 1", "cached (numpy) / naive",
                   "batch 16 / batch 1", "real-time factor"):
         assert label in out

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from engine.wavenet import WaveNet
+from tests.tiny import make_net
 
 LAYOUTS = [  # (layers, cycle)
     (4, 4),
@@ -9,12 +9,6 @@ LAYOUTS = [  # (layers, cycle)
     (5, 1),
     (10, 10),
 ]
-
-
-def make_net(layers, cycle, cond=0, hop=1, labels=0, classes=32):
-    torch.manual_seed(layers * 100 + cycle)
-    return WaveNet(classes=classes, residual=8, skip=12, layers=layers, cycle=cycle,
-                   cond_channels=cond, cond_hop=hop, global_classes=labels).eval()
 
 
 def incremental_logits(net, x, cond=None, label=None, prime=0):
