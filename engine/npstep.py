@@ -32,10 +32,9 @@ class NumpyStepper:
         self.frame_bias = np_(state.frame_bias)  # (F, L, B, 2R)
         self.buffers = [np_(b) for b in state.buffers]
         self.z = [np.empty((state.batch, 2 * r), np.float32) for _ in range(layers)]
-        self.gates = np.zeros((state.batch, layers * r), np.float32)
-        self.views = [
-            (z[:, :r], z[:, r:], self.gates[:, i * r : (i + 1) * r]) for i, z in enumerate(self.z)
-        ]
+        # (L, B, R): each layer's gate output contiguous, so the matmul that reads it takes BLAS
+        self.gates = np.zeros((layers, state.batch, r), np.float32)
+        self.views = [(z[:, :r], z[:, r:], self.gates[i]) for i, z in enumerate(self.z)]
         self.zero_input = np.zeros((state.batch, r), np.float32)
 
     def step(self, prev: np.ndarray | None) -> np.ndarray:
@@ -59,7 +58,7 @@ class NumpyStepper:
             nxt += self.b_res[i]
             nxt += h
             h = nxt
-        skip = self.gates @ self.w_skip
+        skip = self.gates.transpose(1, 0, 2).reshape(st.batch, -1) @ self.w_skip
         skip += self.b_skip
         np.maximum(skip, 0.0, out=skip)
         out = skip @ self.w_h1
@@ -75,9 +74,9 @@ def pick_np(logits: np.ndarray, u: np.ndarray, temperature: float, top_p: float)
     """Numpy twin of ``sampling.pick``: inverse-CDF draw from the tempered top-p nucleus."""
     x = logits / np.float32(temperature)
     x -= x.max(axis=1, keepdims=True)
-    probs = np.exp(x)
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = np.exp(x, out=x)
     if top_p < 1.0:
+        probs /= probs.sum(axis=1, keepdims=True)
         order = np.argsort(-probs, axis=1, kind="stable")
         probs = np.take_along_axis(probs, order, axis=1)
         cum = np.cumsum(probs, axis=1)
