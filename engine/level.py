@@ -93,15 +93,8 @@ class Level(nn.Module):
         else:
             self.quantizer = ArgmaxQuantizer(codes=q.codes, diversity=q.diversity)
         self.cond_net = CondNet(dim=q.code_dim, channels=cfg.cond_channels)
-        d = cfg.decoder
-        self.decoder = WaveNet(
-            classes=input_classes,
-            residual=d.residual,
-            skip=d.skip,
-            layers=d.layers,
-            cycle=d.cycle,
-            cond_channels=cfg.cond_channels,
-            cond_hop=self.hop,
+        self.decoder = WaveNet.from_config(
+            cfg.decoder, classes=input_classes, cond_channels=cfg.cond_channels, cond_hop=self.hop
         )
 
     @property

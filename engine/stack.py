@@ -33,14 +33,8 @@ class Stack(nn.Module):
             levels.append(Level(level_cfg, input_classes=classes))
             classes = level_cfg.quantizer.codes
         self.levels = nn.ModuleList(levels)
-        p = cfg.prior
-        self.prior = WaveNet(
-            classes=classes,
-            residual=p.residual,
-            skip=p.skip,
-            layers=p.layers,
-            cycle=p.cycle,
-            global_classes=cfg.prior_global_classes,
+        self.prior = WaveNet.from_config(
+            cfg.prior, classes=classes, global_classes=cfg.prior_global_classes
         )
 
     @property

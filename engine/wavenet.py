@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import NetConfig
+
 
 class ResidualLayer(nn.Module):
     def __init__(self, *, residual: int, skip: int, dilation: int) -> None:
@@ -53,6 +55,15 @@ class WaveNet(nn.Module):
         self.global_embed = nn.Embedding(global_classes, width) if global_classes else None
         self.head1 = nn.Conv1d(skip, skip, 1)
         self.head2 = nn.Conv1d(skip, classes, 1)
+
+    @classmethod
+    def from_config(
+        cls, cfg: NetConfig, *, classes: int, cond_channels: int = 0, cond_hop: int = 1,
+        global_classes: int = 0,
+    ) -> WaveNet:
+        return cls(classes=classes, residual=cfg.residual, skip=cfg.skip, layers=cfg.layers,
+                   cycle=cfg.cycle, cond_channels=cond_channels, cond_hop=cond_hop,
+                   global_classes=global_classes)
 
     @property
     def receptive_field(self) -> int:

@@ -18,24 +18,17 @@ from engine.stack import Stack
 
 SEED = 20181026
 
+_LEVEL = LevelConfig(  # levels 1 and 2 share a layout: hop 8 each, 512 VQ codes, R32/S128/L10
+    strides=(2, 2, 2),
+    encoder_channels=64,
+    cond_channels=64,
+    quantizer=QuantizerConfig(kind="vq", codes=512, dim=64),
+    decoder=NetConfig(residual=32, skip=128, layers=10, cycle=10),
+)
+
 DEFAULT_STACK = StackConfig(
     sample_rate=16000,
-    levels=(
-        LevelConfig(
-            strides=(2, 2, 2),
-            encoder_channels=64,
-            cond_channels=64,
-            quantizer=QuantizerConfig(kind="vq", codes=512, dim=64),
-            decoder=NetConfig(residual=32, skip=128, layers=10, cycle=10),
-        ),
-        LevelConfig(
-            strides=(2, 2, 2),
-            encoder_channels=64,
-            cond_channels=64,
-            quantizer=QuantizerConfig(kind="vq", codes=512, dim=64),
-            decoder=NetConfig(residual=32, skip=128, layers=10, cycle=10),
-        ),
-    ),
+    levels=(_LEVEL, _LEVEL),
     prior=NetConfig(residual=64, skip=128, layers=20, cycle=10),
 )
 
