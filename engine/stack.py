@@ -48,18 +48,28 @@ class Stack(nn.Module):
 
     # ----------------------------------------------------------------------------- analysis
     @torch.no_grad()
-    def encode(self, audio: np.ndarray | torch.Tensor, *, sample_rate: int | None = None) -> list[
-        torch.Tensor
-    ]:
+    def encode(
+        self,
+        audio: np.ndarray | torch.Tensor,
+        *,
+        sample_rate: int | None = None,
+        progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> list[torch.Tensor]:
         """Codes of every level, level 1 first; each (B, samples // hop of that level)."""
         x = check_audio(audio, "audio", self.sample_rate, sample_rate, min_samples=self.hops[-1])
-        return self._encode_classes(mulaw.encode(x, self.cfg.mu))
+        work = Progress(len(self.levels), progress, should_cancel, interval=0.0)
+        codes = self._encode_classes(mulaw.encode(x, self.cfg.mu), work)
+        work.finish()
+        return codes
 
-    def _encode_classes(self, classes: torch.Tensor) -> list[torch.Tensor]:
+    def _encode_classes(self, classes: torch.Tensor, work: Progress | None = None) -> list[torch.Tensor]:
         codes, x = [], classes
         for level in self.levels:
             x = level.encode(x)
             codes.append(x)
+            if work is not None:
+                work.advance()  # one parallel pass per level: checks cancel between levels
         return codes
 
     # ----------------------------------------------------------------------------- synthesis

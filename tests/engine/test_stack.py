@@ -120,3 +120,13 @@ def test_output_is_independent_of_global_torch_rng():
     a = stack.sample(SECONDS, seed=3)
     torch.manual_seed(2)
     assert np.array_equal(a, stack.sample(SECONDS, seed=3))
+
+
+def test_encode_reports_progress_and_honours_cancel():
+    stack = make_stack(3)
+    audio = stack.sample(SECONDS, seed=1)
+    seen: list[float] = []
+    stack.encode(audio, progress=seen.append)
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and len(seen) >= 4
+    with pytest.raises(Cancelled):
+        stack.encode(audio, should_cancel=lambda: True)
