@@ -179,10 +179,6 @@ class IncrementalState:
             self.b_h1, self.b_h2 = net.head1.bias.detach(), net.head2.bias.detach()
         self._frame, self._biases = -1, ()
 
-    @property
-    def frames(self) -> int | None:
-        return None if self.cond is None else self.cond.shape[2]
-
     @torch.no_grad()
     def prime(self, x: torch.Tensor) -> None:
         """Fill the ring buffers from a known prefix ``x`` (B, P) in one parallel pass."""
