@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=1.0, help="softmax temperature in (0, 10]")
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]")
     gen.add_argument("--batch", type=int, default=1, help="number of variations sampled together")
+    gen.add_argument("--sampler", choices=("auto", "torch", "numpy"), default="auto",
+                     help="sampling loop: numpy ops (CPU default) or torch ops (any device)")
     gen.add_argument("--out", type=Path, required=True, help="output .wav path")
     gen.add_argument("--overwrite", action="store_true", help="replace existing output files")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -122,6 +124,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise OSError(f"{', '.join(existing)} already exists; pass --overwrite or choose --out")
     seed = args.seed if args.seed is not None else secrets.randbelow(2**63)
     bundle = load_bundle(args.model)
+    bundle.stack.sampler = args.sampler
     if not bundle.trained:
         print(f"note: model '{bundle.name}' is an untrained placeholder: expect noise-like audio",
               file=sys.stderr)
@@ -135,7 +138,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     record = {
         "model": bundle.name, "model_hash": bundle.hash, "seed": seed, "seconds": args.seconds,
         "temperature": args.temperature, "top_p": args.top_p, "batch": args.batch,
-        "sample_rate": bundle.sample_rate, "wavestack": __version__,
+        "sampler": args.sampler, "sample_rate": bundle.sample_rate, "wavestack": __version__,
     }
     for i, path in enumerate(paths):
         write_wav_atomic(path, audio[i], bundle.sample_rate, comment=json.dumps(

@@ -83,3 +83,14 @@ def test_bench_prints_the_figures(capsys):
     for label in ("naive recompute", "cached incremental (numpy ops), batch 1", "cached (numpy) / naive",
                   "batch 16 / batch 1", "real-time factor"):
         assert label in out
+
+
+@pytest.mark.parametrize("sampler", ["torch", "numpy"])
+def test_generate_sampler_choice_is_recorded_and_deterministic(tmp_path, sampler):
+    outs = [tmp_path / f"{sampler}{i}.wav" for i in range(2)]
+    for out in outs:
+        assert main(["generate", "--seconds", "0.01", "--seed", "2", "--sampler", sampler,
+                     "--out", str(out), "--quiet"]) == 0
+    assert np.array_equal(sf.read(outs[0])[0], sf.read(outs[1])[0])
+    with sf.SoundFile(outs[0]) as f:
+        assert json.loads(f.comment)["sampler"] == sampler
