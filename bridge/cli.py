@@ -141,8 +141,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "sampler": args.sampler, "sample_rate": bundle.sample_rate, "wavestack": __version__,
     }
     for i, path in enumerate(paths):
-        write_wav_atomic(path, audio[i], bundle.sample_rate, comment=json.dumps(
-            {**record, "index": i}, sort_keys=True))
+        # the early existence check spares a render; the no-clobber link at write time is the guarantee
+        write_wav_atomic(path, audio[i], bundle.sample_rate, overwrite=args.overwrite,
+                         comment=json.dumps({**record, "index": i}, sort_keys=True))
         print(f"wrote {path}")
     print(f"seed {seed}; {args.seconds * args.batch:g} s of audio in {elapsed:.1f} s "
           f"(real-time factor {elapsed / args.seconds:.2f})")
