@@ -114,9 +114,9 @@ def output_paths(out: Path, batch: int) -> list[Path]:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from engine import load_bundle
+    from engine.wavfile import write_wav_atomic
 
     from .progress import ProgressBar
-    from .wavfile import write_wav_atomic
 
     paths = output_paths(args.out, args.batch)
     existing = [str(p) for p in paths if p.exists()]

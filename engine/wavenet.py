@@ -103,24 +103,36 @@ class WaveNet(nn.Module):
         length = x.shape[1]
         h = self.embed(x).transpose(1, 2)  # (B, R, T)
         h = F.pad(h, (1, -1))  # shift right: position t sees x[< t]
+        biases: tuple[torch.Tensor, ...] = ()
+        frames = -(-length // self.cond_hop)
         if bias is not None:
-            bias = bias.repeat_interleave(self.cond_hop, dim=2)
-            if bias.shape[2] < length:
-                raise ValueError(f"conditioning covers {bias.shape[2]} steps, need {length}")
-            bias = bias[:, :, :length]
+            if bias.shape[2] < frames:
+                raise ValueError(
+                    f"conditioning covers {bias.shape[2] * self.cond_hop} steps, need {length}"
+                )
+            # one (B, 2R, F, 1) bias per layer, broadcast over the hop: never expanded to T
+            biases = bias[:, :, :frames].unsqueeze(-1).split(2 * self.residual, dim=1)
         skip = 0.0
-        width = 2 * self.residual
         for i, layer in enumerate(self.layers):
             if layer_inputs is not None:
                 layer_inputs.append(h)
             z = layer.conv(F.pad(h, (layer.dilation, 0)))  # (B, 2R, T)
-            if bias is not None:
-                z = z + bias[:, i * width : (i + 1) * width]
+            if biases:
+                z = self._add_frame_bias(z, biases[i], frames)
             a, b = z.chunk(2, dim=1)
             z = torch.tanh(a) * torch.sigmoid(b)
             h = h + layer.res(z)
             skip = skip + layer.skip(z)
         return self.head2(F.relu(self.head1(F.relu(skip))))
+
+    def _add_frame_bias(self, z: torch.Tensor, bias: torch.Tensor, frames: int) -> torch.Tensor:
+        """``z`` (B, C, T) plus ``bias`` (B, C, F, 1) held for ``cond_hop`` steps per frame."""
+        batch, channels, length = z.shape
+        padded = frames * self.cond_hop
+        if padded != length:
+            z = F.pad(z, (0, padded - length))
+        z = (z.view(batch, channels, frames, self.cond_hop) + bias).view(batch, channels, padded)
+        return z[:, :, :length] if padded != length else z
 
     def incremental(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -11,6 +12,9 @@ from .common import QuantizerOutput, code_stats
 
 class VectorQuantizer(nn.Module):
     """Nearest-neighbour codebook of ``codes`` vectors of size ``dim``.
+
+    Under ``torch.distributed`` the EMA statistics are summed over all processes and rank 0's
+    initialisation and restarts are broadcast, so every replica keeps the same codebook.
 
     Training mode: the first batch initialises the codebook from data; every batch updates it by
     exponential moving averages (``decay``); codes whose average usage falls below
@@ -81,12 +85,16 @@ class VectorQuantizer(nn.Module):
         self.ema_sum.copy_(flat[pick])
         self.ema_count.fill_(1.0)
         self.initialized.fill_(True)
+        _broadcast(self.codebook, self.ema_sum)
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, codes: torch.Tensor) -> None:
         onehot = F.one_hot(codes, self.num_codes).type(flat.dtype)  # (N, K)
         counts = onehot.sum(0)
         sums = onehot.t() @ flat
+        if _distributed():
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
         self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.ema_count.sum()
@@ -101,3 +109,14 @@ class VectorQuantizer(nn.Module):
             self.ema_sum[dead] = fresh
             self.ema_count[dead] = 1.0
             self.restarts += n_dead
+            _broadcast(self.codebook, self.ema_sum)  # every rank agrees on n_dead: counts are summed
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _broadcast(*tensors: torch.Tensor) -> None:
+    if _distributed():
+        for t in tensors:
+            dist.broadcast(t, 0)

@@ -1,0 +1,81 @@
+"""Training checkpoints: one safetensors file per stage, replaced atomically.
+
+A checkpoint holds the model's state, the optimiser's state, the torch RNG state and, in the JSON
+metadata, the step, the data samplers' RNG states, wall time and whether the stage is finished.
+It is a training-only format (bundles are what the engine loads) and is never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import RunError
+
+META_KEY = "wavestack-checkpoint"
+
+
+def save_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any]
+) -> None:
+    """Write the checkpoint next to ``path`` under a temporary name, fsync it, rename it."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for index, state in opt["state"].items():
+        for key, value in state.items():
+            if not torch.is_tensor(value):
+                value = torch.tensor(value)
+            tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous().clone()
+    tensors["rng.torch"] = torch.get_rng_state()
+    header = dict(meta, param_groups=opt["param_groups"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={META_KEY: json.dumps(header)})
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return json.loads((fh.metadata() or {})[META_KEY])
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise RunError(
+            f"{path} is not a readable training checkpoint ({exc}); delete it to restart the stage"
+        ) from None
+
+
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Any]:
+    """Restore ``model`` (and ``optimizer`` and the torch RNG) from ``path``; returns the metadata."""
+    meta = read_meta(path)
+    with safe_open(str(path), framework="pt") as fh:
+        keys = list(fh.keys())
+        weights = {k[len("model."):]: fh.get_tensor(k) for k in keys if k.startswith("model.")}
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:
+            raise RunError(f"{path} does not fit this stage's model: {exc}") from None
+        if optimizer is not None:
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key in keys:
+                if key.startswith("optim."):
+                    _, index, name = key.split(".", 2)
+                    state.setdefault(int(index), {})[name] = fh.get_tensor(key)
+            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            torch.set_rng_state(fh.get_tensor("rng.torch"))
+    return meta

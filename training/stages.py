@@ -1,0 +1,91 @@
+"""What each stage trains and how its loss and metrics are computed.
+
+``level{k}`` trains an ADA level on the sequence below it (μ-law audio for level 1, the codes of
+level k−1 above); ``prior`` trains the top WaveNet on the top level's codes; ``baseline`` trains an
+unconditional WaveNet the size of level 1's decoder on the audio, so that evaluation can show how
+much the codes help.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import StackConfig
+from engine.level import Level
+from engine.wavenet import WaveNet
+
+from .config import BASELINE, PRIOR
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor
+    bits: float  # decoder NLL in bits per element
+    usage: float | None = None  # fraction of codes used in the batch (levels only)
+    perplexity: float | None = None
+
+
+def level_index(name: str) -> int | None:
+    """0-based level of a ``level{k}`` stage, None for the prior and the baseline."""
+    return int(name[5:]) - 1 if name.startswith("level") else None
+
+
+def input_classes(name: str, stack: StackConfig) -> int:
+    """Classes of the sequence a stage models."""
+    k = level_index(name)
+    if name == BASELINE or k == 0:
+        return stack.mu + 1
+    below = len(stack.levels) if name == PRIOR else k
+    return stack.levels[below - 1].quantizer.codes
+
+
+def source(name: str, stack: StackConfig) -> int:
+    """Which sequence a stage reads: 0 = audio, k = the codes of level k."""
+    if name == BASELINE:
+        return 0
+    k = level_index(name)
+    return len(stack.levels) if k is None else k
+
+
+def build(name: str, stack: StackConfig) -> nn.Module:
+    classes = input_classes(name, stack)
+    k = level_index(name)
+    if k is not None:
+        return Level(stack.levels[k], input_classes=classes)
+    if name == PRIOR:
+        return WaveNet.from_config(stack.prior, classes=classes)
+    return WaveNet.from_config(stack.levels[0].decoder, classes=classes)
+
+
+def step(name: str, model: nn.Module, x: torch.Tensor) -> StepResult:
+    if level_index(name) is not None:
+        out = model(x)
+        return StepResult(out.loss, out.nll.item() / math.log(2), out.usage, out.perplexity)
+    nll = F.cross_entropy(model(x), x)
+    return StepResult(nll, nll.item() / math.log(2))
+
+
+@torch.no_grad()
+def encode_sequences(
+    level: Level, sequences: list[np.ndarray], *, chunk_frames: int = 4096
+) -> list[np.ndarray]:
+    """Codes of every sequence, computed in overlapping chunks so memory stays bounded."""
+    level.eval()
+    hop, margin = level.hop, 32  # frames of context either side of a chunk
+    out = []
+    for seq in sequences:
+        frames = len(seq) // hop
+        x = torch.from_numpy(seq[: frames * hop].astype(np.int64)).unsqueeze(0)
+        codes = []
+        for start in range(0, frames, chunk_frames):
+            lo, hi = max(0, start - margin), min(frames, start + chunk_frames + margin)
+            c = level.encode(x[:, lo * hop : hi * hop])[0]
+            codes.append(c[start - lo : start - lo + min(chunk_frames, frames - start)])
+        out.append(torch.cat(codes).numpy().astype(np.int16) if codes else np.zeros(0, np.int16))
+    return out

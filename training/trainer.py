@@ -1,0 +1,282 @@
+"""``fit``: train every stage of a stack in order, resumably, in one or many processes.
+
+Run directory::
+
+    run.json                     config, data description, history of fit invocations
+    checkpoints/<stage>.safetensors   model + optimiser + RNG + data position (atomic)
+    codes/level<k>.npz           the training data encoded by level k (input of the next stage)
+    log.jsonl                    metrics every ``log_every`` steps
+
+Running ``fit`` again on the same directory resumes each stage from its last checkpoint and skips
+finished stages. Under ``torchrun`` every process samples its own batches, gradients are averaged
+by DDP, VQ statistics are summed (see engine.quantizers.vq), and rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from engine.config import to_dict
+
+from . import stages
+from .checkpoint import load_checkpoint, read_meta, save_checkpoint
+from .config import StageConfig, TrainConfig
+from .data import Folder, SegmentSampler, load_folder
+from .distributed import World, setup, state_digest, teardown
+from .errors import RunError
+from .jsonfile import read_json, write_json_atomic
+
+
+@dataclass
+class Run:
+    """Paths of a run directory."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "run.json"
+
+    def checkpoint(self, stage: str) -> Path:
+        return self.root / "checkpoints" / f"{stage}.safetensors"
+
+    def codes(self, level: int) -> Path:
+        return self.root / "codes" / f"level{level}.npz"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    def stage_meta(self, stage: str) -> dict[str, Any] | None:
+        path = self.checkpoint(stage)
+        return read_meta(path) if path.is_file() else None
+
+    def read(self) -> dict[str, Any]:
+        if not self.manifest.is_file():
+            raise RunError(f"{self.root} is not a run directory (no run.json); train one with `fit`")
+        return read_json(self.manifest)
+
+
+def fit(
+    cfg: TrainConfig, data_dir: Path, run_dir: Path, *, show_progress: bool = True, command: str = ""
+) -> dict[str, Any]:
+    """Train (or resume) every stage; returns the run manifest."""
+    world = setup()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        data = load_folder(data_dir, sample_rate=cfg.stack.sample_rate, mu=cfg.stack.mu,
+                           show_progress=show_progress and world.main)
+        run = Run(Path(run_dir))
+        manifest = _open_run(run, cfg, data, world, command)
+        world.barrier()
+        sequences: dict[int, list[np.ndarray]] = {0: data.sequences}
+        for index, name in enumerate(cfg.stage_names()):
+            src = stages.source(name, cfg.stack)
+            if src not in sequences:
+                sequences[src] = _load_codes(run, src)
+            model = _train_stage(run, cfg, name, index, sequences[src], world, show_progress)
+            k = stages.level_index(name)
+            if k is not None:  # the next stage reads this level's codes
+                sequences[k + 1] = _encode_stage(run, model, k + 1, sequences[src], world, show_progress)
+        if world.main:
+            manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            write_json_atomic(run.manifest, manifest)
+        return manifest
+    finally:
+        teardown(world)
+
+
+def _open_run(run: Run, cfg: TrainConfig, data: Folder, world: World, command: str) -> dict[str, Any]:
+    described = data.describe()
+    if run.manifest.is_file():
+        manifest = run.read()
+        old = manifest["config"]
+        if old["stack"] != to_dict(cfg.stack) or old["seed"] != cfg.seed:
+            raise RunError(
+                f"{run.root} was started with another stack or seed; use a new --run directory "
+                "(only [stages.*] settings may change when resuming)"
+            )
+        if manifest["data"]["fingerprint"] != described["fingerprint"]:
+            raise RunError(
+                f"{run.root} was trained on other data ({manifest['data']['folder']}, "
+                f"{manifest['data']['files']} files); use the same --data or a new --run directory"
+            )
+    else:
+        manifest = {"data": described, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fits": []}
+    manifest["config"] = cfg.to_dict()
+    manifest["fits"].append({
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command,
+        "processes": world.size,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    })
+    if world.main:
+        run.root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run.manifest, manifest)
+    return manifest
+
+
+def _lr(stage: StageConfig, step: int) -> float:
+    if step < stage.warmup:
+        return stage.lr * (step + 1) / stage.warmup
+    span = max(1, stage.steps - stage.warmup)
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, (step - stage.warmup) / span)))
+    return stage.lr_final + (stage.lr - stage.lr_final) * cos
+
+
+def _train_stage(
+    run: Run, cfg: TrainConfig, name: str, index: int, sequences: list[np.ndarray], world: World,
+    show_progress: bool,
+) -> nn.Module:
+    stage = cfg.stages[name]
+    torch.manual_seed(cfg.seed * 1000 + index)
+    model = stages.build(name, cfg.stack).to(world.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=stage.lr)
+    sampler = SegmentSampler(sequences, segment=stage.segment, batch=stage.batch,
+                             seed=np.random.SeedSequence(cfg.seed, spawn_key=(index, world.rank)))
+    meta: dict[str, Any] = {"stage": name, "step": 0, "done": False, "seconds": 0.0}
+    path = run.checkpoint(name)
+    if path.is_file():
+        meta = load_checkpoint(path, model, optimizer)
+        states = meta.get("data_states", [])
+        if len(states) == world.size:
+            sampler.state = states[world.rank]
+    if meta["done"] and meta["step"] >= stage.steps:
+        return model.eval()
+    if meta["done"]:  # more steps were asked of a finished stage
+        later = [n for n in cfg.stage_names()[index + 1:] if run.checkpoint(n).is_file()]
+        k = stages.level_index(name)
+        if later and k is not None:
+            raise RunError(f"{name} is finished and {', '.join(later)} were trained on its codes; "
+                           "train longer in a new --run directory")
+        if k is not None and world.main:
+            run.codes(k + 1).unlink(missing_ok=True)
+    meta["done"] = False
+    net: nn.Module = model
+    if world.active:
+        ids = [world.device.index] if world.device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    model.train()
+    bar = tqdm(total=stage.steps, initial=meta["step"], desc=name, unit="step",
+               disable=not (show_progress and world.main), dynamic_ncols=True)
+    step, started, last_save = meta["step"], time.monotonic(), time.monotonic()
+    seconds_before = meta["seconds"]
+    window = _Window()
+    while step < stage.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(stage, step)
+        x = torch.from_numpy(sampler.next()).to(world.device)
+        result = stages.step(name, net, x)
+        optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)
+        optimizer.step()
+        step += 1
+        window.add(result, x.numel() * world.size)
+        bar.update(1)
+        if step % stage.log_every == 0 or step == stage.steps:
+            record = window.flush(name, step, optimizer.param_groups[0]["lr"])
+            bar.set_postfix_str(_postfix(record), refresh=False)
+            if world.main:
+                with open(run.log, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+        timed = time.monotonic() - last_save > stage.checkpoint_seconds
+        if step % stage.checkpoint_every == 0 or step == stage.steps or world.agree(timed):
+            meta.update(step=step, done=step == stage.steps,
+                        seconds=round(seconds_before + time.monotonic() - started, 1))
+            _save(run, name, model, optimizer, meta, sampler, world)
+            last_save = time.monotonic()
+    bar.close()
+    if world.active:
+        digests = world.gather(state_digest(model))
+        if len(set(digests)) != 1:
+            raise RunError(f"stage {name}: replicas diverged ({digests})")
+        if world.main:
+            with open(run.log, "a") as fh:
+                fh.write(json.dumps({"stage": name, "replica_digests": digests}) + "\n")
+    return model.eval()
+
+
+def _save(run: Run, name: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+          meta: dict[str, Any], sampler: SegmentSampler, world: World) -> None:
+    meta["data_states"] = world.gather(sampler.state)
+    if world.main:
+        save_checkpoint(run.checkpoint(name), model, optimizer, meta)
+    world.barrier()
+
+
+class _Window:
+    """Running means of the metrics between two log lines."""
+
+    def __init__(self) -> None:
+        self.rows: list[stages.StepResult] = []
+        self.elements, self.since = 0, time.monotonic()
+
+    def add(self, result: stages.StepResult, elements: int) -> None:
+        result.loss = result.loss.detach()  # keep the number, free the graph
+        self.rows.append(result)
+        self.elements += elements
+
+    def flush(self, name: str, step: int, lr: float) -> dict[str, Any]:
+        rows, elapsed = self.rows, max(1e-9, time.monotonic() - self.since)
+        record: dict[str, Any] = {
+            "stage": name,
+            "step": step,
+            "loss": round(float(np.mean([float(r.loss) for r in rows])), 5),
+            "bits": round(float(np.mean([r.bits for r in rows])), 4),
+            "lr": lr,
+            "elements_per_s": round(self.elements / elapsed),
+        }
+        if rows[0].usage is not None:
+            record["usage"] = round(float(np.mean([r.usage for r in rows])), 4)
+            record["perplexity"] = round(float(np.mean([r.perplexity for r in rows])), 1)
+        self.__init__()
+        return record
+
+
+def _postfix(record: dict[str, Any]) -> str:
+    text = f"loss {record['loss']:.3f} bits {record['bits']:.3f}"
+    if "usage" in record:
+        text += f" use {record['usage']:.0%} ppl {record['perplexity']:.0f}"
+    return text + f" {record['elements_per_s']:,}/s"
+
+
+def _encode_stage(run: Run, model: nn.Module, level: int, sequences: list[np.ndarray], world: World,
+                  show_progress: bool) -> list[np.ndarray]:
+    """Encode the stage's training data with level ``level`` (once; rank 0 writes it)."""
+    path = run.codes(level)
+    if world.main and not path.is_file():
+        if show_progress:
+            print(f"encoding the data to level-{level} codes", flush=True)
+        codes = stages.encode_sequences(model, sequences)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
+        np.savez(tmp, codes=np.concatenate(codes), lengths=np.array([len(c) for c in codes]))
+        os.replace(tmp, path)
+    world.barrier()
+    return _load_codes(run, level)
+
+
+def _load_codes(run: Run, level: int) -> list[np.ndarray]:
+    path = run.codes(level)
+    if not path.is_file():
+        raise RunError(f"{path} is missing: level {level} has not been trained in this run")
+    with np.load(path, allow_pickle=False) as npz:
+        flat, lengths = npz["codes"], npz["lengths"]
+    return np.split(flat, np.cumsum(lengths)[:-1])
