@@ -121,7 +121,8 @@ class WaveNet(nn.Module):
                 z = self._add_frame_bias(z, biases[i], frames)
             a, b = z.chunk(2, dim=1)
             z = torch.tanh(a) * torch.sigmoid(b)
-            h = h + layer.res(z)
+            if i + 1 < len(self.layers):  # the last layer's residual output feeds nothing
+                h = h + layer.res(z)
             skip = skip + layer.skip(z)
         return self.head2(F.relu(self.head1(F.relu(skip))))
 

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "optional baseline). Running it again on the same --run resumes.")
     fit.add_argument("--config", type=Path, required=True, help="stack config (TOML); see training/configs/")
     fit.add_argument("--data", type=Path, required=True, help="folder of WAV/FLAC/OGG files (recursive)")
-    fit.add_argument("--run", type=Path, required=True, help="run directory (checkpoints, codes, logs)")
+    fit.add_argument("--run", "--run-dir", dest="run", type=Path, required=True,
+                     help="run directory (checkpoints, codes, logs); under torchrun spell it --run-dir, "
+                     "since torchrun's own parser takes --run for its --run-path")
     fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set stages.level1.steps=500 (repeatable)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -57,10 +57,15 @@ def build(name: str, stack: StackConfig) -> nn.Module:
     classes = input_classes(name, stack)
     k = level_index(name)
     if k is not None:
-        return Level(stack.levels[k], input_classes=classes)
-    if name == PRIOR:
-        return WaveNet.from_config(stack.prior, classes=classes)
-    return WaveNet.from_config(stack.levels[0].decoder, classes=classes)
+        model: nn.Module = Level(stack.levels[k], input_classes=classes)
+        net = model.decoder
+    else:
+        cfg = stack.prior if name == PRIOR else stack.levels[0].decoder
+        model = net = WaveNet.from_config(cfg, classes=classes)
+    # the last layer's residual 1×1 conv feeds nothing (only its skip output is used): it gets no
+    # gradient, which DDP would report as an error, so it is left out of training
+    net.layers[-1].res.requires_grad_(False)
+    return model
 
 
 def step(name: str, model: nn.Module, x: torch.Tensor) -> StepResult:
