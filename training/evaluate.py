@@ -24,6 +24,7 @@ from tqdm import tqdm
 from engine import mulaw
 from engine.bundle import load_bundle
 from engine.level import Level
+from engine.stack import Stack
 from engine.wavenet import WaveNet
 
 from . import stages
@@ -66,7 +67,7 @@ def evaluate(
             codes = stages.encode_sequences(level, sequences)
             nll, count, preds = _score_level(level, sequences, codes)
             unit = "bits_per_sample" if k == 0 else "bits_per_code"
-            out[f"level{k + 1}"] = {unit: round(nll / count / math.log(2), 4), **_usage(codes, level.num_codes)}
+            out[f"level{k + 1}"] = {unit: _bits(nll, count), **_usage(codes, level.num_codes)}
             if k == 0:
                 original = np.concatenate([mulaw.decode_np(s[: len(p)], stack.cfg.mu) for s, p in
                                            zip(sequences, preds, strict=True)])
@@ -76,11 +77,11 @@ def evaluate(
             sequences = codes
             bar.update(1)
         nll, count, _ = _score_net(stack.prior, sequences)
-        out["prior"] = {"bits_per_code": round(nll / count / math.log(2), 4)}
+        out["prior"] = {"bits_per_code": _bits(nll, count)}
         bar.update(1)
         if baseline is not None:
             nll, count, _ = _score_net(baseline, audio_classes, hop=stack.hops[0])
-            out["baseline"] = {"bits_per_sample": round(nll / count / math.log(2), 4), "run": str(baseline_run)}
+            out["baseline"] = {"bits_per_sample": _bits(nll, count), "run": str(baseline_run)}
         bar.update(1)
         out["reconstruction"].update(_sampled_decode(stack, audio_classes[0], level1_codes[0],
                                                      decode_seconds, seed))
@@ -155,7 +156,13 @@ def _usage(codes: list[np.ndarray], num_codes: int) -> dict[str, float]:
     return {"usage": round(float((counts > 0).mean()), 4), "perplexity": round(math.exp(entropy), 1)}
 
 
-def _sampled_decode(stack, classes: np.ndarray, codes: np.ndarray, seconds: float, seed: int) -> dict[str, Any]:
+def _bits(nats: float, count: int) -> float:
+    return round(nats / count / math.log(2), 4)
+
+
+def _sampled_decode(
+    stack: Stack, classes: np.ndarray, codes: np.ndarray, seconds: float, seed: int
+) -> dict[str, Any]:
     hop = stack.hops[0]
     frames = min(len(codes), max(1, int(seconds * stack.sample_rate) // hop))
     audio = stack.decode(torch.from_numpy(codes[None, :frames].astype(np.int64)), 1, seed=seed)[0]

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.config import load
+from training.evaluate import evaluate
+from training.export import export
+from training.metrics import describe, mr_stft_distance
+from training.trainer import fit
+
+from .conftest import tones
+
+
+def test_stft_distance_is_zero_for_identical_audio_and_grows_with_difference():
+    a = tones(1.0, 16000)[0]
+    noise = np.random.default_rng(0).standard_normal(len(a)).astype(np.float32)
+    assert mr_stft_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    slightly, very = mr_stft_distance(a, a + 0.01 * noise), mr_stft_distance(a, 0.3 * noise)
+    assert 0 < slightly < very
+
+
+def test_describe_tells_tones_from_noise_and_silence():
+    rate = 16000
+    tone = tones(1.0, rate)[2]
+    noise = 0.1 * np.random.default_rng(1).standard_normal(rate).astype(np.float32)
+    t, n, s = describe(tone, rate), describe(noise, rate), describe(np.zeros(rate, np.float32), rate)
+    assert t["flatness"] < 0.05 < 0.5 < n["flatness"]
+    assert abs(t["centroid_hz"] - 440) < 100 and n["centroid_hz"] > 3000
+    assert s["rms_dbfs"] < -150 < t["rms_dbfs"]
+
+
+def test_eval_reports_every_metric_and_the_baseline(tiny_toml, tone_dir, tmp_path):
+    run = tmp_path / "run"
+    fit(load(tiny_toml), tone_dir, run, show_progress=False)
+    bundle = export(run, name="tones", out=tmp_path / "bundle")
+    m = evaluate(bundle, tone_dir, baseline_run=run, max_seconds=2.0, decode_seconds=0.1,
+                 generate_seconds=0.2, seed=3)
+    assert m["data"]["seconds_used"] == pytest.approx(2.0, abs=0.01)
+    assert 0 < m["level1"]["bits_per_sample"] < 8.5 and 0 < m["baseline"]["bits_per_sample"] < 8.5
+    assert 0 < m["level1"]["usage"] <= 1 and m["level1"]["perplexity"] >= 1
+    assert 0 < m["level2"]["bits_per_code"] and 0 < m["prior"]["bits_per_code"]
+    assert m["reconstruction"]["teacher_forced_stft"] > 0 and m["reconstruction"]["sampled_seconds"] == 0.1
+    assert m["generated"]["seconds"] == 0.2 and {"rms_dbfs", "flatness", "centroid_hz"} <= set(m["generated"])
+    again = evaluate(bundle, tone_dir, max_seconds=2.0, decode_seconds=0.1, generate_seconds=0.2, seed=3)
+    assert "baseline" not in again
+    assert again["level1"] == m["level1"] and again["generated"] == m["generated"]  # deterministic
