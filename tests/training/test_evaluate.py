@@ -39,7 +39,7 @@ def test_eval_reports_every_metric_and_the_baseline(tiny_toml, tone_dir, tmp_pat
     assert m["data"]["seconds_used"] == pytest.approx(2.0, abs=0.01)
     assert 0 < m["level1"]["bits_per_sample"] < 8.5 and 0 < m["baseline"]["bits_per_sample"] < 8.5
     assert 0 < m["level1"]["usage"] <= 1 and m["level1"]["perplexity"] >= 1
-    assert 0 < m["level2"]["bits_per_code"] and 0 < m["prior"]["bits_per_code"]
+    assert m["level2"]["bits_per_code"] > 0 and m["prior"]["bits_per_code"] > 0
     assert m["reconstruction"]["teacher_forced_stft"] > 0 and m["reconstruction"]["sampled_seconds"] == 0.1
     assert m["generated"]["seconds"] == 0.2 and {"rms_dbfs", "flatness", "centroid_hz"} <= set(m["generated"])
     again = evaluate(bundle, tone_dir, max_seconds=2.0, decode_seconds=0.1, generate_seconds=0.2, seed=3)
