@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from engine.config import StackConfig
 from engine.level import Level
@@ -78,13 +79,16 @@ def step(name: str, model: nn.Module, x: torch.Tensor) -> StepResult:
 
 @torch.no_grad()
 def encode_sequences(
-    level: Level, sequences: list[np.ndarray], *, chunk_frames: int = 4096
+    level: Level, sequences: list[np.ndarray], *, chunk_frames: int = 4096, label: str | None = None
 ) -> list[np.ndarray]:
-    """Codes of every sequence, computed in overlapping chunks so memory stays bounded."""
+    """Codes of every sequence, computed in overlapping chunks so memory stays bounded.
+
+    ``label`` shows a progress bar with that title.
+    """
     level.eval()
     hop, margin = level.hop, 32  # frames of context either side of a chunk
     out = []
-    for seq in sequences:
+    for seq in tqdm(sequences, desc=label, unit="file", disable=label is None):
         frames = len(seq) // hop
         x = torch.from_numpy(seq[: frames * hop].astype(np.int64)).unsqueeze(0)
         codes = []

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,9 @@ def fit(
             torch.set_num_threads(cfg.threads)
         data = load_folder(data_dir, sample_rate=cfg.stack.sample_rate, mu=cfg.stack.mu,
                            show_progress=show_progress and world.main)
+        if world.main:
+            for file, reason in data.skipped:
+                print(f"skipped {file}: {reason}", file=sys.stderr, flush=True)
         run = Run(Path(run_dir))
         manifest = _open_run(run, cfg, data, world, command)
         world.barrier()
@@ -262,9 +266,8 @@ def _encode_stage(run: Run, model: nn.Module, level: int, sequences: list[np.nda
     """Encode the stage's training data with level ``level`` (once; rank 0 writes it)."""
     path = run.codes(level)
     if world.main and not path.is_file():
-        if show_progress:
-            print(f"encoding the data to level-{level} codes", flush=True)
-        codes = stages.encode_sequences(model, sequences)
+        label = f"encode level {level}" if show_progress else None
+        codes = stages.encode_sequences(model, sequences, label=label)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
         np.savez(tmp, codes=np.concatenate(codes), lengths=np.array([len(c) for c in codes]))
