@@ -1,25 +1,24 @@
-"""WAV files that appear atomically: written under a temporary name, fsynced, then renamed."""
+"""Files that appear atomically: written under a temporary name in the same folder, fsynced, then
+renamed (or hard-linked, when an existing file must not be replaced). Readers — a DAW watching a
+folder — never see a partial file, and a full disk or a killed process leaves only the old state.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 
 
-def write_wav_atomic(
-    path: Path,
-    audio: np.ndarray,
-    sample_rate: int,
-    *,
-    subtype: str = "FLOAT",
-    comment: str | None = None,
-    overwrite: bool = True,
-) -> Path:
-    """Write mono or (samples, channels) ``audio``; readers never see a partial file.
+@contextmanager
+def atomic_output(path: Path, *, overwrite: bool = True) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes ``path`` only if the block completes.
 
     With ``overwrite=False`` an existing ``path`` raises ``FileExistsError`` and is left untouched.
     """
@@ -29,12 +28,7 @@ def write_wav_atomic(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "w+b") as fh:
-            channels = 1 if audio.ndim == 1 else audio.shape[1]
-            with sf.SoundFile(fh, "w", samplerate=sample_rate, channels=channels,
-                              subtype=subtype, format="WAV") as snd:
-                if comment is not None:
-                    snd.comment = comment
-                snd.write(audio)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         tmp.chmod(0o644)
@@ -46,4 +40,23 @@ def write_wav_atomic(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_wav_atomic(
+    path: Path,
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    subtype: str = "FLOAT",
+    comment: str | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write mono or (samples, channels) ``audio`` as WAV through :func:`atomic_output`."""
+    with atomic_output(path, overwrite=overwrite) as fh:
+        channels = 1 if audio.ndim == 1 else audio.shape[1]
+        with sf.SoundFile(fh, "w", samplerate=sample_rate, channels=channels,
+                          subtype=subtype, format="WAV") as snd:
+            if comment is not None:
+                snd.comment = comment
+            snd.write(audio)
+    return Path(path)

@@ -1,0 +1,141 @@
+"""Effects chains as data, checked before any audio is generated, run with pedalboard.
+
+A chain is a list of steps, as JSON (over OSC) or TOML (batch specs)::
+
+    [{"plugin": "Compressor", "threshold_db": -18, "ratio": 3},
+     {"vst3": "/usr/lib/vst3/ZamDelay.vst3", "params": {"time_ms": 250}}]
+
+Built-in steps name a pedalboard effect class; VST3 steps give a path and parameters by the names
+pedalboard lists for that plugin. Unknown plugins, unknown parameters and out-of-range values are
+errors that say what is allowed. Effect tails (reverb, delay) are rendered, not cut.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TAIL_SECONDS = 10.0  # silence fed after the audio so reverbs and delays can ring out
+TAIL_FLOOR = 1e-5  # the tail ends where the output stays below this (-100 dBFS)
+NOT_EFFECTS = {"Plugin", "Pedalboard", "Chain", "Mix", "PluginContainer", "ExternalPlugin", "VST3Plugin",
+               "Convolution", "Resample", "GSMFullRateCompressor", "MP3Compressor"}
+
+
+class FxError(ValueError):
+    """A chain that cannot be built; the message names the step and what is allowed."""
+
+
+def builtin_names() -> list[str]:
+    import pedalboard
+
+    return sorted(
+        n for n in dir(pedalboard)
+        if not n.startswith("_") and n not in NOT_EFFECTS
+        and isinstance(getattr(pedalboard, n), type) and issubclass(getattr(pedalboard, n), pedalboard.Plugin)
+    )
+
+
+def parse_chain(chain: str | list[Any]) -> list[dict[str, Any]]:
+    """A chain from JSON text or a list; checks its shape and builds it once to check its values."""
+    if isinstance(chain, str):
+        try:
+            chain = json.loads(chain) if chain.strip() else []
+        except json.JSONDecodeError as exc:
+            raise FxError(f"effects chain is not valid JSON: {exc}") from None
+    if not isinstance(chain, list) or not all(isinstance(s, dict) for s in chain):
+        raise FxError('effects chain must be a list of steps like {"plugin": "Reverb", "room_size": 0.5}')
+    build_board(chain)
+    return chain
+
+
+def build_board(chain: list[dict[str, Any]]) -> list[Any]:
+    """Instantiate every step; raises FxError on the first bad one."""
+    return [_build_step(i + 1, dict(step)) for i, step in enumerate(chain)]
+
+
+def _build_step(index: int, step: dict[str, Any]) -> Any:
+    import pedalboard
+
+    where = f"fx step {index}"
+    if "vst3" in step:
+        path = step.pop("vst3")
+        params = step.pop("params", {})
+        if step:
+            raise FxError(f"{where}: unknown key(s) {', '.join(sorted(step))}; a VST3 step has vst3, params")
+        if not isinstance(path, str) or not path.endswith(".vst3") or not Path(path).exists():
+            raise FxError(f"{where}: VST3 plugin not found: {path!r} (give the path of a .vst3 bundle)")
+        if not isinstance(params, dict):
+            raise FxError(f"{where}: params must be a table of parameter names to values")
+        try:
+            plugin = pedalboard.load_plugin(path)
+        except (ImportError, RuntimeError, ValueError) as exc:
+            raise FxError(f"{where}: cannot load {path}: {exc}") from None
+        for name, value in params.items():
+            _set_vst3(plugin, name, value, f"{where} ({Path(path).stem})")
+        return plugin
+    name = step.pop("plugin", None)
+    allowed = builtin_names()
+    if name not in allowed:
+        raise FxError(f"{where}: unknown plugin {name!r}; built-ins: {', '.join(allowed)} (or a vst3 path)")
+    plugin = getattr(pedalboard, name)()
+    settable = sorted(a for a in dir(type(plugin)) if isinstance(getattr(type(plugin), a, None), property)
+                      and not a.startswith("_") and a not in ("is_effect", "is_instrument"))
+    for key, value in step.items():
+        if key not in settable:
+            raise FxError(f"{where} ({name}): unknown parameter {key!r}; parameters: {', '.join(settable)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FxError(f"{where} ({name}): {key} must be a finite number, got {value!r}")
+        try:
+            setattr(plugin, key, value)
+        except (TypeError, ValueError) as exc:
+            text = str(exc).splitlines()[0] or "bad value"
+            raise FxError(f"{where} ({name}): {key}={value!r} refused: {text}") from None
+    return plugin
+
+
+def _set_vst3(plugin: Any, name: str, value: Any, where: str) -> None:
+    params = plugin.parameters
+    if name not in params:
+        raise FxError(f"{where}: unknown parameter {name!r}; parameters: {', '.join(params)}")
+    param = params[name]
+    lo, hi = getattr(param, "min_value", None), getattr(param, "max_value", None)
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and (not math.isfinite(value) or (lo is not None and not lo <= value <= hi)):
+        raise FxError(f"{where}: {name} must be in [{lo}, {hi}], got {value!r}")
+    try:
+        setattr(plugin, name, value)
+    except (TypeError, ValueError) as exc:
+        raise FxError(f"{where}: {name}={value!r} refused: {exc}") from None
+
+
+def apply_chain(plugins: list[Any], audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Run ``audio`` (channels, frames) through the plugins, keeping the tail; returns (channels, frames').
+
+    A plugin that cannot take the current channel count is fed mono (mixed down) or stereo
+    (duplicated), whichever it accepts.
+    """
+    if not plugins:
+        return audio
+    frames = audio.shape[1]
+    x = np.concatenate([audio, np.zeros((audio.shape[0], int(TAIL_SECONDS * sample_rate)), np.float32)], 1)
+    for plugin in plugins:
+        plugin.reset()
+        x = _process(plugin, x, sample_rate)
+    loud = np.flatnonzero(np.abs(x).max(axis=0) > TAIL_FLOOR)
+    end = max(frames, int(loud[-1]) + 1 if loud.size else 0)
+    return np.ascontiguousarray(x[:, :end], dtype=np.float32)
+
+
+def _process(plugin: Any, x: np.ndarray, sample_rate: int) -> np.ndarray:
+    try:
+        return plugin.process(x, sample_rate, reset=True)
+    except (ValueError, RuntimeError) as first:
+        other = np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x.mean(axis=0, keepdims=True)
+        try:
+            return plugin.process(other.astype(np.float32), sample_rate, reset=True)
+        except (ValueError, RuntimeError):
+            raise FxError(f"{type(plugin).__name__} cannot process this audio: {first}") from None

@@ -1,0 +1,151 @@
+"""The DAW project folder: stems under ``Audio/``, a render manifest, and a REAPER project.
+
+Layout::
+
+    <project>/Audio/01_bass_take1.wav   stems: <track number>_<track>_take<k>.wav (BWF, positioned)
+    <project>/Audio/mix_take1.wav       the mix of a "generate all"
+    <project>/wavestack.json            manifest: every render, enough to render it again
+    <project>/wavestack.rpp             REAPER project: one track per stem at its position
+
+Every file appears atomically; an existing file is never replaced (a new take number is used);
+every path is checked to stay inside the project folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "wavestack.json"
+RPP = "wavestack.rpp"
+AUDIO = "Audio"
+FORMAT = "wavestack-project"
+_TAKE = re.compile(r"_take(\d+)\.wav$")
+_lock = threading.Lock()
+
+
+class ProjectError(ValueError):
+    """A project folder that cannot be used, or a path that would leave it."""
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "track"
+
+
+class Project:
+    def __init__(self, root: str | Path) -> None:
+        if not str(root):
+            raise ProjectError("no project folder set: send /wavestack/project <folder> or pass --project")
+        self.root = Path(root).expanduser().resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise ProjectError(f"project folder {self.root} exists and is not a folder")
+        try:
+            (self.root / AUDIO).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ProjectError(f"cannot create project folder {self.root}: {exc.strerror}") from None
+
+    def inside(self, relative: str | Path) -> Path:
+        """``relative`` resolved under the project; refuses anything that would leave it."""
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root):
+            raise ProjectError(f"{relative} would be outside the project folder {self.root}")
+        return path
+
+    def next_take(self, stem: str) -> int:
+        """1 + the highest take of ``stem`` on disk or in the manifest."""
+        takes = [int(m.group(1)) for p in (self.root / AUDIO).glob(f"{stem}_take*.wav")
+                 if (m := _TAKE.search(p.name))]
+        for render in self.read_manifest()["renders"]:
+            for f in render.get("files", []):
+                name = Path(f["path"]).name
+                if name.startswith(f"{stem}_take") and (m := _TAKE.search(name)):
+                    takes.append(int(m.group(1)))
+        return max(takes, default=0) + 1
+
+    def stem_path(self, stem: str, take: int) -> Path:
+        return self.inside(Path(AUDIO) / f"{stem}_take{take}.wav")
+
+    def write_new(self, stem: str, write: Any) -> tuple[Path, int]:
+        """Call ``write(path)`` with the next free take; retries if another writer took it first."""
+        take = self.next_take(stem)
+        for _ in range(1000):
+            path = self.stem_path(stem, take)
+            try:
+                write(path)
+                return path, take
+            except FileExistsError:
+                take += 1
+        raise ProjectError(f"no free take number for {stem}")
+
+    # ------------------------------------------------------------------ manifest
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def read_manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.is_file():
+            return {"format": FORMAT, "version": 1, "renders": []}
+        try:
+            data = json.loads(self.manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ProjectError(
+                f"{self.manifest_path} is unreadable ({exc}); move it away to start a new one"
+            ) from None
+        if data.get("format") != FORMAT:
+            raise ProjectError(f"{self.manifest_path} is not a wavestack manifest")
+        return data
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with _lock, open(self.root / f".{MANIFEST}.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def record(self, render: dict[str, Any], tempo: float, meter: tuple[int, int]) -> None:
+        """Append one render to the manifest and rewrite the REAPER project, both atomically."""
+        from engine.wavfile import atomic_output
+
+        with self._locked():
+            manifest = self.read_manifest()
+            manifest["renders"].append(render)
+            with atomic_output(self.manifest_path) as fh:
+                fh.write((json.dumps(manifest, indent=1) + "\n").encode())
+            with atomic_output(self.root / RPP) as fh:
+                fh.write(reaper_project(manifest, tempo, meter).encode())
+
+
+def reaper_project(manifest: dict[str, Any], tempo: float, meter: tuple[int, int]) -> str:
+    """A minimal REAPER project: the latest take of every stem on its own track, at its position.
+
+    Mixes are left out: they would double the stems on playback.
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for render in manifest["renders"]:
+        for f in render.get("files", []) if render.get("kind") == "track" else ():
+            latest[f["track"]] = f
+    lines = ["<REAPER_PROJECT 0.1 \"6.0\" 0", f"  TEMPO {tempo:g} {meter[0]} {meter[1]}"]
+    for track, f in latest.items():
+        lines += [
+            "  <TRACK",
+            f"    NAME \"{track}\"",
+            "    <ITEM",
+            f"      POSITION {f['position_seconds']:.6f}",
+            f"      LENGTH {f['seconds']:.6f}",
+            f"      NAME \"{Path(f['path']).name}\"",
+            "      <SOURCE WAVE",
+            f"        FILE \"{f['path']}\"",
+            "      >",
+            "    >",
+            "  >",
+        ]
+    lines.append(">")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,217 @@
+"""The OSC protocol of ``wavestack serve``: one table of addresses, pure data (no torch, no engine).
+
+The table drives the server's dispatch and validation, the README's protocol reference
+(``python -m bridge.protocol`` prints it), the control window and OSCQuery. Every address lives
+under ``/wavestack``. Max and Pure Data send floats where ints are meant: an int argument accepts
+a float that is a whole number and refuses any other, naming the argument and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "/wavestack"
+TRACK_NAME_HELP = "track name: letters, digits, space, '_', '-', '.', at most 64 characters"
+
+
+class ProtocolError(ValueError):
+    """A message that does not match its address's arguments; the text says what is allowed."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    type: str  # "i" int, "f" float, "s" string (OSC type tags)
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[Any, ...] = ()
+    default: Any = None  # not None: the argument may be left out
+
+    def allowed(self) -> str:
+        kind = {"i": "an integer", "f": "a number", "s": "a string"}[self.type]
+        if self.choices:
+            return f"one of {', '.join(map(str, self.choices))}"
+        if self.min is not None and self.max is not None:
+            return f"{kind} in [{_num(self.min)}, {_num(self.max)}]"
+        if self.min is not None:
+            return f"{kind} ≥ {_num(self.min)}"
+        return kind
+
+    def convert(self, value: Any, address: str) -> Any:
+        where = f"{address}: argument '{self.name}'"
+        if self.type == "s":
+            if not isinstance(value, str):
+                raise ProtocolError(f"{where} must be a string, got {value!r}")
+            out: Any = value
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProtocolError(f"{where} must be {self.allowed()}, got {value!r}")
+        elif self.type == "i":
+            if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+                raise ProtocolError(f"{where} must be {self.allowed()}, got {value!r}")
+            out = int(value)
+        else:
+            if not math.isfinite(value):
+                raise ProtocolError(f"{where} must be {self.allowed()}, got {value!r}")
+            out = float(value)
+        if self.choices and out not in self.choices:
+            raise ProtocolError(f"{where} must be {self.allowed()}, got {value!r}")
+        if (self.min is not None and out < self.min) or (self.max is not None and out > self.max):
+            raise ProtocolError(f"{where} must be {self.allowed()}, got {value!r}")
+        return out
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+@dataclass(frozen=True)
+class Address:
+    path: str  # below PREFIX, e.g. "/track/seed"
+    help: str
+    args: tuple[Arg, ...] = ()
+    reply: str = "ack"  # what the server answers with (besides error)
+    group: str = "session"
+
+    @property
+    def full(self) -> str:
+        return PREFIX + self.path
+
+    @property
+    def typetags(self) -> str:
+        return "".join(a.type for a in self.args)
+
+    def parse(self, values: list[Any]) -> dict[str, Any]:
+        """Validated, converted arguments by name; defaults fill left-out optional ones."""
+        required = sum(1 for a in self.args if a.default is None)
+        if not required <= len(values) <= len(self.args):
+            want = str(required) if required == len(self.args) else f"{required} to {len(self.args)}"
+            names = " ".join(f"<{a.name}>" if a.default is None else f"[{a.name}]" for a in self.args)
+            raise ProtocolError(f"{self.full}: expected {want} argument(s) {names}, got {len(values)}")
+        out = {}
+        for i, arg in enumerate(self.args):
+            out[arg.name] = arg.convert(values[i], self.full) if i < len(values) else arg.default
+        return out
+
+
+def _track(*more: Arg) -> tuple[Arg, ...]:
+    return (Arg("track", "s", TRACK_NAME_HELP), *more)
+
+
+SEED_MAX = 2**31 - 1
+FX_HELP = ('effects chain as JSON: a list of {"plugin": "Reverb", "room_size": 0.8} (pedalboard '
+           'built-ins) or {"vst3": "/usr/lib/vst3/ZamDelay.vst3", "params": {"time_ms": 250}}')
+
+TABLE: tuple[Address, ...] = (
+    # ---------------------------------------------------------------- connection
+    Address("/ping", "check the server is alive; answers /wavestack/pong <version>", reply="pong",
+            group="server"),
+    Address("/subscribe", "send replies to this UDP port (Max/Pd cannot receive on their sending port)",
+            (Arg("port", "i", "UDP port to send replies to", 1, 65535),
+             Arg("host", "s", "host to send replies to", default="127.0.0.1")), group="server"),
+    Address("/unsubscribe", "stop sending replies to this port",
+            (Arg("port", "i", "UDP port", 1, 65535), Arg("host", "s", "host", default="127.0.0.1")),
+            group="server"),
+    Address("/models", "list installed models; answers /wavestack/models <name>…", reply="models",
+            group="server"),
+    # ---------------------------------------------------------------- session
+    Address("/project", "set the project folder (stems go to <folder>/Audio)",
+            (Arg("folder", "s", "project folder path; created if missing"),)),
+    Address("/tempo", "session tempo", (Arg("bpm", "f", "beats per minute", 20, 300),)),
+    Address("/meter", "session time signature",
+            (Arg("numerator", "i", "beats per bar", 1, 32),
+             Arg("denominator", "i", "beat unit", choices=(1, 2, 4, 8, 16)))),
+    Address("/rate", "sample rate of stems and mix",
+            (Arg("hz", "i", "sample rate", choices=(44100, 48000, 96000)),)),
+    Address("/depth", "stem bit depth: 16 or 24-bit PCM, 32 = 32-bit float",
+            (Arg("bits", "i", "bit depth", choices=(16, 24, 32)),)),
+    Address("/master/fx", "effects chain of the mix", (Arg("chain", "s", FX_HELP),)),
+    Address("/state/get", "the whole session as JSON; answers /wavestack/state <json>", reply="state"),
+    Address("/state/set", "replace the whole session with JSON from /state/get (DAW project recall)",
+            (Arg("json", "s", "session JSON"),)),
+    # ---------------------------------------------------------------- tracks
+    Address("/track/add", "add a track", _track(Arg("model", "s", "model name", default="default")),
+            group="track"),
+    Address("/track/remove", "remove a track", _track(), group="track"),
+    Address("/track/list", "list tracks; answers /wavestack/tracks <name>…", reply="tracks", group="track"),
+    Address("/track/model", "the model a track renders with", _track(Arg("model", "s", "model name")),
+            group="track"),
+    Address("/track/seconds", "track length in seconds",
+            _track(Arg("seconds", "f", "length", 0.05, 600)), group="track"),
+    Address("/track/bars", "track length in bars at the session tempo and meter",
+            _track(Arg("bars", "f", "length in bars", 0.25, 256)), group="track"),
+    Address("/track/position", "where the stem starts in the project, in seconds",
+            _track(Arg("seconds", "f", "start time", 0, 86400)), group="track"),
+    Address("/track/at_bar", "where the stem starts, as a bar number (bar 1 is the project start)",
+            _track(Arg("bar", "f", "bar number", 1, 10000)), group="track"),
+    Address("/track/seed", "seed of the next render; -1 picks one at random and reports it",
+            _track(Arg("seed", "i", "seed", -1, SEED_MAX)), group="track"),
+    Address("/track/temperature", "sampling temperature",
+            _track(Arg("temperature", "f", "temperature", 0.05, 2.0)), group="track"),
+    Address("/track/top_p", "nucleus sampling: keep the smallest set of classes with this probability",
+            _track(Arg("top_p", "f", "top-p", 0.01, 1.0)), group="track"),
+    Address("/track/gain", "track gain in dB, after its effects", _track(Arg("db", "f", "gain", -60, 12)),
+            group="track"),
+    Address("/track/fx", "the track's effects chain", _track(Arg("chain", "s", FX_HELP)), group="track"),
+    Address("/track/primer", "continue this audio file instead of starting from silence ('' clears)",
+            _track(Arg("path", "s", "audio file")), group="track"),
+    Address("/track/vary", "make a variation of this audio file, keeping its codes at a level ('' clears)",
+            _track(Arg("path", "s", "audio file"),
+                   Arg("level", "i", "level whose codes are kept", 1, 8, default=1)),
+            group="track"),
+    # ---------------------------------------------------------------- jobs
+    Address("/generate", "render one track; answers ack <job>, progress, done <job> <stem> or error",
+            _track(), reply="job", group="job"),
+    Address("/generate_all", "render every track and the mix", reply="job", group="job"),
+    Address("/job/status", "state of a job; answers /wavestack/status <job> <state> <fraction>",
+            (Arg("job", "i", "job id", 1),), reply="status", group="job"),
+    Address("/job/cancel", "cancel a queued or running job; nothing partial is written",
+            (Arg("job", "i", "job id", 1),), group="job"),
+)
+
+BY_PATH: dict[str, Address] = {a.full: a for a in TABLE}
+
+
+@dataclass(frozen=True)
+class Reply:
+    path: str
+    help: str
+    args: tuple[str, ...] = field(default_factory=tuple)
+
+
+REPLIES: tuple[Reply, ...] = (
+    Reply("/ack", "a request was applied (jobs: with the job id)", ("address", "[job]")),
+    Reply("/error", "a request failed: the job id or the address, and what is allowed",
+          ("job|address", "message")),
+    Reply("/pong", "answer to /ping", ("version",)),
+    Reply("/models", "installed model names", ("name…",)),
+    Reply("/tracks", "track names in order", ("name…",)),
+    Reply("/state", "the session as JSON", ("json",)),
+    Reply("/status", "a job's state (queued, running, done, failed, cancelled) and progress",
+          ("job", "state", "fraction")),
+    Reply("/progress", "at least every 0.5 s while a job runs", ("job", "fraction")),
+    Reply("/seed", "the seed a render used (reported when it was random)", ("track", "seed")),
+    Reply("/done", "a job finished; the files it wrote", ("job", "path…")),
+)
+
+
+def reference_markdown() -> str:
+    """The README's protocol reference, generated from the table."""
+    lines = ["| address | arguments | what it does |", "| --- | --- | --- |"]
+    for a in TABLE:
+        args = ", ".join(
+            f"`{x.name}` ({x.allowed()}{'' if x.default is None else f'; default {x.default!r}'})"
+            for x in a.args
+        ) or "—"
+        lines.append(f"| `{a.full}` | {args} | {a.help} |")
+    lines += ["", "Replies (to the sender and every subscribed port):", "",
+              "| address | arguments | meaning |", "| --- | --- | --- |"]
+    for r in REPLIES:
+        lines.append(f"| `{PREFIX}{r.path}` | {' '.join(f'`{x}`' for x in r.args)} | {r.help} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())

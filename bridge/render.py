@@ -1,0 +1,179 @@
+"""Render tracks of a session into its project folder — the one code path of the server's jobs,
+``wavestack render`` and batch rendering.
+
+A track: generate with the engine at the model's rate → resample to the session rate (soxr) →
+the track's effects chain (tails kept) → track gain → BWF stem at its position. "Generate all"
+renders every track, then mixes the stems at their positions through the master chain.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from . import __version__
+from .bwf import write_bwf
+from .fx import apply_chain, build_board
+from .project import Project, slug
+from .session import Session, Track
+
+ProgressFn = Callable[[float], None]
+CancelFn = Callable[[], bool]
+MIX = "(mix)"
+
+
+@dataclass
+class Rendered:
+    track: str
+    path: Path
+    take: int
+    audio: np.ndarray  # (channels, frames) at the session rate, as written
+    position: float  # seconds
+    seed: int | None
+
+
+class Models:
+    """Loaded bundles by name, so a session renders many tracks without reloading."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        from engine import load_bundle
+
+        if name not in self._cache:
+            self._cache[name] = load_bundle(name)
+        return self._cache[name]
+
+
+def check_track(session: Session, track: Track, models: Models) -> list[Any]:
+    """Everything that can be checked before generating: model, files, fx. Returns the fx plugins."""
+    models.get(track.model)
+    for label, path in (("primer", track.primer), ("vary", track.vary)):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"track {track.name}: {label} file not found: {path}")
+    return build_board(track.fx)
+
+
+def generate(session: Session, track: Track, models: Models, seed: int,
+             progress: ProgressFn | None, should_cancel: CancelFn | None) -> np.ndarray:
+    """Mono float32 audio at the session rate, exactly ``length`` long."""
+    bundle = models.get(track.model)
+    stack, rate = bundle.stack, bundle.sample_rate
+    seconds = session.length_of(track)
+    opts = dict(seed=seed, temperature=track.temperature, top_p=track.top_p, progress=progress,
+                should_cancel=should_cancel)
+    if track.vary:
+        audio = stack.vary(read_clip(track.vary, rate), level=track.vary_level, **opts)[0]
+    elif track.primer:
+        audio = stack.continue_(read_clip(track.primer, rate), seconds, **opts)[0]
+        audio = audio[-round(seconds * rate):]  # the continuation only: the primer is the user's
+    else:
+        audio = stack.sample(seconds, **opts)[0]
+    if rate != session.sample_rate:
+        audio = soxr.resample(audio, rate, session.sample_rate, quality="HQ")
+    frames = round(seconds * session.sample_rate) if not track.vary else len(audio)
+    out = np.zeros(frames, np.float32)
+    out[: min(frames, len(audio))] = audio[:frames]
+    return out
+
+
+def read_clip(path: str, rate: int) -> np.ndarray:
+    """A primer or source file as mono float32 at the model's rate, clipped to [-1, 1]."""
+    audio, clip_rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    if clip_rate != rate:
+        mono = soxr.resample(mono, clip_rate, rate, quality="HQ")
+    return np.clip(mono, -1.0, 1.0).astype(np.float32)
+
+
+def render_track(session: Session, track: Track, project: Project, models: Models, *,
+                 progress: ProgressFn | None = None, should_cancel: CancelFn | None = None) -> Rendered:
+    plugins = check_track(session, track, models)
+    seed = track.seed if track.seed >= 0 else secrets.randbelow(2**31)
+    started = time.time()
+    audio = generate(session, track, models, seed, progress, should_cancel)[None, :]
+    audio = apply_chain(plugins, audio, session.sample_rate) * np.float32(10 ** (track.gain_db / 20))
+    stem = f"{session.index_of(track.name):02d}_{slug(track.name)}"
+    rendered = _write(session, project, stem, track.name, audio, session.position_of(track), seed)
+    bundle = models.get(track.model)
+    project.record({
+        "kind": "track",
+        "track": track.name,
+        "model": track.model,
+        "model_hash": bundle.hash,
+        "seed": seed,
+        "parameters": {**asdict(track), "seed": seed},
+        "session": {"tempo": session.tempo, "meter": list(session.meter),
+                    "sample_rate": session.sample_rate, "bit_depth": session.bit_depth},
+        "length_seconds": session.length_of(track),
+        "files": [_file_entry(rendered, project, session)],
+        "started": _stamp(started),
+        "finished": _stamp(time.time()),
+        "wavestack": __version__,
+    }, session.tempo, session.meter)
+    return rendered
+
+
+def mix(session: Session, project: Project, stems: list[Rendered]) -> Rendered:
+    """Sum the stems at their positions, run the master chain, write the mix at the earliest start."""
+    start = min(s.position for s in stems)
+    rate = session.sample_rate
+    channels = max(s.audio.shape[0] for s in stems)
+    end = max(round((s.position - start) * rate) + s.audio.shape[1] for s in stems)
+    out = np.zeros((channels, end), np.float32)
+    for s in stems:
+        at = round((s.position - start) * rate)
+        out[:, at: at + s.audio.shape[1]] += s.audio if s.audio.shape[0] == channels else s.audio.mean(0)
+    out = apply_chain(build_board(session.master_fx), out, rate)
+    rendered = _write(session, project, "mix", MIX, out, start, None)
+    project.record({
+        "kind": "mix",
+        "stems": [str(s.path.relative_to(project.root)) for s in stems],
+        "master_fx": session.master_fx,
+        "session": {"tempo": session.tempo, "meter": list(session.meter),
+                    "sample_rate": rate, "bit_depth": session.bit_depth},
+        "files": [_file_entry(rendered, project, session)],
+        "finished": _stamp(time.time()),
+        "wavestack": __version__,
+    }, session.tempo, session.meter)
+    return rendered
+
+
+def _write(session: Session, project: Project, stem: str, track: str, audio: np.ndarray,
+           position: float, seed: int | None) -> Rendered:
+    rate = session.sample_rate
+    history = f"A={'FLOAT' if session.bit_depth == 32 else 'PCM'},F={rate},W={session.bit_depth},T=wavestack"
+
+    def write(path: Path) -> None:
+        write_bwf(path, audio.T, rate, bits=session.bit_depth, time_reference=round(position * rate),
+                  description=f"wavestack {track} seed {seed}", coding_history=history)
+
+    path, take = project.write_new(stem, write)
+    return Rendered(track, path, take, audio, position, seed)
+
+
+def _file_entry(r: Rendered, project: Project, session: Session) -> dict[str, Any]:
+    return {
+        "track": r.track,
+        "path": str(r.path.relative_to(project.root)),
+        "take": r.take,
+        "position_seconds": r.position,
+        "time_reference": round(r.position * session.sample_rate),
+        "seconds": r.audio.shape[1] / session.sample_rate,
+        "channels": r.audio.shape[0],
+        "sample_rate": session.sample_rate,
+        "bit_depth": session.bit_depth,
+    }
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))

@@ -1,0 +1,160 @@
+"""A session: tempo, meter, output format, project folder and tracks — all plain, validated data.
+
+Every value is checked with the same argument specs the OSC protocol uses, so a session restored
+from JSON (``/state/set``, a saved session file) obeys exactly the rules of the live messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .protocol import BY_PATH, PREFIX, ProtocolError
+
+TRACK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.\-]{0,63}$")
+
+
+def _spec(address: str, arg: str):
+    return next(a for a in BY_PATH[PREFIX + address].args if a.name == arg)
+
+
+def check(address: str, arg: str, value: Any) -> Any:
+    """Validate one value against the protocol table's spec for ``address``'s ``arg``."""
+    return _spec(address, arg).convert(value, PREFIX + address)
+
+
+def _unknown(what: str, unknown: list[str], known: set[str]) -> str:
+    return f"{what}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+
+
+def check_track_name(name: Any) -> str:
+    if not isinstance(name, str) or not TRACK_NAME.match(name) or name.strip() != name:
+        raise ProtocolError(
+            f"track name {name!r} refused: use letters, digits, space, '_', '-', '.' (at most 64, "
+            "not starting with '.' or a space) — names become file names inside the project"
+        )
+    return name
+
+
+@dataclass
+class Track:
+    name: str
+    model: str = "default"
+    seconds: float | None = 4.0  # length in seconds, or …
+    bars: float | None = None  # … in bars at the session tempo (exactly one is set)
+    position: float = 0.0  # start in seconds, or …
+    at_bar: float | None = None  # … as a bar number (1 = project start); wins when set
+    seed: int = -1  # -1: a random seed, reported back and recorded
+    temperature: float = 1.0
+    top_p: float = 1.0
+    gain_db: float = 0.0
+    fx: list[dict[str, Any]] = field(default_factory=list)
+    primer: str = ""  # audio file to continue
+    vary: str = ""  # audio file to make a variation of …
+    vary_level: int = 1  # … keeping its codes at this level
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Track:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"a track must be a JSON object, got {data!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ProtocolError(_unknown("track", unknown, known))
+        track = cls(name=check_track_name(data.get("name")))
+        rules = {
+            "model": ("/track/model", "model"), "seconds": ("/track/seconds", "seconds"),
+            "bars": ("/track/bars", "bars"), "position": ("/track/position", "seconds"),
+            "at_bar": ("/track/at_bar", "bar"), "seed": ("/track/seed", "seed"),
+            "temperature": ("/track/temperature", "temperature"), "top_p": ("/track/top_p", "top_p"),
+            "gain_db": ("/track/gain", "db"), "primer": ("/track/primer", "path"),
+            "vary": ("/track/vary", "path"), "vary_level": ("/track/vary", "level"),
+        }
+        for key, (address, arg) in rules.items():
+            if key in data and data[key] is not None:
+                setattr(track, key, check(address, arg, data[key]))
+            elif key in data and key in ("seconds", "bars", "at_bar"):
+                setattr(track, key, None)
+        if track.bars is not None and data.get("seconds") is None:
+            track.seconds = None  # a length in bars replaces the default length in seconds
+        if (track.seconds is None) == (track.bars is None):
+            raise ProtocolError(f"track {track.name}: give its length as seconds or as bars (exactly one)")
+        if "fx" in data:
+            from .fx import parse_chain  # pedalboard is only needed once a chain is given
+
+            track.fx = parse_chain(data["fx"])
+        return track
+
+
+@dataclass
+class Session:
+    project: str = ""
+    tempo: float = 120.0
+    meter: tuple[int, int] = (4, 4)
+    sample_rate: int = 48000
+    bit_depth: int = 24  # 16 / 24-bit PCM, 32 = float
+    tracks: list[Track] = field(default_factory=list)
+    master_fx: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seconds_per_bar(self) -> float:
+        numerator, denominator = self.meter
+        return numerator * (60.0 / self.tempo) * (4.0 / denominator)
+
+    def length_of(self, track: Track) -> float:
+        return track.seconds if track.bars is None else track.bars * self.seconds_per_bar
+
+    def position_of(self, track: Track) -> float:
+        return track.position if track.at_bar is None else (track.at_bar - 1) * self.seconds_per_bar
+
+    def track(self, name: str) -> Track:
+        for t in self.tracks:
+            if t.name == name:
+                return t
+        names = ", ".join(t.name for t in self.tracks) or "none yet"
+        raise ProtocolError(f"no track named {name!r} (tracks: {names})")
+
+    def index_of(self, name: str) -> int:
+        """1-based track number, used in stem file names."""
+        return [t.name for t in self.tracks].index(name) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["meter"] = list(self.meter)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Session:
+        if not isinstance(data, dict):
+            raise ProtocolError("session state must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ProtocolError(_unknown("session", unknown, known))
+        s = cls()
+        if "project" in data:
+            s.project = check("/project", "folder", data["project"])
+        if "tempo" in data:
+            s.tempo = check("/tempo", "bpm", data["tempo"])
+        if "meter" in data:
+            meter = data["meter"]
+            if not isinstance(meter, list | tuple) or len(meter) != 2:
+                raise ProtocolError("session: meter must be [numerator, denominator]")
+            s.meter = (check("/meter", "numerator", meter[0]), check("/meter", "denominator", meter[1]))
+        if "sample_rate" in data:
+            s.sample_rate = check("/rate", "hz", data["sample_rate"])
+        if "bit_depth" in data:
+            s.bit_depth = check("/depth", "bits", data["bit_depth"])
+        tracks = data.get("tracks", [])
+        if not isinstance(tracks, list):
+            raise ProtocolError("session: tracks must be a list")
+        s.tracks = [Track.from_dict(t) for t in tracks]
+        names = [t.name for t in s.tracks]
+        if len(set(names)) != len(names):
+            raise ProtocolError("session: track names must be unique")
+        if data.get("master_fx"):
+            from .fx import parse_chain
+
+            s.master_fx = parse_chain(data["master_fx"])
+        return s
