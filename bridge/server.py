@@ -1,0 +1,367 @@
+"""``wavestack serve``: the OSC server over UDP on loopback.
+
+The receive thread only parses, validates and answers; renders run on the job queue, so ``ping``
+answers at once while a render runs. Every request that can fail is answered: ``ack``, ``error``,
+or a reply of its own (see ``bridge.protocol``). Replies go to the sender's address and to every
+subscribed port (Max and Pd cannot listen on the port they send from). Malformed datagrams are
+counted, logged and answered; they never stop the server.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+
+from . import __version__
+from .fx import FxError, parse_chain
+from .jobs import Job, JobQueue
+from .project import Project, ProjectError
+from .protocol import BY_PATH, PREFIX, ProtocolError
+from .render import Models, check_track, mix, render_track
+from .session import Session, Track, check_track_name
+
+log = logging.getLogger("wavestack.server")
+MAX_DATAGRAM = 65535
+RECEIVE_BUFFER = 8 << 20  # bytes asked of the kernel: a burst of thousands of messages fits
+HEARTBEAT = 0.4  # seconds between progress replies of a running job, at most
+SESSION_FILE = "wavestack-session.json"
+Addr = tuple[str, int]
+
+
+class Server:
+    def __init__(self, host: str = "127.0.0.1", port: int = 9000, project: str | None = None) -> None:
+        self.session = Session()
+        self.models = Models()
+        self.subscribers: set[Addr] = set()
+        self.stats = {"received": 0, "malformed": 0, "errors": 0}
+        self._requesters: dict[int, Addr] = {}
+        self._last_progress: dict[int, float] = {}
+        self._stop = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self.sock.bind((host, port))
+        self.sock.settimeout(0.1)
+        self.address: Addr = self.sock.getsockname()
+        self.jobs = JobQueue(self._on_job)
+        if project:
+            self.on_project({"folder": project}, None)
+
+    # ------------------------------------------------------------------ loop
+    def serve_forever(self) -> None:
+        log.info("listening on udp://%s:%d (OSC, prefix %s)", *self.address, PREFIX)
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+            except TimeoutError:
+                data = None
+            except OSError:
+                if self._stop.is_set():
+                    break
+                raise
+            if data is not None:
+                self.handle(data, addr)
+            self._heartbeat()
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="wavestack-osc", daemon=True)
+        thread.start()
+        return thread
+
+    def shutdown(self) -> None:
+        """Cancel queued and running jobs (nothing partial is written), then close the socket."""
+        self._stop.set()
+        self.jobs.stop()
+        self.sock.close()
+
+    # ------------------------------------------------------------------ receive
+    def handle(self, data: bytes, addr: Addr) -> None:
+        self.stats["received"] += 1
+        try:
+            messages = [m.message for m in OscPacket(data).messages]
+        except Exception as exc:  # python-osc raises several kinds on garbage
+            self.stats["malformed"] += 1
+            log.warning("malformed packet (%d bytes) from %s:%d: %s", len(data), *addr, exc)
+            self.send("/error", PREFIX, f"malformed OSC packet ({len(data)} bytes): {exc}", to=addr)
+            return
+        for message in messages:
+            self.dispatch(message.address, list(message.params), addr)
+
+    def dispatch(self, address: str, values: list[Any], addr: Addr | None) -> None:
+        log.info("%s %s from %s", address, _short(values), f"{addr[0]}:{addr[1]}" if addr else "-")
+        spec = BY_PATH.get(address)
+        try:
+            if spec is None:
+                raise ProtocolError(f"unknown address {address}; every address starts with {PREFIX}/ "
+                                    "(see the protocol reference in the README)")
+            args = spec.parse(values)
+            handler = getattr(self, "on_" + spec.path.strip("/").replace("/", "_"))
+            reply = handler(args, addr)
+        except (ProtocolError, FxError, ProjectError, FileNotFoundError, KeyError, ValueError) as exc:
+            self._fail(address, _text(exc), addr)
+            return
+        except Exception as exc:
+            from engine.errors import EngineError
+
+            if not isinstance(exc, EngineError):
+                log.exception("%s failed", address)
+            self._fail(address, _text(exc), addr)
+            return
+        if reply is None:
+            self.send("/ack", address, to=addr)
+
+    def _fail(self, where: str | int, message: str, addr: Addr | None) -> None:
+        self.stats["errors"] += 1
+        log.info("error %s: %s", where, message)
+        self.send("/error", where, message, to=addr)
+
+    # ------------------------------------------------------------------ send
+    def send(self, path: str, *args: Any, to: Addr | None = None) -> None:
+        builder = OscMessageBuilder(address=PREFIX + path)
+        for arg in args:
+            builder.add_arg(str(arg) if isinstance(arg, Path) else arg)
+        dgram = builder.build().dgram
+        targets = set(self.subscribers)
+        if to is not None:
+            targets.add(to)
+        for target in targets:
+            try:
+                self.sock.sendto(dgram, target)
+            except OSError as exc:  # an unreachable subscriber must not break the server
+                log.debug("cannot send to %s: %s", target, exc)
+
+    # ------------------------------------------------------------------ jobs
+    def _on_job(self, job: Job, event: str) -> None:
+        to = self._requesters.get(job.id)
+        if event == "progress" or job.state == "running":
+            now = time.monotonic()
+            if event == "state" or now - self._last_progress.get(job.id, 0.0) >= 0.1:
+                self._last_progress[job.id] = now
+                self.send("/progress", job.id, float(job.fraction), to=to)
+        elif job.state == "done":
+            self.send("/done", job.id, *[str(p) for p in job.paths], to=to)
+        elif job.state == "failed":
+            self.send("/error", job.id, job.error, to=to)
+        elif job.state == "cancelled":
+            self.send("/error", job.id, f"job {job.id} cancelled; nothing was written", to=to)
+
+    def _heartbeat(self) -> None:
+        job = self.jobs.current
+        if job is not None and time.monotonic() - self._last_progress.get(job.id, 0.0) >= HEARTBEAT:
+            self._on_job(job, "progress")
+
+    def _submit(self, address: str, work: Any, addr: Addr | None) -> Job:
+        job = self.jobs.submit(address, work)
+        if addr is not None:
+            self._requesters[job.id] = addr
+        self.send("/ack", address, job.id, to=addr)
+        return job
+
+    # ------------------------------------------------------------------ handlers: server
+    def on_ping(self, args: dict, addr: Addr | None) -> bool:
+        self.send("/pong", __version__, to=addr)
+        return True
+
+    def on_subscribe(self, args: dict, addr: Addr | None) -> None:
+        host = args["host"]
+        if host not in ("127.0.0.1", "localhost") and (addr is None or host != addr[0]):
+            raise ProtocolError("subscribe: replies go to loopback or to the sender's own host only")
+        self.subscribers.add((socket.gethostbyname(host), args["port"]))
+
+    def on_unsubscribe(self, args: dict, addr: Addr | None) -> None:
+        self.subscribers.discard((socket.gethostbyname(args["host"]), args["port"]))
+
+    def on_models(self, args: dict, addr: Addr | None) -> bool:
+        from engine.bundle import installed_models
+
+        self.send("/models", *sorted(installed_models()), to=addr)
+        return True
+
+    # ------------------------------------------------------------------ handlers: session
+    def on_project(self, args: dict, addr: Addr | None) -> None:
+        self.session.project = str(Project(args["folder"]).root)
+        self._save()
+
+    def on_tempo(self, args: dict, addr: Addr | None) -> None:
+        self.session.tempo = args["bpm"]
+        self._save()
+
+    def on_meter(self, args: dict, addr: Addr | None) -> None:
+        self.session.meter = (args["numerator"], args["denominator"])
+        self._save()
+
+    def on_rate(self, args: dict, addr: Addr | None) -> None:
+        self.session.sample_rate = args["hz"]
+        self._save()
+
+    def on_depth(self, args: dict, addr: Addr | None) -> None:
+        self.session.bit_depth = args["bits"]
+        self._save()
+
+    def on_master_fx(self, args: dict, addr: Addr | None) -> None:
+        self.session.master_fx = parse_chain(args["chain"])
+        self._save()
+
+    def on_state_get(self, args: dict, addr: Addr | None) -> bool:
+        self.send("/state", json.dumps(self.session.to_dict()), to=addr)
+        return True
+
+    def on_state_set(self, args: dict, addr: Addr | None) -> None:
+        try:
+            data = json.loads(args["json"])
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"/state/set: not valid JSON: {exc}") from None
+        session = Session.from_dict(data)
+        if session.project:
+            session.project = str(Project(session.project).root)
+        self.session = session
+        self._save()
+
+    # ------------------------------------------------------------------ handlers: tracks
+    def on_track_add(self, args: dict, addr: Addr | None) -> None:
+        from engine.bundle import resolve
+
+        name = check_track_name(args["track"])
+        if any(t.name == name for t in self.session.tracks):
+            raise ProtocolError(f"a track named {name!r} exists already")
+        resolve(args["model"])  # unknown models are refused here, not at render time
+        self.session.tracks.append(Track(name=name, model=args["model"]))
+        self._save()
+
+    def on_track_remove(self, args: dict, addr: Addr | None) -> None:
+        self.session.tracks.remove(self.session.track(args["track"]))
+        self._save()
+
+    def on_track_list(self, args: dict, addr: Addr | None) -> bool:
+        self.send("/tracks", *[t.name for t in self.session.tracks], to=addr)
+        return True
+
+    def _set(self, args: dict, **values: Any) -> None:
+        track = self.session.track(args["track"])
+        for key, value in values.items():
+            setattr(track, key, value)
+        self._save()
+
+    def on_track_model(self, args: dict, addr: Addr | None) -> None:
+        from engine.bundle import resolve
+
+        resolve(args["model"])
+        self._set(args, model=args["model"])
+
+    def on_track_seconds(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, seconds=args["seconds"], bars=None)
+
+    def on_track_bars(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, bars=args["bars"], seconds=None)
+
+    def on_track_position(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, position=args["seconds"], at_bar=None)
+
+    def on_track_at_bar(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, at_bar=args["bar"])
+
+    def on_track_seed(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, seed=args["seed"])
+
+    def on_track_temperature(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, temperature=args["temperature"])
+
+    def on_track_top_p(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, top_p=args["top_p"])
+
+    def on_track_gain(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, gain_db=args["db"])
+
+    def on_track_fx(self, args: dict, addr: Addr | None) -> None:
+        self._set(args, fx=parse_chain(args["chain"]))
+
+    def on_track_primer(self, args: dict, addr: Addr | None) -> None:
+        _check_file(args["path"])
+        self._set(args, primer=args["path"])
+
+    def on_track_vary(self, args: dict, addr: Addr | None) -> None:
+        _check_file(args["path"])
+        self._set(args, vary=args["path"], vary_level=args["level"])
+
+    # ------------------------------------------------------------------ handlers: jobs
+    def on_generate(self, args: dict, addr: Addr | None) -> bool:
+        session = copy.deepcopy(self.session)  # later edits do not change a queued render
+        track = session.track(args["track"])
+        project = Project(session.project)
+        check_track(session, track, self.models)
+
+        def work(progress: Any, should_cancel: Any) -> list[Path]:
+            rendered = render_track(session, track, project, self.models, progress=progress,
+                                    should_cancel=should_cancel)
+            self.send("/seed", track.name, rendered.seed, to=addr)
+            return [rendered.path]
+
+        self._submit(PREFIX + "/generate", work, addr)
+        return True
+
+    def on_generate_all(self, args: dict, addr: Addr | None) -> bool:
+        session = copy.deepcopy(self.session)
+        if not session.tracks:
+            raise ProtocolError("no tracks to render: add one with /wavestack/track/add <name>")
+        project = Project(session.project)
+        for track in session.tracks:
+            check_track(session, track, self.models)
+        parse_chain(session.master_fx)  # checked before any audio is generated
+
+        def work(progress: Any, should_cancel: Any) -> list[Path]:
+            stems, n = [], len(session.tracks)
+            for i, track in enumerate(session.tracks):
+                rendered = render_track(session, track, project, self.models,
+                                        progress=lambda f, i=i: progress((i + f) / (n + 1)),
+                                        should_cancel=should_cancel)
+                self.send("/seed", track.name, rendered.seed, to=addr)
+                stems.append(rendered)
+            return [s.path for s in stems] + [mix(session, project, stems).path]
+
+        self._submit(PREFIX + "/generate_all", work, addr)
+        return True
+
+    def on_job_status(self, args: dict, addr: Addr | None) -> bool:
+        job = self.jobs.get(args["job"])
+        self.send("/status", job.id, job.state, float(job.fraction), to=addr)
+        return True
+
+    def on_job_cancel(self, args: dict, addr: Addr | None) -> None:
+        self.jobs.cancel(args["job"])
+
+    # ------------------------------------------------------------------ persistence
+    def _save(self) -> None:
+        """Keep the session in the project folder, so `wavestack render` can render it later."""
+        if not self.session.project:
+            return
+        from engine.wavfile import atomic_output
+
+        try:
+            with atomic_output(Path(self.session.project) / SESSION_FILE) as fh:
+                fh.write((json.dumps(self.session.to_dict(), indent=1) + "\n").encode())
+        except OSError as exc:
+            log.warning("cannot save the session: %s", exc)
+
+
+def _check_file(path: str) -> None:
+    if path and not Path(path).is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+
+
+def _text(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+def _short(values: list[Any]) -> str:
+    text = " ".join(map(repr, values))
+    return text if len(text) <= 200 else text[:200] + "…"
