@@ -20,6 +20,8 @@ EPILOG = """examples:
   wavestack generate --seconds 4 --seed 7 --out take.wav
   wavestack generate --model default --seconds 2 --batch 4 --temperature 0.9 --out var.wav
   wavestack bench
+  wavestack serve --project ~/Music/song            # OSC on udp://127.0.0.1:9000
+  wavestack render --project ~/Music/song --track keys
 """
 
 
@@ -65,6 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--naive-steps", type=int, default=300, help="samples for the naive rate")
     bench.add_argument("--steps", type=int, default=4000, help="samples for the cached rates")
     bench.add_argument("--seconds", type=float, default=4.0, help="audio length for the RTF")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the OSC server a DAW, Max/Pd patch or wavestack-ui controls",
+        description="Listen for OSC over UDP (addresses under /wavestack, see the README) and render "
+        "stems into the project folder. Binds loopback unless --host says otherwise. Ctrl-C or "
+        "SIGTERM cancels the running render (nothing partial is written) and exits.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9000, help="UDP port (default 9000; 0 = any free)")
+    serve.add_argument("--project", help="project folder to start with (else set it over OSC)")
+    serve.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
+
+    render = sub.add_parser(
+        "render",
+        help="render a saved session's tracks without the server",
+        description="Render the session the server saved in the project folder (wavestack-session.json), "
+        "or another session file: every track and the mix, or only the --track ones.",
+    )
+    render.add_argument("--project", required=True, help="project folder")
+    render.add_argument("--session", type=Path, help="session JSON (default: PROJECT/wavestack-session.json)")
+    render.add_argument("--track", action="append", default=[], help="render only this track (repeatable)")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -73,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     from engine.errors import EngineError
 
     try:
-        return {"models": cmd_models, "generate": cmd_generate, "bench": cmd_bench}[args.command](
-            args
-        )
-    except (EngineError, OSError) as exc:
+        commands = {"models": cmd_models, "generate": cmd_generate, "bench": cmd_bench,
+                    "serve": cmd_serve, "render": cmd_render}
+        return commands[args.command](args)
+    except (EngineError, OSError, ValueError) as exc:
         print(f"wavestack: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -169,3 +194,58 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from .server import Server
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    server = Server(args.host, args.port, args.project)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.warning("listening on %s: other machines can reach this server", args.host)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        logging.info("stopping: cancelling queued and running renders")
+    finally:
+        server.shutdown()
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .progress import ProgressBar
+    from .project import Project
+    from .render import Models, check_track, mix, render_track
+    from .server import SESSION_FILE
+    from .session import Session
+
+    project = Project(args.project)
+    source = args.session or project.root / SESSION_FILE
+    try:
+        session = Session.from_dict(json.loads(Path(source).read_text()))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source} is not valid JSON: {exc}") from None
+    session.project = str(project.root)
+    tracks = [session.track(name) for name in args.track] if args.track else session.tracks
+    if not tracks:
+        raise ValueError(f"{source} has no tracks")
+    models = Models()
+    for track in tracks:
+        check_track(session, track, models)  # every error before any audio is generated
+    stems = []
+    for track in tracks:
+        with ProgressBar(track.name, disable=args.quiet) as bar:
+            stems.append(render_track(session, track, project, models, progress=bar.update))
+        print(f"{stems[-1].path} (seed {stems[-1].seed})")
+    if not args.track:
+        print(mix(session, project, stems).path)
+    return 0

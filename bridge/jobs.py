@@ -53,12 +53,19 @@ class JobQueue:
         self._thread = threading.Thread(target=self._run, name="wavestack-jobs", daemon=True)
         self._thread.start()
 
-    def submit(self, label: str, work: Work) -> Job:
+    def create(self, label: str, work: Work) -> Job:
+        """A queued job that does not run until :meth:`start` (so its id can be announced first)."""
         with self._lock:
             job = Job(next(self._ids), label, work)
             self.jobs[job.id] = job
+        return job
+
+    def start(self, job: Job) -> Job:
         self._queue.put(job)
         return job
+
+    def submit(self, label: str, work: Work) -> Job:
+        return self.start(self.create(label, work))
 
     def get(self, job_id: int) -> Job:
         try:

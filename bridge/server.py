@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
+from pythonosc.parsing import osc_types
 
 from . import __version__
 from .fx import FxError, parse_chain
@@ -31,6 +33,7 @@ from .session import Session, Track, check_track_name
 
 log = logging.getLogger("wavestack.server")
 MAX_DATAGRAM = 65535
+MAX_REPLY = 65507  # the largest UDP payload over IPv4
 RECEIVE_BUFFER = 8 << 20  # bytes asked of the kernel: a burst of thousands of messages fits
 HEARTBEAT = 0.4  # seconds between progress replies of a running job, at most
 SESSION_FILE = "wavestack-session.json"
@@ -87,6 +90,10 @@ class Server:
         self.stats["received"] += 1
         try:
             messages = [m.message for m in OscPacket(data).messages]
+            if not messages:
+                raise ValueError("no message in the packet (an empty or broken bundle)")
+            for message in messages:
+                _check_typetags(message)
         except Exception as exc:  # python-osc raises several kinds on garbage
             self.stats["malformed"] += 1
             log.warning("malformed packet (%d bytes) from %s:%d: %s", len(data), *addr, exc)
@@ -129,6 +136,12 @@ class Server:
         for arg in args:
             builder.add_arg(str(arg) if isinstance(arg, Path) else arg)
         dgram = builder.build().dgram
+        if len(dgram) > MAX_REPLY:
+            text = f"reply {PREFIX + path} is {len(dgram)} bytes, more than one UDP datagram holds"
+            builder = OscMessageBuilder(address=PREFIX + "/error")
+            builder.add_arg(PREFIX + path)
+            builder.add_arg(text)
+            dgram = builder.build().dgram
         targets = set(self.subscribers)
         if to is not None:
             targets.add(to)
@@ -159,11 +172,11 @@ class Server:
             self._on_job(job, "progress")
 
     def _submit(self, address: str, work: Any, addr: Addr | None) -> Job:
-        job = self.jobs.submit(address, work)
+        job = self.jobs.create(address, work)
         if addr is not None:
             self._requesters[job.id] = addr
-        self.send("/ack", address, job.id, to=addr)
-        return job
+        self.send("/ack", address, job.id, to=addr)  # before any progress of the job
+        return self.jobs.start(job)
 
     # ------------------------------------------------------------------ handlers: server
     def on_ping(self, args: dict, addr: Addr | None) -> bool:
@@ -222,6 +235,8 @@ class Server:
         session = Session.from_dict(data)
         if session.project:
             session.project = str(Project(session.project).root)
+        else:
+            session.project = self.session.project  # state without a folder keeps the current one
         self.session = session
         self._save()
 
@@ -349,6 +364,35 @@ class Server:
                 fh.write((json.dumps(self.session.to_dict(), indent=1) + "\n").encode())
         except OSError as exc:
             log.warning("cannot save the session: %s", exc)
+
+
+KNOWN_TAGS = set("ifsbhdtcrmTFN[]")  # what python-osc parses into values
+
+
+def _check_typetags(message: OscMessage) -> None:
+    """Refuse what python-osc lets through: unknown type tags, or fewer values than tags promise."""
+    dgram = message.dgram
+    _, index = osc_types.get_string(dgram, 0)
+    tags, _ = osc_types.get_string(dgram, index) if index < len(dgram) else (",", index)
+    if not tags.startswith(","):
+        raise ValueError(f"type tag string {tags!r} does not start with ','")
+    unknown = set(tags[1:]) - KNOWN_TAGS
+    if unknown:
+        raise ValueError(f"unknown type tag(s) {''.join(sorted(unknown))}")
+    at = index + (len(tags) // 4 + 1) * 4 if index < len(dgram) else index
+    for tag in tags[1:]:  # python-osc reads missing bytes as zeros: walk the values ourselves
+        if tag in "ifcrm":
+            at += 4
+        elif tag in "hdt":
+            at += 8
+        elif tag == "s":
+            end = dgram.find(b"\0", at)
+            at = len(dgram) + 1 if end < 0 else (end // 4 + 1) * 4
+        elif tag == "b":
+            size = int.from_bytes(dgram[at:at + 4], "big") if at + 4 <= len(dgram) else len(dgram)
+            at += 4 + -(-size // 4) * 4
+        if at > len(dgram):
+            raise ValueError(f"type tags {tags!r} promise more bytes than the packet's {len(dgram)}")
 
 
 def _check_file(path: str) -> None:

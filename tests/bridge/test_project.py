@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bridge.bwf import read_bext
+from bridge.project import Project, ProjectError
+from bridge.render import Models, mix, render_track
+from bridge.session import Session
+
+
+def session(tmp_path, **track):
+    return Session.from_dict({"project": str(tmp_path / "p"), "tempo": 100, "sample_rate": 44100,
+                              "tracks": [{"name": "keys", "model": "tiny", "seed": 11, **track}]})
+
+
+def test_a_track_renders_to_a_positioned_stem_with_a_manifest_and_rpp(tmp_path, tiny_model):
+    s = session(tmp_path, bars=0.25, at_bar=2)
+    project = Project(s.project)
+    r = render_track(s, s.tracks[0], project, Models())
+    assert r.path == project.root / "Audio" / "01_keys_take1.wav"
+    info = sf.info(r.path)
+    seconds_per_bar = 4 * 60 / 100
+    assert info.samplerate == 44100 and info.subtype == "PCM_24"
+    assert info.frames == round(0.25 * seconds_per_bar * 44100)
+    assert read_bext(r.path).time_reference == round(seconds_per_bar * 44100)
+    render = json.loads((project.root / "wavestack.json").read_text())["renders"][0]
+    assert render["seed"] == 11 and render["model"] == "tiny" and len(render["model_hash"]) == 64
+    assert render["parameters"]["bars"] == 0.25 and render["session"]["tempo"] == 100
+    assert render["files"][0]["path"] == "Audio/01_keys_take1.wav"
+    rpp = (project.root / "wavestack.rpp").read_text()
+    assert "TEMPO 100 4 4" in rpp and f"POSITION {seconds_per_bar:.6f}" in rpp
+    assert 'FILE "Audio/01_keys_take1.wav"' in rpp
+
+
+def test_the_manifest_renders_the_take_again_bit_identically(tmp_path, tiny_model):
+    s = session(tmp_path, seconds=0.3, seed=-1)
+    project = Project(s.project)
+    first = render_track(s, s.tracks[0], project, Models())
+    recorded = json.loads((project.root / "wavestack.json").read_text())["renders"][0]
+    again = Session.from_dict({**recorded["session"], "project": s.project,
+                               "tracks": [recorded["parameters"]]})
+    second = render_track(again, again.tracks[0], project, Models())
+    assert second.take == 2 and second.seed == first.seed
+    assert np.array_equal(sf.read(first.path)[0], sf.read(second.path)[0])
+
+
+def test_takes_never_overwrite_and_a_failed_write_leaves_no_trace(tmp_path, tiny_model, monkeypatch):
+    s = session(tmp_path, seconds=0.1)
+    project = Project(s.project)
+    render_track(s, s.tracks[0], project, Models())
+    manifest_before = (project.root / "wavestack.json").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="No space"):
+        patch.setattr("engine.wavfile.os.fsync", full_disk)  # the disk fills while the stem is written
+        render_track(s, s.tracks[0], project, Models())
+    assert (project.root / "wavestack.json").read_bytes() == manifest_before
+    assert sorted(p.name for p in (project.root / "Audio").iterdir()) == ["01_keys_take1.wav"]
+    assert render_track(s, s.tracks[0], project, Models()).take == 2
+
+
+def test_the_mix_sums_stems_at_their_positions(tmp_path, tiny_model):
+    s = Session.from_dict({"project": str(tmp_path / "p"), "sample_rate": 48000, "bit_depth": 32, "tracks": [
+        {"name": "a", "model": "tiny", "seconds": 0.2, "position": 1.0, "seed": 1},
+        {"name": "b", "model": "tiny", "seconds": 0.2, "position": 1.5, "seed": 2, "gain_db": -6}]})
+    project, models = Project(s.project), Models()
+    stems = [render_track(s, t, project, models) for t in s.tracks]
+    out = mix(s, project, stems)
+    audio, _rate = sf.read(out.path, dtype="float32")
+    a, b = (sf.read(x.path, dtype="float32")[0] for x in stems)
+    assert read_bext(out.path).time_reference == 48000 and len(audio) == round(0.7 * 48000)
+    assert np.allclose(audio[:len(a)], a) and np.allclose(audio[24000:], b)
+    assert "mix_take1" not in (project.root / "wavestack.rpp").read_text()  # it would double the stems
+
+
+def test_paths_stay_inside_the_project(tmp_path):
+    project = Project(tmp_path / "p")
+    with pytest.raises(ProjectError, match="outside the project"):
+        project.inside("../elsewhere.wav")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ProjectError, match="not a folder"):
+        Project(tmp_path / "file")
+    with pytest.raises(ProjectError, match="no project folder"):
+        Project("")

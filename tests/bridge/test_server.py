@@ -1,0 +1,189 @@
+"""The OSC server on real loopback sockets, driven by a python-osc client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from bridge.bwf import read_bext
+from bridge.server import Server
+
+from .conftest import Client
+
+P = "/wavestack"
+
+
+def add_track(client: Client, name: str = "keys", **settings) -> None:
+    assert client.ask(f"{P}/track/add", name, "tiny") == (f"{P}/ack", [f"{P}/track/add"])
+    for key, value in settings.items():
+        args = value if isinstance(value, tuple) else (value,)
+        assert client.ask(f"{P}/track/{key}", name, *args)[0] == f"{P}/ack"
+
+
+def test_ping_answers_with_the_version(client):
+    assert client.ask(f"{P}/ping") == (f"{P}/pong", ["0.1.0"])
+
+
+def test_a_generated_stem_lands_in_the_project_at_its_bar(server, client):
+    assert client.ask(f"{P}/tempo", 150)[0] == f"{P}/ack"  # an int where a float is meant
+    assert client.ask(f"{P}/depth", 16.0)[0] == f"{P}/ack"  # a whole float where an int is meant
+    add_track(client, bars=0.5, at_bar=5, seed=21)
+    client.send(f"{P}/generate", "keys")
+    address, (acked, job) = client.recv()
+    assert address == f"{P}/ack" and acked == f"{P}/generate" and job == 1
+    fractions = []
+    while True:
+        address, params = client.recv()
+        if address == f"{P}/progress":
+            fractions.append(params[1])
+        elif address == f"{P}/seed":
+            assert params == ["keys", 21]
+        else:
+            break
+    assert address == f"{P}/done" and params[0] == job and fractions and fractions == sorted(fractions)
+    stem = params[1]
+    info = sf.info(stem)
+    bar = 4 * 60 / 150
+    assert info.samplerate == 48000 and info.subtype == "PCM_16" and info.frames == round(0.5 * bar * 48000)
+    assert read_bext(stem).time_reference == round(4 * bar * 48000)
+    project = server.session.project
+    manifest = json.loads(Path(project, "wavestack.json").read_text())
+    assert manifest["renders"][0]["files"][0]["path"] == "Audio/01_keys_take1.wav"
+    assert f"POSITION {4 * bar:.6f}" in Path(project, "wavestack.rpp").read_text()
+
+
+def test_bad_requests_get_an_error_naming_what_is_allowed(client):
+    assert client.ask(f"{P}/tempo", 900) == (
+        f"{P}/error", [f"{P}/tempo", f"{P}/tempo: argument 'bpm' must be a number in [20, 300], got 900"])
+    address, (where, text) = client.ask(f"{P}/track/seed", "nope", 2)
+    assert where == f"{P}/track/seed" and "no track named 'nope'" in text
+    address, (where, text) = client.ask(f"{P}/track/add", "x", "no-such-model")
+    assert address == f"{P}/error" and "model 'no-such-model' not found" in text
+    address, (where, text) = client.ask(f"{P}/track/add", "../../etc")
+    assert "track name '../../etc' refused" in text
+    address, (where, text) = client.ask("/other/thing", 1)
+    assert where == "/other/thing" and "unknown address" in text
+    add_track(client, "keys")
+    address, (where, text) = client.ask(f"{P}/track/fx", "keys", '[{"plugin": "Reverb", "room_size": 7}]')
+    assert "room_size=7 refused" in text
+    address, (where, text) = client.ask(f"{P}/track/primer", "keys", "/no/such.wav")
+    assert "audio file not found" in text
+
+
+def test_replies_also_go_to_a_subscribed_port(server, client):
+    listener = Client(server.address)
+    assert client.ask(f"{P}/subscribe", listener.sock.getsockname()[1])[0] == f"{P}/ack"
+    client.send(f"{P}/ping")
+    assert client.recv()[0] == f"{P}/pong"
+    assert listener.recv() == (f"{P}/ack", [f"{P}/subscribe"])  # every reply, from now on
+    assert listener.recv()[0] == f"{P}/pong"
+    _address, (_where, text) = client.ask(f"{P}/subscribe", 9999, "example.com")
+    assert "loopback or to the sender's own host" in text
+    listener.close()
+
+
+def test_ping_answers_within_50_ms_while_a_render_runs(server, client):
+    add_track(client, seconds=30.0)
+    client.send(f"{P}/generate", "keys")
+    job = client.until(f"{P}/ack")[1][1]
+    client.until(f"{P}/progress")
+    delays = []
+    for _ in range(5):
+        t = time.perf_counter()
+        client.send(f"{P}/ping")
+        client.until(f"{P}/pong", timeout=2)
+        delays.append(time.perf_counter() - t)
+    assert server.jobs.get(job).state == "running"
+    assert max(delays) < 0.05
+    # cancelling stops the render and leaves nothing in the project
+    client.send(f"{P}/job/cancel", job)
+    _address, (where, text) = client.until(f"{P}/error", timeout=10)
+    assert where == job and "cancelled" in text
+    assert list((Path(server.session.project) / "Audio").iterdir()) == []
+    assert client.ask(f"{P}/job/status", job) == (f"{P}/status", [job, "cancelled", pytest.approx(0, abs=1)])
+
+
+def test_generate_all_renders_every_track_and_the_mix(server, client):
+    add_track(client, "a", seconds=0.2, seed=1)
+    add_track(client, "b", seconds=0.2, seed=2, position=0.5)
+    client.send(f"{P}/generate_all")
+    job = client.until(f"{P}/ack")[1][1]
+    address, params = client.until(f"{P}/done", f"{P}/error")
+    assert address == f"{P}/done" and params[0] == job
+    assert [p.rsplit("/", 1)[1] for p in params[1:]] == ["01_a_take1.wav", "02_b_take1.wav", "mix_take1.wav"]
+
+
+def test_state_round_trips_and_a_64k_datagram_is_received(server, client):
+    tracks: list[dict] = []  # /state/get of this would not fit a datagram: /track/list is checked
+    while len(state := json.dumps({"tempo": 97.5, "meter": [3, 4], "tracks": tracks})) < 60_000:
+        tracks.append({"name": f"track {len(tracks):03d}", "model": "tiny", "seconds": 1.0, "seed": 12345,
+                       "temperature": 0.9, "top_p": 0.95, "gain_db": -3.0, "position": 1.5, "fx": []})
+    assert len(state) < 65_000  # far beyond the 8 KiB the stdlib servers receive
+    assert client.ask(f"{P}/state/set", state) == (f"{P}/ack", [f"{P}/state/set"])
+    address, names = client.ask(f"{P}/track/list")
+    assert address == f"{P}/tracks" and names == [t["name"] for t in tracks]
+    address, (_where, text) = client.ask(f"{P}/state/get")
+    assert address == f"{P}/error" and "more than one UDP datagram holds" in text
+    small = json.dumps({"tempo": 97.5, "meter": [3, 4], "tracks": tracks[:3]})
+    assert client.ask(f"{P}/state/set", small)[0] == f"{P}/ack"
+    got = json.loads(client.ask(f"{P}/state/get")[1][0])
+    assert got["tempo"] == 97.5 and got["meter"] == [3, 4] and [t["name"] for t in got["tracks"]] == \
+        [t["name"] for t in tracks[:3]]
+    assert got["project"] == server.session.project != ""  # the project folder stays
+    assert client.ask(f"{P}/state/set", "{not json")[0] == f"{P}/error"
+
+
+def test_a_burst_of_2000_messages_is_not_lost(server, client):
+    before = server.stats["received"]
+    for i in range(2000):
+        client.send(f"{P}/job/status", 999 + i)  # each answered with an error: no such job
+    deadline = time.monotonic() + 10
+    while server.stats["received"] - before < 2000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.stats["received"] - before == 2000
+
+
+MALFORMED = [
+    b"",
+    b"garbage",
+    b"/wavestack/ping",  # no padding, no type tags
+    b"/wavestack/tempo\x00\x00\x00\x00,f\x00\x00",  # a float promised, none sent
+    b"/wavestack/tempo\x00\x00\x00\x00,Q\x00\x00\x00\x00\x00\x01",  # unknown type tag
+    b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", 1000) + b"/x",  # element longer than the bundle
+    b"#bundle\x00" + b"\x00" * 4,  # truncated time tag
+    b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", -5),  # negative element size
+    b"\xff" * 70000,  # larger than a UDP datagram can be on loopback? (sent in pieces below)
+]
+
+
+def test_malformed_packets_are_counted_answered_and_survived(server, client):
+    before = server.stats["malformed"]
+    sent = 0
+    for packet in MALFORMED:
+        try:
+            client.raw(packet[:65507])
+            sent += 1
+        except OSError:
+            continue
+    deadline = time.monotonic() + 5
+    while server.stats["malformed"] - before < sent and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.stats["malformed"] - before == sent
+    assert client.until(f"{P}/error")[1][0] == P
+    assert client.ask(f"{P}/ping")[0] in (f"{P}/pong", f"{P}/error")
+    assert client.until(f"{P}/pong", timeout=5)
+
+
+def test_the_server_binds_loopback_by_default(tiny_model, tmp_path):
+    srv = Server(port=0)
+    try:
+        assert srv.address[0] == "127.0.0.1"
+        assert srv.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 1 << 20
+    finally:
+        srv.shutdown()
