@@ -192,9 +192,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
@@ -249,3 +246,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not args.track:
         print(mix(session, project, stems).path)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

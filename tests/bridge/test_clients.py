@@ -1,0 +1,119 @@
+"""Real OSC clients: liblo's oscsend/oscdump, Pure Data running examples/wavestack.pd, and the
+``wavestack serve`` process itself (started, driven, stopped with SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from bridge.bwf import read_bext
+
+ROOT = Path(__file__).parents[2]
+needs_liblo = pytest.mark.skipif(shutil.which("oscsend") is None or shutil.which("oscdump") is None,
+                                 reason="liblo-tools is not installed (apt-get install liblo-tools)")
+needs_pd = pytest.mark.skipif(shutil.which("pd") is None,
+                              reason="Pure Data is not installed (apt-get install puredata-core)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def serve(tmp_path, models_dir):
+    """A ``wavestack serve`` process on a free port with the tiny model installed."""
+    port, project = free_port(), tmp_path / "project"
+    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--port", str(port),
+                             "--project", str(project)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until it answers
+        if proc.poll() is not None:
+            pytest.fail(f"wavestack serve exited: {proc.stdout.read()}")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.2)
+            s.sendto(b"/wavestack/ping\0,\0\0\0", ("127.0.0.1", port))
+            try:
+                s.recvfrom(1024)
+                break
+            except TimeoutError:
+                continue
+    yield port, project, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def oscsend(port: int, address: str, types: str, *values: object) -> None:
+    subprocess.run(["oscsend", "127.0.0.1", str(port), address, types, *map(str, values)], check=True)
+
+
+@needs_liblo
+def test_oscsend_drives_the_server_and_oscdump_reads_the_replies(serve):
+    port, project, _ = serve
+    dump_port = free_port()
+    dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        oscsend(port, "/wavestack/subscribe", "i", dump_port)
+        oscsend(port, "/wavestack/tempo", "f", 100)
+        oscsend(port, "/wavestack/track/add", "ss", "lead", "tiny")
+        oscsend(port, "/wavestack/track/bars", "sf", "lead", 0.5)
+        oscsend(port, "/wavestack/track/at_bar", "si", "lead", 3)
+        oscsend(port, "/wavestack/generate", "s", "lead")
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not select.select([dump.stdout], [], [], deadline - time.monotonic())[0]:
+                break
+            words = dump.stdout.readline().split()[1:]  # oscdump starts each line with a time tag
+            lines.append(words)
+            if words and words[0] in ("/wavestack/done", "/wavestack/error"):
+                break
+    finally:
+        dump.terminate()
+    assert ["/wavestack/ack", "s", '"/wavestack/tempo"'] in lines
+    done = lines[-1]
+    assert done[:3] == ["/wavestack/done", "is", "1"], lines
+    stem = Path(done[3].strip('"'))
+    info, bar = sf.info(stem), 4 * 60 / 100
+    assert stem.parent == project.resolve() / "Audio" and info.frames == round(0.5 * bar * 48000)
+    assert info.subtype == "PCM_24" and read_bext(stem).time_reference == round(2 * bar * 48000)
+
+
+@needs_pd
+def test_the_example_pd_patch_renders_a_track(serve, tmp_path):
+    port, project, _ = serve
+    reply_port = free_port()
+    patch = (ROOT / "examples" / "wavestack.pd").read_text()
+    patch = patch.replace("9000", str(port)).replace("9001", str(reply_port)).replace("keys default", "keys tiny")
+    (tmp_path / "test.pd").write_text(patch)
+    done = subprocess.run(["pd", "-nogui", "-nosound", "-nomidi", "-stderr", str(tmp_path / "test.pd")],
+                          capture_output=True, text=True, timeout=120)
+    out = done.stdout + done.stderr
+    assert "wavestack-done:" in out, out[-2000:]
+    path = Path(out.split("wavestack-done:")[1].split()[1])
+    assert path.is_file() and path.parent == project.resolve() / "Audio"
+    assert sf.info(path).frames == round(2 * 2.0 * 48000)  # 2 bars at 120 bpm
+
+
+def test_sigterm_stops_the_server_cleanly(serve):
+    port, project, proc = serve
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "listening on udp://127.0.0.1" in out and "stopping" in out
+    assert not [p for p in (project / "Audio").iterdir()]
