@@ -94,3 +94,25 @@ def test_generate_sampler_choice_is_recorded_and_deterministic(tmp_path, sampler
     assert np.array_equal(sf.read(outs[0])[0], sf.read(outs[1])[0])
     with sf.SoundFile(outs[0]) as f:
         assert json.loads(f.comment)["sampler"] == sampler
+
+
+def test_render_renders_a_saved_session_like_the_server(tmp_path, tiny_model, capsys):
+    project = tmp_path / "song"
+    project.mkdir()
+    session = {"tempo": 120, "sample_rate": 44100, "tracks": [
+        {"name": "a", "model": tiny_model, "bars": 0.25, "seed": 3},
+        {"name": "b", "model": tiny_model, "seconds": 0.2, "at_bar": 2, "seed": 4}]}
+    (project / "wavestack-session.json").write_text(json.dumps(session))
+    assert main(["render", "--project", str(project), "--quiet"]) == 0
+    names = sorted(p.name for p in (project / "Audio").iterdir())
+    assert names == ["01_a_take1.wav", "02_b_take1.wav", "mix_take1.wav"]
+    assert sf.info(project / "Audio" / "01_a_take1.wav").frames == round(0.25 * 2.0 * 44100)
+    assert main(["render", "--project", str(project), "--track", "b", "--quiet"]) == 0
+    assert (project / "Audio" / "02_b_take2.wav").is_file()
+    assert not (project / "Audio" / "mix_take2.wav").exists()  # one track: no mix
+    capsys.readouterr()
+    assert main(["render", "--project", str(project), "--track", "zzz", "--quiet"]) == 2
+    assert "no track named 'zzz'" in capsys.readouterr().err
+    (project / "wavestack-session.json").write_text('{"tempo": 1000}')
+    assert main(["render", "--project", str(project)]) == 2
+    assert "must be a number in [20, 300]" in capsys.readouterr().err

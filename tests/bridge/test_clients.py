@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
-import select
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -74,12 +75,16 @@ def test_oscsend_drives_the_server_and_oscdump_reads_the_replies(serve):
         oscsend(port, "/wavestack/track/bars", "sf", "lead", 0.5)
         oscsend(port, "/wavestack/track/at_bar", "si", "lead", 3)
         oscsend(port, "/wavestack/generate", "s", "lead")
+        replies: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [replies.put(line) for line in dump.stdout], daemon=True).start()
         lines = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if not select.select([dump.stdout], [], [], deadline - time.monotonic())[0]:
+            try:
+                line = replies.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
                 break
-            words = dump.stdout.readline().split()[1:]  # oscdump starts each line with a time tag
+            words = line.split()[1:]  # oscdump starts each line with a time tag
             lines.append(words)
             if words and words[0] in ("/wavestack/done", "/wavestack/error"):
                 break
@@ -99,7 +104,8 @@ def test_the_example_pd_patch_renders_a_track(serve, tmp_path):
     port, project, _ = serve
     reply_port = free_port()
     patch = (ROOT / "examples" / "wavestack.pd").read_text()
-    patch = patch.replace("9000", str(port)).replace("9001", str(reply_port)).replace("keys default", "keys tiny")
+    patch = patch.replace("9000", str(port)).replace("9001", str(reply_port))
+    patch = patch.replace("keys default", "keys tiny")
     (tmp_path / "test.pd").write_text(patch)
     done = subprocess.run(["pd", "-nogui", "-nosound", "-nomidi", "-stderr", str(tmp_path / "test.pd")],
                           capture_output=True, text=True, timeout=120)
@@ -111,7 +117,7 @@ def test_the_example_pd_patch_renders_a_track(serve, tmp_path):
 
 
 def test_sigterm_stops_the_server_cleanly(serve):
-    port, project, proc = serve
+    _, project, proc = serve
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
