@@ -89,6 +89,7 @@ class Server:
     def handle(self, data: bytes, addr: Addr) -> None:
         self.stats["received"] += 1
         try:
+            _check_frame(data)  # python-osc loops forever on some broken bundles: check them first
             messages = [m.message for m in OscPacket(data).messages]
             if not messages:
                 raise ValueError("no message in the packet (an empty or broken bundle)")
@@ -364,6 +365,32 @@ class Server:
                 fh.write((json.dumps(self.session.to_dict(), indent=1) + "\n").encode())
         except OSError as exc:
             log.warning("cannot save the session: %s", exc)
+
+
+BUNDLE = b"#bundle\0"
+MAX_NESTING = 8
+
+
+def _check_frame(data: bytes, depth: int = 0) -> None:
+    """A message starts with '/'; a bundle is a time tag then elements of positive, 4-aligned,
+    in-bounds sizes (nested at most MAX_NESTING deep)."""
+    if not data.startswith(BUNDLE):
+        if not data.startswith(b"/"):
+            raise ValueError("an OSC packet starts with '/' (a message) or '#bundle'")
+        return
+    if depth >= MAX_NESTING:
+        raise ValueError(f"bundles nested more than {MAX_NESTING} deep")
+    if len(data) < 16:
+        raise ValueError("bundle shorter than its header and time tag")
+    at = 16
+    while at < len(data):
+        if at + 4 > len(data):
+            raise ValueError("bundle element size is cut off")
+        size = int.from_bytes(data[at:at + 4], "big", signed=True)
+        if size <= 0 or size % 4 or at + 4 + size > len(data):
+            raise ValueError(f"bundle element of size {size} at byte {at} does not fit the packet")
+        _check_frame(data[at + 4:at + 4 + size], depth + 1)
+        at += 4 + size
 
 
 KNOWN_TAGS = set("ifsbhdtcrmTFN[]")  # what python-osc parses into values

@@ -44,7 +44,8 @@ def valid_messages(draw: st.DrawFn) -> bytes:
     """Well-formed messages to real addresses with arguments of any type and value."""
     spec = draw(st.sampled_from(TABLE))
     builder = OscMessageBuilder(address=spec.full)
-    values = st.integers(-(2**31), 2**31 - 1) | st.floats(width=32) | st.text(max_size=30) | st.booleans()
+    text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\0"), max_size=30)
+    values = st.integers(-(2**31), 2**31 - 1) | st.floats(width=32) | text | st.booleans()
     for value in draw(st.lists(values, max_size=4)):
         builder.add_arg(value)
     return builder.build().dgram
@@ -55,7 +56,8 @@ def test_random_and_malformed_packets_never_crash_the_server(tmp_path, monkeypat
     server = Server(port=0)
     try:
 
-        @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+        # a 2 s deadline per packet: a parser that loops forever fails here instead of hanging CI
+        @settings(max_examples=1000, deadline=2000, suppress_health_check=list(HealthCheck))
         @given(st.binary(max_size=200) | osc_like() | bundles() | valid_messages())
         def feed(packet: bytes) -> None:
             before = dict(server.stats)

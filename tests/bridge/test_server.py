@@ -158,6 +158,7 @@ MALFORMED = [
     b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", 1000) + b"/x",  # element longer than the bundle
     b"#bundle\x00" + b"\x00" * 4,  # truncated time tag
     b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", -5),  # negative element size
+    b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", 0) + b"/x\x00\x00",  # size 0: python-osc loops forever
     b"\xff" * 70000,  # larger than a UDP datagram can be on loopback? (sent in pieces below)
 ]
 
