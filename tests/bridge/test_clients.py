@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.bwf import read_bext
 
@@ -123,3 +124,32 @@ def test_sigterm_stops_the_server_cleanly(serve):
     assert proc.returncode == 0, out
     assert "listening on udp://127.0.0.1" in out and "stopping" in out
     assert not [p for p in (project / "Audio").iterdir()]
+
+
+def test_a_killed_server_leaves_no_partial_stem_and_an_intact_manifest(serve):
+    port, project, proc = serve
+    for args in (("/wavestack/track/add", "ss", "a", "tiny"), ("/wavestack/track/seconds", "sf", "a", 0.1),
+                 ("/wavestack/generate", "s", "a")):
+        _send(port, *args)
+    manifest = project / "wavestack.json"
+    deadline = time.monotonic() + 30
+    while not manifest.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    before = manifest.read_text()
+    _send(port, "/wavestack/track/seconds", "sf", "a", 60.0)  # a long render …
+    _send(port, "/wavestack/generate", "s", "a")
+    time.sleep(1.0)
+    proc.kill()  # … killed in the middle
+    proc.wait()
+    assert manifest.read_text() == before
+    visible = sorted(p.name for p in (project / "Audio").iterdir() if not p.name.startswith("."))
+    assert visible == ["01_a_take1.wav"]
+    assert sf.info(project / "Audio" / "01_a_take1.wav").frames == round(0.1 * 48000)
+
+
+def _send(port: int, address: str, types: str, *values: object) -> None:
+    builder = OscMessageBuilder(address=address)
+    for tag, value in zip(types, values, strict=True):
+        builder.add_arg(value, arg_type=tag)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(builder.build().dgram, ("127.0.0.1", port))

@@ -93,6 +93,11 @@ def test_ping_answers_within_50_ms_while_a_render_runs(server, client):
     client.send(f"{P}/generate", "keys")
     job = client.until(f"{P}/ack")[1][1]
     client.until(f"{P}/progress")
+    arrivals = []
+    for _ in range(4):  # progress keeps coming, at least every 0.5 s
+        client.until(f"{P}/progress", timeout=2)
+        arrivals.append(time.monotonic())
+    assert max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) < 0.5
     delays = []
     for _ in range(5):
         t = time.perf_counter()
