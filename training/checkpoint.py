@@ -8,14 +8,14 @@ It is a training-only format (bundles are what the engine loads) and is never un
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
+
+from engine.wavfile import atomic_output
 
 from .errors import RunError
 
@@ -35,17 +35,9 @@ def save_checkpoint(
             tensors[f"optim.{index}.{key}"] = value.detach().cpu().contiguous().clone()
     tensors["rng.torch"] = torch.get_rng_state()
     header = dict(meta, param_groups=opt["param_groups"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={META_KEY: json.dumps(header)})
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    blob = save(tensors, metadata={META_KEY: json.dumps(header)})
+    with atomic_output(path) as fh:
+        fh.write(blob)
 
 
 def read_meta(path: Path) -> dict[str, Any]:
