@@ -90,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--session", type=Path, help="session JSON (default: PROJECT/wavestack-session.json)")
     render.add_argument("--track", action="append", default=[], help="render only this track (repeatable)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    batch = sub.add_parser(
+        "batch",
+        help="render every variation a spec file lists (resumable, parallel, shardable)",
+        description="Expand SPEC (TOML: a [session] and [[tracks]] with seeds, temperatures, top_ps, "
+        "primers or sources to combine), check all of it, then render what the project manifest "
+        "does not have yet. See examples/batch.toml.",
+    )
+    batch.add_argument("spec", type=Path, help="batch spec (TOML)")
+    batch.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    batch.add_argument("--shard", default="1/1", help="render shard K of N (e.g. 2/4), default 1/1")
+    batch.add_argument("--dry-run", action="store_true", help="list the renders and estimate the time")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -99,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         commands = {"models": cmd_models, "generate": cmd_generate, "bench": cmd_bench,
-                    "serve": cmd_serve, "render": cmd_render}
+                    "serve": cmd_serve, "render": cmd_render, "batch": cmd_batch}
         return commands[args.command](args)
     except (EngineError, OSError, ValueError) as exc:
         print(f"wavestack: error: {exc}", file=sys.stderr)
@@ -245,6 +258,59 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(f"{stems[-1].path} (seed {stems[-1].seed})")
     if not args.track:
         print(mix(session, project, stems).path)
+    return 0
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes K/N (e.g. 2/4), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 ≤ K ≤ N, got {text!r}")
+    return k, n
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import load_spec
+    from .batch_run import pending, run_batch
+
+    shard = parse_shard(args.shard)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be ≥ 1, got {args.jobs}")
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        return _dry_run(spec, shard, args.jobs, pending)
+    summary = run_batch(spec, workers=args.jobs, shard=shard, show_progress=not args.quiet)
+    print(summary.table())
+    return 1 if summary.failed else 0
+
+
+def _dry_run(spec, shard: tuple[int, int], jobs: int, pending) -> int:
+    from .render import Models
+
+    selected = spec.shard(*shard)
+    todo = {j.index for j in pending(spec, selected)}
+    rtf: dict[str, float] = {}
+    models = Models()
+    for job in selected:  # calibrate: time one short sample per model
+        if job.track.model not in rtf:
+            stack = models.get(job.track.model).stack
+            t0 = time.perf_counter()
+            stack.sample(0.25, seed=0)
+            rtf[job.track.model] = (time.perf_counter() - t0) / 0.25
+    total = 0.0
+    for job in selected:
+        t = job.track
+        seconds = spec.session.length_of(t)
+        extra = f" primer={t.primer}" if t.primer else f" source={t.vary}" if t.vary else ""
+        state = "todo" if job.index in todo else "done"
+        print(f"#{job.index:<4} {state:4} {t.name:16} seed={t.seed} temperature={t.temperature} "
+              f"top_p={t.top_p} {seconds:.2f} s{extra}")
+        if job.index in todo:
+            total += seconds * rtf[t.model]
+    print(f"{len(todo)} of {len(selected)} renders to do; about {total / jobs:.0f} s with {jobs} "
+          f"worker(s) (calibrated: {', '.join(f'{m} RTF {r:.2f}' for m, r in rtf.items())})")
     return 0
 
 

@@ -96,7 +96,9 @@ def read_clip(path: str, rate: int) -> np.ndarray:
 
 
 def render_track(session: Session, track: Track, project: Project, models: Models, *,
-                 progress: ProgressFn | None = None, should_cancel: CancelFn | None = None) -> Rendered:
+                 progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
+                 record: dict[str, Any] | None = None) -> Rendered:
+    """Render ``track`` to a new take; ``record`` adds keys to its manifest entry (batch keys)."""
     plugins = check_track(session, track, models)
     seed = track.seed if track.seed >= 0 else secrets.randbelow(2**31)
     started = time.time()
@@ -119,6 +121,7 @@ def render_track(session: Session, track: Track, project: Project, models: Model
         "started": _stamp(started),
         "finished": _stamp(time.time()),
         "wavestack": __version__,
+        **(record or {}),
     }, session.tempo, session.meter)
     return rendered
 

@@ -1,0 +1,216 @@
+"""Batch specs: a session and tracks with lists to expand into many renders, checked up front.
+
+    [session]
+    project = "night"              # relative to the spec file
+    tempo = 120
+    [[tracks]]
+    name = "keys"
+    model = "default"
+    bars = 2
+    seeds = [1, 2, 3]              # or random_seeds = 50 (drawn from the track name: stable)
+    temperatures = [0.9, 1.0]
+    top_p = [1.0]
+    primers = "clips/*.wav"        # or sources = "..." with vary_level = 1
+
+Each render has a key: the sha256 of everything that determines its audio (model hash, seed, every
+track and session parameter). Finished renders are in the project manifest with their key, so
+running a spec again renders only what is missing.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .protocol import ProtocolError
+from .session import Session, Track
+
+EXPAND = {"seeds", "random_seeds", "temperatures", "top_ps", "primers", "sources"}
+SESSION_KEYS = {"project", "tempo", "meter", "sample_rate", "bit_depth", "master_fx"}
+
+
+class SpecError(ValueError):
+    """A spec with problems; ``problems`` lists each one with its TOML location."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{path}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int  # position in the expanded list (shards take every N-th)
+    track: Track  # concrete: one seed, temperature, top_p, primer or source
+    key: str
+
+
+@dataclass
+class Spec:
+    path: Path
+    session: Session
+    jobs: list[Job] = field(default_factory=list)
+
+    def shard(self, k: int, n: int) -> list[Job]:
+        """The deterministic 1/n of the jobs that shard k (1-based) renders."""
+        return [j for j in self.jobs if j.index % n == k - 1]
+
+
+def load_spec(path: Path, model_hash: Any = None) -> Spec:
+    """Read, check and expand a spec; raises SpecError listing every problem found."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(path, ["file not found"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(path, [f"not valid TOML: {exc}"]) from None
+    problems: list[str] = []
+    for key in sorted(set(data) - {"session", "tracks"}):
+        problems.append(f"{key}: unknown table; a spec has [session] and [[tracks]]")
+    session = _session(data.get("session", {}), path.parent, problems)
+    tables = data.get("tracks", [])
+    if not isinstance(tables, list) or not tables:
+        problems.append("tracks: a spec needs at least one [[tracks]] table")
+        tables = []
+    bases: list[tuple[Track, dict[str, Any]]] = []
+    for i, table in enumerate(tables):
+        base = _track(table, f"tracks[{i}]", path.parent, problems)
+        if base is not None:
+            bases.append(base)
+    names = [t.name for t, _ in bases]
+    for name in {n for n in names if names.count(n) > 1}:
+        problems.append(f"tracks: the name {name!r} is used twice")
+    if not problems:
+        session.tracks = [t for t, _ in bases]
+        _check_models(bases, problems, model_hash)
+    if problems:
+        raise SpecError(path, problems)
+    spec = Spec(path=path, session=session)
+    hashes = model_hash or _model_hash
+    for base, lists in bases:
+        for combo in itertools.product(*lists.values()):
+            track = replace(base, **dict(zip(lists, combo, strict=True)))
+            spec.jobs.append(Job(len(spec.jobs), track, render_key(session, track, hashes(track.model))))
+    return spec
+
+
+def render_key(session: Session, track: Track, model_hash: str) -> str:
+    """What determines a render's audio and placement, hashed."""
+    blob = json.dumps({
+        "model_hash": model_hash,
+        "track": asdict(track),
+        "session": {"tempo": session.tempo, "meter": list(session.meter), "sample_rate": session.sample_rate,
+                    "bit_depth": session.bit_depth},
+    }, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _model_hash(name: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 (a process-wide cache)
+    if name not in _cache:
+        from engine import load_bundle
+
+        _cache[name] = load_bundle(name).hash
+    return _cache[name]
+
+
+def _session(table: Any, root: Path, problems: list[str]) -> Session:
+    if not isinstance(table, dict):
+        problems.append("session: expected a table")
+        return Session()
+    for key in sorted(set(table) - SESSION_KEYS):
+        problems.append(f"session.{key}: unknown key; allowed: {', '.join(sorted(SESSION_KEYS))}")
+    known = {k: v for k, v in table.items() if k in SESSION_KEYS}
+    if "project" not in known:
+        problems.append("session.project: missing (the folder stems are written to)")
+    else:
+        known["project"] = str((root / str(known["project"])).resolve())
+    session = Session()
+    for key, value in known.items():  # one key at a time, so every bad key is reported
+        try:
+            setattr(session, key, getattr(Session.from_dict({key: value}), key))
+        except (ProtocolError, ValueError) as exc:
+            problems.append(f"session.{key}: {exc}")
+    return session
+
+
+def _track(table: Any, where: str, root: Path, problems: list[str]) -> tuple[Track, dict[str, list]] | None:
+    if not isinstance(table, dict):
+        problems.append(f"{where}: expected a table")
+        return None
+    name = table.get("name")
+    plain = {k: v for k, v in table.items() if k not in EXPAND}
+    before = len(problems)
+    try:
+        Track.from_dict({"name": name})
+    except ProtocolError as exc:
+        problems.append(f"{where}.name: {exc}")
+        return None
+    for key, value in plain.items():
+        if key == "name":
+            continue
+        length = {} if key in ("seconds", "bars") else {"seconds": 1.0}
+        try:
+            Track.from_dict({"name": name, **length, key: value})
+        except (ProtocolError, ValueError) as exc:
+            problems.append(f"{where}.{key}: {exc}")
+    if "seconds" in plain and "bars" in plain:
+        problems.append(f"{where}: give seconds or bars, not both")
+    lists = _lists(table, where, root, name, problems)
+    if len(problems) > before:
+        return None
+    return Track.from_dict(plain), lists
+
+
+def _lists(table: dict[str, Any], where: str, root: Path, name: str, problems: list[str]) -> dict[str, list]:
+    lists: dict[str, list] = {}
+    if "seeds" in table and "random_seeds" in table:
+        problems.append(f"{where}: give seeds or random_seeds, not both")
+    if "random_seeds" in table:
+        n = table["random_seeds"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100_000:
+            problems.append(f"{where}.random_seeds: a count in [1, 100000], got {n!r}")
+        else:
+            entropy = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+            lists["seed"] = [int(s) & 0x7FFFFFFF for s in np.random.SeedSequence(entropy).generate_state(n)]
+    for key, field_name in (("seeds", "seed"), ("temperatures", "temperature"), ("top_ps", "top_p")):
+        if key not in table:
+            continue
+        values = table[key]
+        if not isinstance(values, list) or not values:
+            problems.append(f"{where}.{key}: expected a non-empty list")
+            continue
+        for i, value in enumerate(values):
+            try:
+                Track.from_dict({"name": name, field_name: value})
+            except (ProtocolError, ValueError) as exc:
+                problems.append(f"{where}.{key}[{i}]: {exc}")
+        lists[field_name] = values
+    for key, field_name in (("primers", "primer"), ("sources", "vary")):
+        if key in table:
+            pattern = str(table[key])
+            files = sorted(glob.glob(str(root / pattern), recursive=True))
+            if not files:
+                problems.append(f"{where}.{key}: no file matches {pattern!r} (relative to the spec)")
+            lists[field_name] = files
+    if "primer" in lists and "vary" in lists:
+        problems.append(f"{where}: give primers or sources, not both")
+    return lists
+
+
+def _check_models(bases: list[tuple[Track, dict]], problems: list[str], model_hash: Any) -> None:
+    """Every model loads (effects and files were checked key by key already)."""
+    from engine.errors import EngineError
+
+    for i, (track, _) in enumerate(bases):
+        try:
+            (model_hash or _model_hash)(track.model)
+        except EngineError as exc:
+            problems.append(f"tracks[{i}].model: {exc}")

@@ -1,0 +1,144 @@
+"""Running a batch: resume from the manifest, worker processes, shards, progress and a summary.
+
+Renders go through ``bridge.render.render_track`` — the server's code path — and are recorded in
+the project manifest with their batch key. Workers are separate processes (``spawn``), each with
+an equal share of the CPU threads; a render's audio depends only on its parameters, so any number
+of workers gives the same files' contents.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .batch import Job, Spec, load_spec
+from .project import Project
+
+
+@dataclass
+class Outcome:
+    index: int
+    track: str
+    ok: bool
+    path: str = ""
+    seconds: float = 0.0  # audio rendered
+    wall: float = 0.0
+    reason: str = ""
+
+
+@dataclass
+class Summary:
+    total: int  # jobs of this shard
+    skipped: int  # already in the manifest
+    outcomes: list[Outcome] = field(default_factory=list)
+    wall: float = 0.0
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+    def table(self) -> str:
+        done = [o for o in self.outcomes if o.ok]
+        audio = sum(o.seconds for o in done)
+        rtf = self.wall / audio if audio else float("nan")
+        lines = [
+            f"renders in this shard   {self.total}",
+            f"already done (skipped)  {self.skipped}",
+            f"rendered now            {len(done)}",
+            f"failed                  {len(self.failed)}",
+            f"audio rendered          {audio:.1f} s",
+            f"wall time               {self.wall:.1f} s",
+            f"real-time factor        {rtf:.2f} (wall / audio)",
+        ]
+        lines += [f"  failed #{o.index} {o.track}: {o.reason}" for o in self.failed]
+        return "\n".join(lines)
+
+
+def pending(spec: Spec, jobs: list[Job]) -> list[Job]:
+    """The jobs whose key is not yet in the project manifest."""
+    manifest = Project(spec.session.project).read_manifest()
+    done = {r.get("batch_key") for r in manifest["renders"]}
+    return [j for j in jobs if j.key not in done]
+
+
+def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
+              show_progress: bool = True, log: Any = print) -> Summary:
+    selected = spec.shard(*shard)
+    todo = pending(spec, selected)
+    summary = Summary(total=len(selected), skipped=len(selected) - len(todo))
+    started = time.monotonic()
+    bar = tqdm(total=len(todo), desc="batch", unit="render", disable=not show_progress, dynamic_ncols=True)
+    audio = 0.0
+
+    def finished(outcome: Outcome) -> None:
+        nonlocal audio
+        summary.outcomes.append(outcome)
+        audio += outcome.seconds
+        bar.update(1)
+        bar.set_postfix_str(f"{audio:.1f} s of audio")
+        text = f"{outcome.path} ({outcome.seconds:.1f} s in {outcome.wall:.1f} s)" if outcome.ok else \
+            f"FAILED #{outcome.index} {outcome.track}: {outcome.reason}"
+        (bar.write if show_progress else log)(text)
+
+    if workers <= 1:
+        _init_worker(os.cpu_count() or 1)
+        for job in todo:
+            finished(render_job(spec, job))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                 initargs=(threads,)) as pool:
+            running = {pool.submit(_render_in_worker, str(spec.path), job.index) for job in todo}
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finished(future.result())
+    bar.close()
+    summary.wall = time.monotonic() - started
+    return summary
+
+
+_MODELS: Any = None
+_SPECS: dict[str, Spec] = {}
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def render_job(spec: Spec, job: Job) -> Outcome:
+    """Render one job; any failure is caught and reported, the batch goes on."""
+    global _MODELS
+    from .render import Models, render_track
+
+    if _MODELS is None:
+        _MODELS = Models()
+    t0 = time.monotonic()
+    try:
+        rendered = render_track(spec.session, job.track, Project(spec.session.project), _MODELS,
+                                record={"batch_key": job.key, "batch_spec": str(spec.path)})
+    except Exception as exc:  # a late bad file, a plugin crash: recorded, not fatal
+        reason = str(exc) or type(exc).__name__
+        Project(spec.session.project).record(
+            {"kind": "failed", "track": job.track.name, "failed_key": job.key, "reason": reason,
+             "parameters": asdict(job.track), "batch_spec": str(spec.path)},
+            spec.session.tempo, spec.session.meter)
+        return Outcome(job.index, job.track.name, False, wall=time.monotonic() - t0, reason=reason)
+    return Outcome(job.index, job.track.name, True, str(rendered.path),
+                   rendered.audio.shape[1] / spec.session.sample_rate, time.monotonic() - t0)
+
+
+def _render_in_worker(spec_path: str, index: int) -> Outcome:
+    if spec_path not in _SPECS:
+        _SPECS[spec_path] = load_spec(Path(spec_path))
+    spec = _SPECS[spec_path]
+    return render_job(spec, spec.jobs[index])

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from bridge.batch import SpecError, load_spec
+from bridge.batch_run import run_batch
+from bridge.cli import main
+
+ROOT = Path(__file__).parents[2]
+
+SPEC = """
+[session]
+project = "out"
+tempo = 240
+sample_rate = 44100
+[[tracks]]
+name = "keys"
+model = "tiny"
+bars = 0.25
+seeds = [1, 2, 3]
+[[tracks]]
+name = "pad"
+model = "tiny"
+seconds = 0.2
+position = 1.0
+seeds = [4, 5, 6]
+fx = [{plugin = "Gain", gain_db = -3}]
+"""
+
+
+def write_spec(folder: Path, text: str = SPEC) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.toml").write_text(text)
+    return folder / "spec.toml"
+
+
+def audio_by_key(project: Path) -> dict[str, bytes]:
+    manifest = json.loads((project / "wavestack.json").read_text())
+    out = {}
+    for render in manifest["renders"]:
+        if "batch_key" in render:
+            assert render["batch_key"] not in out, "a render was recorded twice"
+            audio, _ = sf.read(project / render["files"][0]["path"], dtype="float32")
+            out[render["batch_key"]] = audio.tobytes()
+    return out
+
+
+def test_two_tracks_by_three_seeds_render_six_stems(tmp_path, tiny_model):
+    spec = load_spec(write_spec(tmp_path))
+    summary = run_batch(spec, show_progress=False, log=lambda _: None)
+    assert len(summary.outcomes) == 6 and not summary.failed
+    project = tmp_path / "out"
+    names = sorted(p.name for p in (project / "Audio").iterdir())
+    assert names == [f"01_keys_take{i}.wav" for i in (1, 2, 3)] + [f"02_pad_take{i}.wav" for i in (1, 2, 3)]
+    assert sf.info(project / "Audio" / "01_keys_take1.wav").frames == round(0.25 * 1.0 * 44100)
+    assert len(audio_by_key(project)) == 6
+    assert (project / "wavestack.rpp").read_text().count("<TRACK") == 2
+    # a second run finds everything done
+    again = run_batch(load_spec(tmp_path / "spec.toml"), show_progress=False)
+    assert again.skipped == 6 and again.outcomes == []
+
+
+def test_jobs_2_gives_the_same_audio_as_jobs_1(tmp_path, tiny_model):
+    one, two = write_spec(tmp_path / "one"), write_spec(tmp_path / "two")
+    assert main(["batch", str(one), "--quiet"]) == 0
+    assert main(["batch", str(two), "--jobs", "2", "--quiet"]) == 0
+    assert audio_by_key(tmp_path / "one" / "out") == audio_by_key(tmp_path / "two" / "out")
+
+
+def test_shards_split_the_jobs_deterministically(tmp_path, tiny_model):
+    spec = load_spec(write_spec(tmp_path))
+    a, b = spec.shard(1, 2), spec.shard(2, 2)
+    assert sorted(j.index for j in a + b) == list(range(6)) and not {j.key for j in a} & {j.key for j in b}
+    assert [j.key for j in load_spec(tmp_path / "spec.toml").shard(1, 2)] == [j.key for j in a]
+
+
+def test_a_killed_batch_resumes_to_the_same_final_set(tmp_path, models_dir):
+    many = SPEC.replace("seeds = [1, 2, 3]", "seeds = [1, 2, 3, 7, 8, 9, 10, 11]")
+    straight, killed = write_spec(tmp_path / "straight", many), write_spec(tmp_path / "killed", many)
+    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "bridge.cli", "batch", "--quiet"]
+    subprocess.run([*cmd, str(straight)], check=True, env=env, capture_output=True)
+    proc = subprocess.Popen([*cmd, str(killed)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    audio = tmp_path / "killed" / "out" / "Audio"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (audio.is_dir() and len(list(audio.glob("*.wav"))) >= 3):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= len(list(audio.glob("*.wav"))) < 11, "killed in the middle"
+    subprocess.run([*cmd, str(killed)], check=True, env=env, capture_output=True)
+    assert audio_by_key(tmp_path / "killed" / "out") == audio_by_key(tmp_path / "straight" / "out")
+    assert len(list(audio.glob("*.wav"))) == 11  # nothing twice, nothing partial
+
+
+def test_every_problem_of_a_spec_is_listed_with_its_location(tmp_path, tiny_model):
+    bad = """
+colour = 1
+[session]
+tempo = 1000
+bit_depth = 12
+[[tracks]]
+name = "keys"
+model = "nope"
+seconds = 1
+temperatures = [1.0, 9.0]
+fx = [{plugin = "Reverb", room_size = 5}]
+[[tracks]]
+name = "b"
+seconds = 1
+bars = 2
+primers = "missing/*.wav"
+"""
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(tmp_path, bad))
+    text = str(caught.value)
+    for expected in ("colour: unknown table", "session.project: missing", "session.tempo:",
+                     "session.bit_depth:",
+                     "tracks[0].temperatures[1]:", "tracks[0].fx:", "tracks[1]: give seconds or bars",
+                     "tracks[1].primers: no file matches"):
+        assert expected in text, expected
+    assert main(["batch", str(tmp_path / "spec.toml")]) == 2
+
+
+def test_a_render_that_fails_late_is_recorded_and_the_batch_goes_on(tmp_path, tiny_model):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    sf.write(clips / "good.wav", [0.1] * 4000, 8000)
+    (clips / "broken.wav").write_bytes(b"RIFF not audio")
+    spec = write_spec(tmp_path, SPEC.replace('seeds = [1, 2, 3]', 'seeds = [1]\nprimers = "clips/*.wav"'))
+    summary = run_batch(load_spec(spec), show_progress=False, log=lambda _: None)
+    assert len(summary.failed) == 1 and "broken.wav" in summary.failed[0].reason
+    assert len(summary.outcomes) == 2 + 3  # the good primer and the other track's three seeds
+    manifest = json.loads((tmp_path / "out" / "wavestack.json").read_text())
+    assert [r["kind"] for r in manifest["renders"]].count("failed") == 1
+    assert main(["batch", str(spec), "--quiet"]) == 1  # the failed one is tried again, and fails again
+
+
+def test_the_example_spec_is_valid_and_expands_as_documented():
+    spec = load_spec(ROOT / "examples" / "batch.toml")
+    assert len(spec.jobs) == 24 and spec.session.project.endswith("examples/batch-out")
