@@ -19,7 +19,8 @@ from typing import Any
 from tqdm import tqdm
 
 from .batch import Job, Spec, load_spec
-from .project import Project
+from .bwf import read_bext
+from .project import AUDIO, Project
 
 
 @dataclass
@@ -61,17 +62,36 @@ class Summary:
         return "\n".join(lines)
 
 
-def pending(spec: Spec, jobs: list[Job]) -> list[Job]:
-    """The jobs whose key is not yet in the project manifest."""
-    manifest = Project(spec.session.project).read_manifest()
+def pending(spec: Spec, jobs: list[Job], *, clean: bool = False, log: Any = print) -> list[Job]:
+    """The jobs whose key is not yet in the project manifest.
+
+    With ``clean``, a complete stem that a killed run wrote but did not record (its bext reference
+    names one of these jobs) is removed, so rendering it again makes no duplicate.
+    """
+    project = Project(spec.session.project)
+    manifest = project.read_manifest()
     done = {r.get("batch_key") for r in manifest["renders"]}
-    return [j for j in jobs if j.key not in done]
+    todo = [j for j in jobs if j.key not in done]
+    if clean:
+        recorded = {f["path"] for r in manifest["renders"] for f in r.get("files", [])}
+        ours = {j.key[:32] for j in todo}
+        for path in sorted((project.root / AUDIO).glob("*.wav")):
+            if str(path.relative_to(project.root)) in recorded:
+                continue
+            try:
+                reference = read_bext(path).originator_reference
+            except (OSError, ValueError):
+                continue
+            if reference in ours:
+                log(f"removing {path.name}: written, not recorded, by an interrupted run; rendering it again")
+                path.unlink()
+    return todo
 
 
 def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
               show_progress: bool = True, log: Any = print) -> Summary:
     selected = spec.shard(*shard)
-    todo = pending(spec, selected)
+    todo = pending(spec, selected, clean=True, log=log)
     summary = Summary(total=len(selected), skipped=len(selected) - len(todo))
     started = time.monotonic()
     bar = tqdm(total=len(todo), desc="batch", unit="render", disable=not show_progress, dynamic_ncols=True)

@@ -88,11 +88,13 @@ def wav_bytes(audio: np.ndarray, sample_rate: int, bits: int, bext: bytes) -> by
 
 
 def write_bwf(path: Path, audio: np.ndarray, sample_rate: int, *, bits: int = 24, time_reference: int = 0,
-              description: str = "", coding_history: str = "", overwrite: bool = False) -> Path:
+              description: str = "", coding_history: str = "", reference: str = "",
+              overwrite: bool = False) -> Path:
     """Write a BWF file atomically; by default an existing file is never replaced."""
     from engine.wavfile import atomic_output
 
-    blob = wav_bytes(audio, sample_rate, bits, bext_chunk(description, time_reference, coding_history))
+    bext = bext_chunk(description, time_reference, coding_history, reference=reference)
+    blob = wav_bytes(audio, sample_rate, bits, bext)
     with atomic_output(path, overwrite=overwrite) as fh:
         fh.write(blob)
     return Path(path)

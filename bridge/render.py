@@ -105,7 +105,8 @@ def render_track(session: Session, track: Track, project: Project, models: Model
     audio = generate(session, track, models, seed, progress, should_cancel)[None, :]
     audio = apply_chain(plugins, audio, session.sample_rate) * np.float32(10 ** (track.gain_db / 20))
     stem = f"{session.index_of(track.name):02d}_{slug(track.name)}"
-    rendered = _write(session, project, stem, track.name, audio, session.position_of(track), seed)
+    reference = (record or {}).get("batch_key", "")[:32]  # lets a resumed batch know its own takes
+    rendered = _write(session, project, stem, track.name, audio, session.position_of(track), seed, reference)
     bundle = models.get(track.model)
     project.record({
         "kind": "track",
@@ -152,13 +153,13 @@ def mix(session: Session, project: Project, stems: list[Rendered]) -> Rendered:
 
 
 def _write(session: Session, project: Project, stem: str, track: str, audio: np.ndarray,
-           position: float, seed: int | None) -> Rendered:
+           position: float, seed: int | None, reference: str = "") -> Rendered:
     rate = session.sample_rate
     history = f"A={'FLOAT' if session.bit_depth == 32 else 'PCM'},F={rate},W={session.bit_depth},T=wavestack"
 
     def write(path: Path) -> None:
         write_bwf(path, audio.T, rate, bits=session.bit_depth, time_reference=round(position * rate),
-                  description=f"wavestack {track} seed {seed}", coding_history=history)
+                  description=f"wavestack {track} seed {seed}", coding_history=history, reference=reference)
 
     path, take = project.write_new(stem, write)
     return Rendered(track, path, take, audio, position, seed)

@@ -149,3 +149,19 @@ def test_a_render_that_fails_late_is_recorded_and_the_batch_goes_on(tmp_path, ti
 def test_the_example_spec_is_valid_and_expands_as_documented():
     spec = load_spec(ROOT / "examples" / "batch.toml")
     assert len(spec.jobs) == 24 and spec.session.project.endswith("examples/batch-out")
+
+
+def test_a_stem_written_but_not_recorded_before_a_kill_is_not_duplicated(tmp_path, tiny_model):
+    spec_path = write_spec(tmp_path)
+    run_batch(load_spec(spec_path), show_progress=False, log=lambda _: None)
+    project = tmp_path / "out"
+    manifest = json.loads((project / "wavestack.json").read_text())
+    lost = manifest["renders"].pop()  # as if killed between writing the stem and recording it
+    (project / "wavestack.json").write_text(json.dumps(manifest))
+    before = audio_by_key(project)
+    messages: list[str] = []
+    summary = run_batch(load_spec(spec_path), show_progress=False, log=messages.append)
+    assert len(summary.outcomes) == 1 and any("not recorded" in m for m in messages)
+    assert len(list((project / "Audio").glob("*.wav"))) == 6
+    after = audio_by_key(project)
+    assert set(after) == set(before) | {lost["batch_key"]} and len(after) == 6
