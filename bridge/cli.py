@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--naive-steps", type=int, default=300, help="samples for the naive rate")
     bench.add_argument("--steps", type=int, default=4000, help="samples for the cached rates")
     bench.add_argument("--seconds", type=float, default=4.0, help="audio length for the RTF")
+    bench.add_argument("--batch-renders", type=int, default=4,
+                       help="renders of the batch throughput check, with --jobs 1 and 2 (0: skip)")
+    bench.add_argument("--batch-seconds", type=float, default=1.0, help="audio seconds per batch render")
 
     serve = sub.add_parser(
         "serve",
@@ -103,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--shard", default="1/1", help="render shard K of N (e.g. 2/4), default 1/1")
     batch.add_argument("--dry-run", action="store_true", help="list the renders and estimate the time")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    merge = sub.add_parser(
+        "merge",
+        help="merge project folders (e.g. batch shards) into one",
+        description="Copy every rendered take of the SOURCE projects into TARGET under new take numbers, "
+        "with their manifest entries and the REAPER project. The same render twice is skipped; the same "
+        "render with different audio is refused and nothing is copied.",
+    )
+    merge.add_argument("target", help="project folder to merge into (created if missing)")
+    merge.add_argument("sources", nargs="+", help="project folders to merge from")
     return parser
 
 
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         commands = {"models": cmd_models, "generate": cmd_generate, "bench": cmd_bench,
-                    "serve": cmd_serve, "render": cmd_render, "batch": cmd_batch}
+                    "serve": cmd_serve, "render": cmd_render, "batch": cmd_batch, "merge": cmd_merge}
         return commands[args.command](args)
     except (EngineError, OSError, ValueError) as exc:
         print(f"wavestack: error: {exc}", file=sys.stderr)
@@ -202,7 +215,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
         bundle, naive_steps=args.naive_steps, steps=args.steps, seconds=args.seconds,
         report=lambda r: print(f"  {r.label:<60} {r.value:>12,.2f} {r.unit}"),
     )
+    if args.batch_renders > 0:
+        _bench_batch(args.model, args.batch_renders, args.batch_seconds)
     return 0
+
+
+def _bench_batch(model: str, renders: int, seconds: float) -> None:
+    """Batch throughput (audio seconds per wall second) with one and two worker processes."""
+    import tempfile
+
+    from .batch import load_spec
+    from .batch_run import run_batch
+
+    for jobs in (1, 2):
+        with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
+            spec = Path(tmp) / "spec.toml"
+            spec.write_text(f'[session]\nproject = "out"\n[[tracks]]\nname = "bench"\n'
+                            f"model = {json.dumps(model)}\nseconds = {seconds}\n"
+                            f"seeds = {list(range(1, renders + 1))}\n")
+            summary = run_batch(load_spec(spec), workers=jobs, show_progress=False, log=lambda _: None)
+            audio = sum(o.seconds for o in summary.outcomes if o.ok)
+            label = f"batch, {renders} renders of {seconds:g} s, --jobs {jobs} (incl. worker start-up)"
+            print(f"  {label:<60} {audio / summary.wall:>12,.2f} audio s / wall s")
 
 
 
@@ -258,6 +292,16 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(f"{stems[-1].path} (seed {stems[-1].seed})")
     if not args.track:
         print(mix(session, project, stems).path)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .merge import merge
+
+    written = merge(args.target, args.sources)
+    for path in written:
+        print(path)
+    print(f"merged {len(written)} file(s) into {args.target}")
     return 0
 
 

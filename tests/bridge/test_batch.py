@@ -165,3 +165,24 @@ def test_a_stem_written_but_not_recorded_before_a_kill_is_not_duplicated(tmp_pat
     assert len(list((project / "Audio").glob("*.wav"))) == 6
     after = audio_by_key(project)
     assert set(after) == set(before) | {lost["batch_key"]} and len(after) == 6
+
+
+def test_shards_merged_equal_the_unsharded_result_and_conflicts_are_refused(tmp_path, tiny_model):
+    whole = write_spec(tmp_path / "whole")
+    first, second = write_spec(tmp_path / "s1"), write_spec(tmp_path / "s2")
+    assert main(["batch", str(whole), "--quiet"]) == 0
+    assert main(["batch", str(first), "--shard", "1/2", "--quiet"]) == 0
+    assert main(["batch", str(second), "--shard", "2/2", "--quiet"]) == 0
+    merged = tmp_path / "merged"
+    assert main(["merge", str(merged), str(tmp_path / "s1" / "out"), str(tmp_path / "s2" / "out")]) == 0
+    assert audio_by_key(merged) == audio_by_key(tmp_path / "whole" / "out")
+    assert (merged / "wavestack.rpp").read_text().count("<TRACK") == 2
+    # merging again changes nothing
+    assert main(["merge", str(merged), str(tmp_path / "s1" / "out")]) == 0
+    assert len(list((merged / "Audio").glob("*.wav"))) == 6
+    # a take that renders a key differently is a conflict: nothing is copied
+    manifest = json.loads((tmp_path / "s2" / "out" / "wavestack.json").read_text())
+    stem = tmp_path / "s2" / "out" / manifest["renders"][0]["files"][0]["path"]
+    stem.write_bytes(stem.read_bytes()[:-8] + bytes(8))
+    assert main(["merge", str(merged), str(tmp_path / "s2" / "out")]) == 2
+    assert len(list((merged / "Audio").glob("*.wav"))) == 6

@@ -78,10 +78,11 @@ def test_console_scripts_run(tmp_path):
 
 
 def test_bench_prints_the_figures(capsys):
-    assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01"]) == 0
+    assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01",
+                 "--batch-renders", "2", "--batch-seconds", "0.05"]) == 0
     out = capsys.readouterr().out
     for label in ("naive recompute", "cached incremental (numpy ops), batch 1", "cached (numpy) / naive",
-                  "batch 16 / batch 1", "real-time factor"):
+                  "batch 16 / batch 1", "real-time factor", "--jobs 1 (incl.", "--jobs 2 (incl."):
         assert label in out
 
 
