@@ -34,7 +34,7 @@ from .protocol import ProtocolError
 from .session import Session, Track
 
 EXPAND = {"seeds", "random_seeds", "temperatures", "top_ps", "primers", "sources"}
-SESSION_KEYS = {"project", "tempo", "meter", "sample_rate", "bit_depth", "master_fx"}
+SESSION_KEYS = {"project", "tempo", "meter", "sample_rate", "bit_depth", "master_fx", "mixes"}
 
 
 class SpecError(ValueError):
@@ -57,6 +57,15 @@ class Spec:
     path: Path
     session: Session
     jobs: list[Job] = field(default_factory=list)
+    mixes: bool = False  # also mix variation k of every track through the master chain
+
+    def variations(self) -> list[list[Job]]:
+        """Variation k: the k-th render of every track that has one (what mix k sums)."""
+        by_track: dict[str, list[Job]] = {}
+        for job in self.jobs:
+            by_track.setdefault(job.track.name, []).append(job)
+        count = max((len(v) for v in by_track.values()), default=0)
+        return [[jobs[k] for jobs in by_track.values() if k < len(jobs)] for k in range(count)]
 
     def shard(self, k: int, n: int) -> list[Job]:
         """The deterministic 1/n of the jobs that shard k (1-based) renders."""
@@ -93,7 +102,7 @@ def load_spec(path: Path, model_hash: Any = None) -> Spec:
         _check_models(bases, problems, model_hash)
     if problems:
         raise SpecError(path, problems)
-    spec = Spec(path=path, session=session)
+    spec = Spec(path=path, session=session, mixes=data.get("session", {}).get("mixes", False) is True)
     hashes = model_hash or _model_hash
     for base, lists in bases:
         for combo in itertools.product(*lists.values()):
@@ -127,7 +136,11 @@ def _session(table: Any, root: Path, problems: list[str]) -> Session:
         return Session()
     for key in sorted(set(table) - SESSION_KEYS):
         problems.append(f"session.{key}: unknown key; allowed: {', '.join(sorted(SESSION_KEYS))}")
-    known = {k: v for k, v in table.items() if k in SESSION_KEYS}
+    known = {k: v for k, v in table.items() if k in SESSION_KEYS - {"mixes"}}
+    if not isinstance(table.get("mixes", False), bool):
+        problems.append(f"session.mixes: true or false, got {table['mixes']!r}")
+    elif table.get("master_fx") and not table.get("mixes"):
+        problems.append("session.master_fx: the master chain applies to mixes; set mixes = true")
     if "project" not in known:
         problems.append("session.project: missing (the folder stems are written to)")
     else:

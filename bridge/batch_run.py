@@ -8,6 +8,8 @@ of workers gives the same files' contents.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -39,6 +41,7 @@ class Summary:
     total: int  # jobs of this shard
     skipped: int  # already in the manifest
     outcomes: list[Outcome] = field(default_factory=list)
+    mixes: list[str] = field(default_factory=list)
     wall: float = 0.0
 
     @property
@@ -54,6 +57,7 @@ class Summary:
             f"already done (skipped)  {self.skipped}",
             f"rendered now            {len(done)}",
             f"failed                  {len(self.failed)}",
+            f"mixes written           {len(self.mixes)}",
             f"audio rendered          {audio:.1f} s",
             f"wall time               {self.wall:.1f} s",
             f"real-time factor        {rtf:.2f} (wall / audio)",
@@ -121,8 +125,38 @@ def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
                 for future in done:
                     finished(future.result())
     bar.close()
+    if spec.mixes:
+        summary.mixes = make_mixes(spec, log=bar.write if show_progress else log)
     summary.wall = time.monotonic() - started
     return summary
+
+
+def make_mixes(spec: Spec, log: Any = print) -> list[str]:
+    """Mix variation k of every track (through the master chain) once all its renders exist.
+
+    A mix's key hashes its stems' keys and the master chain, so re-running makes no duplicate.
+    """
+    from .render import mix, read_stem
+
+    project = Project(spec.session.project)
+    manifest = project.read_manifest()
+    files = {r["batch_key"]: r["files"][0] for r in manifest["renders"] if r.get("batch_key")}
+    done = {r.get("mix_key") for r in manifest["renders"]}
+    written = []
+    for k, members in enumerate(spec.variations()):
+        keys = [j.key for j in members]
+        if not all(key in files for key in keys):
+            continue  # a render failed or is in another shard: no mix for this variation here
+        key = hashlib.sha256(json.dumps({"stems": keys, "master_fx": spec.session.master_fx},
+                                        sort_keys=True).encode()).hexdigest()
+        if key in done:
+            continue
+        stems = [read_stem(project, files[stem_key]) for stem_key in keys]
+        rendered = mix(spec.session, project, stems, name=f"mix_v{k + 1:02d}",
+                       record={"mix_key": key, "variation": k + 1, "stem_keys": keys})
+        log(f"{rendered.path} (mix of variation {k + 1})")
+        written.append(str(rendered.path))
+    return written
 
 
 _MODELS: Any = None

@@ -127,7 +127,8 @@ def render_track(session: Session, track: Track, project: Project, models: Model
     return rendered
 
 
-def mix(session: Session, project: Project, stems: list[Rendered]) -> Rendered:
+def mix(session: Session, project: Project, stems: list[Rendered], *, name: str = "mix",
+        record: dict[str, Any] | None = None) -> Rendered:
     """Sum the stems at their positions, run the master chain, write the mix at the earliest start."""
     start = min(s.position for s in stems)
     rate = session.sample_rate
@@ -138,7 +139,7 @@ def mix(session: Session, project: Project, stems: list[Rendered]) -> Rendered:
         at = round((s.position - start) * rate)
         out[:, at: at + s.audio.shape[1]] += s.audio if s.audio.shape[0] == channels else s.audio.mean(0)
     out = apply_chain(build_board(session.master_fx), out, rate)
-    rendered = _write(session, project, "mix", MIX, out, start, None)
+    rendered = _write(session, project, name, MIX, out, start, None)
     project.record({
         "kind": "mix",
         "stems": [str(s.path.relative_to(project.root)) for s in stems],
@@ -148,8 +149,16 @@ def mix(session: Session, project: Project, stems: list[Rendered]) -> Rendered:
         "files": [_file_entry(rendered, project, session)],
         "finished": _stamp(time.time()),
         "wavestack": __version__,
+        **(record or {}),
     }, session.tempo, session.meter)
     return rendered
+
+
+def read_stem(project: Project, entry: dict[str, Any]) -> Rendered:
+    """A rendered file back from the project, as :func:`mix` takes it."""
+    audio, _ = sf.read(project.root / entry["path"], dtype="float32", always_2d=True)
+    return Rendered(entry["track"], project.root / entry["path"], entry["take"], audio.T.copy(),
+                    entry["position_seconds"], None)
 
 
 def _write(session: Session, project: Project, stem: str, track: str, audio: np.ndarray,

@@ -186,3 +186,29 @@ def test_shards_merged_equal_the_unsharded_result_and_conflicts_are_refused(tmp_
     stem.write_bytes(stem.read_bytes()[:-8] + bytes(8))
     assert main(["merge", str(merged), str(tmp_path / "s2" / "out")]) == 2
     assert len(list((merged / "Audio").glob("*.wav"))) == 6
+
+
+def test_mixes_sum_each_variation_of_every_track_through_the_master_chain(tmp_path, tiny_model):
+    spec_path = write_spec(tmp_path, SPEC.replace('sample_rate = 44100', 'sample_rate = 44100\nmixes = true\n'
+                                                  'master_fx = [{plugin = "Gain", gain_db = -6}]'))
+    summary = run_batch(load_spec(spec_path), show_progress=False, log=lambda _: None)
+    assert [Path(p).name for p in summary.mixes] == [f"mix_v0{k}_take1.wav" for k in (1, 2, 3)]
+    project = tmp_path / "out"
+    manifest = json.loads((project / "wavestack.json").read_text())
+    mixes = [r for r in manifest["renders"] if r["kind"] == "mix"]
+    first = mixes[0]
+    keys = {r["batch_key"]: r for r in manifest["renders"] if r.get("batch_key")}
+    a, b = (sf.read(project / keys[k]["files"][0]["path"], dtype="float32")[0] for k in first["stem_keys"])
+    mixed, _ = sf.read(project / first["files"][0]["path"], dtype="float32")
+    half = 10 ** (-6 / 20)
+    # keys starts at 0 s, pad at 1 s: the mix starts at 0 and is their sum, 6 dB down
+    assert len(mixed) == 44100 + len(b)
+    assert abs(mixed[: len(a)] - half * a).max() < 1e-4 and abs(mixed[44100:] - half * b).max() < 1e-4
+    assert run_batch(load_spec(spec_path), show_progress=False).mixes == []  # nothing twice
+
+
+def test_a_master_chain_without_mixes_is_a_spec_problem(tmp_path, tiny_model):
+    spec_path = write_spec(tmp_path, SPEC.replace('sample_rate = 44100', 'sample_rate = 44100\n'
+                                                  'master_fx = [{plugin = "Gain", gain_db = -6}]'))
+    with pytest.raises(SpecError, match="set mixes = true"):
+        load_spec(spec_path)
