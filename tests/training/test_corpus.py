@@ -56,8 +56,7 @@ def test_without_fluidsynth_the_error_says_how_to_install_it(tmp_path, monkeypat
     assert "fluidsynth is not installed" in capsys.readouterr().err
 
 
+@needs_fluidsynth
 def test_a_missing_soundfont_is_an_error(tmp_path):
-    if shutil.which("fluidsynth") is None:
-        pytest.skip("fluidsynth is not installed")
     with pytest.raises(CorpusError, match="soundfont not found"):
         build_bach(tmp_path, limit=1, soundfont=tmp_path / "none.sf2")
