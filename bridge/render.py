@@ -56,7 +56,11 @@ class Models:
 
 def check_track(session: Session, track: Track, models: Models) -> list[Any]:
     """Everything that can be checked before generating: model, files, fx. Returns the fx plugins."""
-    models.get(track.model)
+    levels = len(models.get(track.model).stack.levels)
+    if track.vary and track.vary_level > levels:
+        raise ValueError(
+            f"track {track.name}: vary level {track.vary_level}, but {track.model} has {levels} level(s)"
+        )
     for label, path in (("primer", track.primer), ("vary", track.vary)):
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"track {track.name}: {label} file not found: {path}")

@@ -194,3 +194,23 @@ def test_the_server_binds_loopback_by_default(tiny_model, tmp_path):
         assert srv.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 1 << 20
     finally:
         srv.shutdown()
+
+
+def test_primer_and_variation_tracks_render_from_files(server, client, tmp_path):
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, [0.2, -0.2] * 4000, 22050)  # another rate: resampled to the model's
+    add_track(client, "cont", seconds=0.3, seed=1, primer=str(clip))
+    add_track(client, "var", seed=2, vary=(str(clip), 2))
+    # the level is checked against the model when a render is asked for …
+    assert client.ask(f"{P}/track/vary", "var", str(clip), 3)[0] == f"{P}/ack"
+    client.send(f"{P}/generate", "var")
+    _, (_, text) = client.until(f"{P}/error")
+    assert "vary level 3, but tiny has 2 level(s)" in text  # … before any audio is generated
+    assert client.ask(f"{P}/track/vary", "var", str(clip), 2)[0] == f"{P}/ack"
+    for name in ("cont", "var"):
+        client.send(f"{P}/generate", name)
+        address, params = client.until(f"{P}/done", f"{P}/error")
+        assert address == f"{P}/done", params
+        info = sf.info(params[1])
+        expected = 0.3 if name == "cont" else 8000 / 22050  # a variation keeps the source's length
+        assert abs(info.frames / info.samplerate - expected) < 0.02
