@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
 
+from engine.bundle import save_bundle
 from engine.stack import Stack
 from tests.tiny import make_stack
 
@@ -7,3 +10,17 @@ from tests.tiny import make_stack
 @pytest.fixture
 def stack() -> Stack:
     return make_stack(2)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    save_bundle(make_stack(2, seed=5), root / "tiny", name="tiny", trained=False)
+    return root
+
+
+@pytest.fixture
+def tiny_model(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Installs a tiny 8 kHz model as ``tiny`` (a user model) for the test."""
+    monkeypatch.setenv("WAVESTACK_MODELS", str(models_dir))
+    return "tiny"

@@ -1,4 +1,4 @@
-"""Bridge fixtures: a tiny installed model, a running server on a free loopback port, a client."""
+"""Bridge fixtures: a running server on a free loopback port with the tiny model, and a client."""
 
 from __future__ import annotations
 
@@ -13,24 +13,6 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
 from bridge.server import Server
-from engine.bundle import save_bundle
-from tests.tiny import make_stack
-
-TINY_RATE = 8000
-
-
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    save_bundle(make_stack(2, seed=5), root / "tiny", name="tiny", trained=False)
-    return root
-
-
-@pytest.fixture
-def tiny_model(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Installs a tiny 8 kHz model as ``tiny`` (a user model) for the test."""
-    monkeypatch.setenv("WAVESTACK_MODELS", str(models_dir))
-    return "tiny"
 
 
 class Client:
