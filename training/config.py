@@ -130,7 +130,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     parts = key.strip().split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
-        node = _child(node, part, ".".join(parts[: i + 1]), create=True)
+        node = _child(node, part, ".".join(parts[: i + 1]))
     last = parts[-1]
     if isinstance(node, list):
         index = _index(node, last, key)
@@ -141,12 +141,13 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} is not a table")
 
 
-def _child(node: Any, part: str, where: str, *, create: bool) -> Any:
+def _child(node: Any, part: str, where: str) -> Any:
+    """``node[part]``, creating missing tables on the way."""
     if isinstance(node, list):
         return node[_index(node, part, where)]
     if not isinstance(node, dict):
         raise ConfigError(f"--set: {where} is not a table")
-    if part not in node and create:
+    if part not in node:
         node[part] = {}
     return node[part]
 
