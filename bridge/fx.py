@@ -22,7 +22,17 @@ import numpy as np
 TAIL_SECONDS = 10.0  # silence fed after the audio so reverbs and delays can ring out
 TAIL_FLOOR = 1e-5  # the tail ends where the output stays below this (-100 dBFS)
 NOT_EFFECTS = {"Plugin", "Pedalboard", "Chain", "Mix", "PluginContainer", "ExternalPlugin", "VST3Plugin",
-               "Convolution", "Resample", "GSMFullRateCompressor", "MP3Compressor"}
+               "Convolution", "Resample", "GSMFullRateCompressor", "MP3Compressor", "IIRFilter"}
+# Ranges the control window offers for built-in parameters, by name, else by name ending;
+# pedalboard still checks every value it is given.
+UI_RANGES: tuple[tuple[str, float, float], ...] = (
+    ("feedback", -1.0, 1.0), ("mix", 0.0, 1.0), ("depth", 0.0, 1.0), ("room_size", 0.0, 1.0),
+    ("damping", 0.0, 1.0), ("wet_level", 0.0, 1.0), ("dry_level", 0.0, 1.0), ("width", 0.0, 1.0),
+    ("freeze_mode", 0.0, 1.0), ("resonance", 0.0, 1.0), ("q", 0.1, 20.0), ("ratio", 1.0, 100.0),
+    ("semitones", -72.0, 72.0), ("bit_depth", 1.0, 32.0), ("delay_seconds", 0.0, 10.0),
+    ("drive", 1.0, 100.0), ("rate_hz", 0.01, 100.0), ("_db", -100.0, 48.0), ("_ms", 0.0, 5000.0),
+    ("_hz", 1.0, 20000.0),
+)
 
 
 class FxError(ValueError):
@@ -37,6 +47,34 @@ def builtin_names() -> list[str]:
         if not n.startswith("_") and n not in NOT_EFFECTS
         and isinstance(getattr(pedalboard, n), type) and issubclass(getattr(pedalboard, n), pedalboard.Plugin)
     )
+
+
+def catalog() -> dict[str, dict[str, dict[str, Any]]]:
+    """Every built-in effect with its parameters: {plugin: {parameter: {default[, min, max]}}}.
+
+    Enum-valued parameters (LadderFilter.mode) have no JSON form and are left out.
+    """
+    import pedalboard
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in builtin_names():
+        plugin = getattr(pedalboard, name)()
+        params: dict[str, dict[str, Any]] = {}
+        for key in _settable(plugin):
+            value = getattr(plugin, key)
+            if type(value) is bool:
+                params[key] = {"default": value}
+            elif type(value) in (int, float):
+                lo, hi = next(((lo, hi) for k, lo, hi in UI_RANGES if key == k), None) or next(
+                    ((lo, hi) for k, lo, hi in UI_RANGES if key.endswith(k)), (-1e6, 1e6))
+                params[key] = {"default": round(float(value), 6), "min": lo, "max": hi}
+        out[name] = params
+    return out
+
+
+def _settable(plugin: Any) -> list[str]:
+    return sorted(a for a in dir(type(plugin)) if isinstance(getattr(type(plugin), a, None), property)
+                  and not a.startswith("_") and a not in ("is_effect", "is_instrument"))
 
 
 def parse_chain(chain: str | list[Any]) -> list[dict[str, Any]]:
@@ -82,8 +120,7 @@ def _build_step(index: int, step: dict[str, Any]) -> Any:
     if name not in allowed:
         raise FxError(f"{where}: unknown plugin {name!r}; built-ins: {', '.join(allowed)} (or a vst3 path)")
     plugin = getattr(pedalboard, name)()
-    settable = sorted(a for a in dir(type(plugin)) if isinstance(getattr(type(plugin), a, None), property)
-                      and not a.startswith("_") and a not in ("is_effect", "is_instrument"))
+    settable = _settable(plugin)
     for key, value in step.items():
         if key not in settable:
             raise FxError(f"{where} ({name}): unknown parameter {key!r}; parameters: {', '.join(settable)}")

@@ -116,6 +116,8 @@ TABLE: tuple[Address, ...] = (
             group="server"),
     Address("/models", "list installed models; answers /wavestack/models <name>…", reply="models",
             group="server"),
+    Address("/fx/catalog", "built-in effects with their parameters, defaults and useful ranges; answers "
+            "/wavestack/fx/catalog <json>", reply="fx/catalog", group="server"),
     # ---------------------------------------------------------------- session
     Address("/project", "set the project folder (stems go to <folder>/Audio)",
             (Arg("folder", "s", "project folder path; created if missing"),)),
@@ -136,6 +138,10 @@ TABLE: tuple[Address, ...] = (
             group="track"),
     Address("/track/remove", "remove a track", _track(), group="track"),
     Address("/track/list", "list tracks; answers /wavestack/tracks <name>…", reply="tracks", group="track"),
+    Address("/track/rename", "rename a track (takes already rendered keep their file names)",
+            _track(Arg("new_name", "s", TRACK_NAME_HELP)), group="track"),
+    Address("/track/takes", "the track's rendered takes, newest first (at most 50); answers "
+            "/wavestack/takes <track> <json>", _track(), reply="takes", group="track"),
     Address("/track/model", "the model a track renders with", _track(Arg("model", "s", "model name")),
             group="track"),
     Address("/track/seconds", "track length in seconds",
@@ -188,6 +194,9 @@ REPLIES: tuple[Reply, ...] = (
     Reply("/pong", "answer to /ping", ("version",)),
     Reply("/models", "installed model names", ("name…",)),
     Reply("/tracks", "track names in order", ("name…",)),
+    Reply("/takes", "a track's takes as JSON: path, take, seed, seconds, position_seconds, model, finished",
+          ("track", "json")),
+    Reply("/fx/catalog", "built-in effects as JSON: {plugin: {parameter: {default, min, max}}}", ("json",)),
     Reply("/state", "the session as JSON", ("json",)),
     Reply("/status", "a job's state (queued, running, done, failed, cancelled) and progress",
           ("job", "state", "fraction")),

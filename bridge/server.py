@@ -24,7 +24,7 @@ from pythonosc.osc_packet import OscPacket
 from pythonosc.parsing import osc_types
 
 from . import __version__
-from .fx import FxError, parse_chain
+from .fx import FxError, catalog, parse_chain
 from .jobs import Job, JobQueue
 from .project import Project, ProjectError
 from .protocol import BY_PATH, PREFIX, ProtocolError
@@ -37,6 +37,7 @@ MAX_REPLY = 65507  # the largest UDP payload over IPv4
 RECEIVE_BUFFER = 8 << 20  # bytes asked of the kernel: a burst of thousands of messages fits
 HEARTBEAT = 0.4  # seconds between progress replies of a running job, at most
 SESSION_FILE = "wavestack-session.json"
+TAKES_LISTED = 50  # newest takes answered by /track/takes (their JSON fits one datagram)
 Addr = tuple[str, int]
 
 
@@ -199,6 +200,10 @@ class Server:
         self.send("/models", *sorted(installed_models()), to=addr)
         return True
 
+    def on_fx_catalog(self, args: dict, addr: Addr | None) -> bool:
+        self.send("/fx/catalog", json.dumps(catalog()), to=addr)
+        return True
+
     # ------------------------------------------------------------------ handlers: session
     def on_project(self, args: dict, addr: Addr | None) -> None:
         self.session.project = str(Project(args["folder"]).root)
@@ -258,6 +263,28 @@ class Server:
 
     def on_track_list(self, args: dict, addr: Addr | None) -> bool:
         self.send("/tracks", *[t.name for t in self.session.tracks], to=addr)
+        return True
+
+    def on_track_rename(self, args: dict, addr: Addr | None) -> None:
+        track = self.session.track(args["track"])
+        name = check_track_name(args["new_name"])
+        if name != track.name and any(t.name == name for t in self.session.tracks):
+            raise ProtocolError(f"a track named {name!r} exists already")
+        track.name = name
+        self._save()
+
+    def on_track_takes(self, args: dict, addr: Addr | None) -> bool:
+        name = self.session.track(args["track"]).name
+        project = Project(self.session.project)
+        takes = []
+        for render in reversed(project.read_manifest()["renders"]):
+            if render.get("kind") != "track" or render.get("track") != name:
+                continue
+            for f in render.get("files", []):
+                takes.append({"path": str(project.root / f["path"]), "take": f["take"], "seed": render["seed"],
+                              "seconds": f["seconds"], "position_seconds": f["position_seconds"],
+                              "model": render["model"], "finished": render.get("finished", "")})
+        self.send("/takes", name, json.dumps(takes[:TAKES_LISTED]), to=addr)
         return True
 
     def _set(self, args: dict, **values: Any) -> None:

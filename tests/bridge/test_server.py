@@ -214,3 +214,38 @@ def test_primer_and_variation_tracks_render_from_files(server, client, tmp_path)
         info = sf.info(params[1])
         expected = 0.3 if name == "cont" else 8000 / 22050  # a variation keeps the source's length
         assert abs(info.frames / info.samplerate - expected) < 0.02
+
+
+def test_rename_and_takes_list_newest_first_with_their_seeds(server, client):
+    add_track(client, "keys", seconds=0.1, seed=5)
+    add_track(client, "bass", seconds=0.1)
+    assert client.ask(f"{P}/track/rename", "keys", "bass")[1][1].startswith("a track named 'bass' exists")
+    assert client.ask(f"{P}/track/rename", "keys", "piano") == (f"{P}/ack", [f"{P}/track/rename"])
+    assert client.ask(f"{P}/track/list") == (f"{P}/tracks", ["piano", "bass"])
+    assert client.ask(f"{P}/track/takes", "piano") == (f"{P}/takes", ["piano", "[]"])
+    for seed in (5, 6):
+        assert client.ask(f"{P}/track/seed", "piano", seed)[0] == f"{P}/ack"
+        client.send(f"{P}/generate", "piano")
+        done = client.until(f"{P}/done")[1]
+    address, (track, text) = client.ask(f"{P}/track/takes", "piano")
+    takes = json.loads(text)
+    assert (address, track) == (f"{P}/takes", "piano")
+    assert [(t["take"], t["seed"]) for t in takes] == [(2, 6), (1, 5)]
+    assert takes[0]["path"] == done[1] and Path(takes[0]["path"]).is_file()
+    assert takes[0]["model"] == "tiny" and takes[0]["seconds"] == pytest.approx(0.1, abs=0.01)
+    assert client.ask(f"{P}/track/takes", "nope")[0] == f"{P}/error"
+
+
+def test_fx_catalog_lists_builtins_whose_defaults_build(client):
+    from bridge.fx import parse_chain
+
+    address, (text,) = client.ask(f"{P}/fx/catalog")
+    catalog = json.loads(text)
+    assert address == f"{P}/fx/catalog" and {"Reverb", "Compressor", "Delay"} <= set(catalog)
+    assert "IIRFilter" not in catalog  # an abstract base: pedalboard refuses to build it
+    assert catalog["Reverb"]["room_size"] == {"default": 0.5, "min": 0.0, "max": 1.0}
+    for plugin, params in catalog.items():  # every default is inside its range and accepted
+        step = {"plugin": plugin, **{k: p["default"] for k, p in params.items()}}
+        parse_chain([step])
+        for p in params.values():
+            assert "min" not in p or p["min"] <= p["default"] <= p["max"]
