@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
@@ -94,15 +95,14 @@ class Server:
             messages = [m.message for m in OscPacket(data).messages]
             if not messages:
                 raise ValueError("no message in the packet (an empty or broken bundle)")
-            for message in messages:
-                _check_typetags(message)
+            tags = [_check_typetags(message) for message in messages]
         except Exception as exc:  # python-osc raises several kinds on garbage
             self.stats["malformed"] += 1
             log.warning("malformed packet (%d bytes) from %s:%d: %s", len(data), *addr, exc)
             self.send("/error", PREFIX, f"malformed OSC packet ({len(data)} bytes): {exc}", to=addr)
             return
-        for message in messages:
-            self.dispatch(message.address, list(message.params), addr)
+        for message, typetags in zip(messages, tags, strict=False):
+            self.dispatch(message.address, _decimal_floats(list(message.params), typetags), addr)
 
     def dispatch(self, address: str, values: list[Any], addr: Addr | None) -> None:
         log.info("%s %s from %s", address, _short(values), f"{addr[0]}:{addr[1]}" if addr else "-")
@@ -281,7 +281,8 @@ class Server:
             if render.get("kind") != "track" or render.get("track") != name:
                 continue
             for f in render.get("files", []):
-                takes.append({"path": str(project.root / f["path"]), "take": f["take"], "seed": render["seed"],
+                takes.append({"path": str(project.root / f["path"]), "take": f["take"],
+                              "seed": render["seed"],
                               "seconds": f["seconds"], "position_seconds": f["position_seconds"],
                               "model": render["model"], "finished": render.get("finished", "")})
         self.send("/takes", name, json.dumps(takes[:TAKES_LISTED]), to=addr)
@@ -423,8 +424,9 @@ def _check_frame(data: bytes, depth: int = 0) -> None:
 KNOWN_TAGS = set("ifsbhdtcrmTFN[]")  # what python-osc parses into values
 
 
-def _check_typetags(message: OscMessage) -> None:
-    """Refuse what python-osc lets through: unknown type tags, or fewer values than tags promise."""
+def _check_typetags(message: OscMessage) -> str:
+    """Refuse what python-osc lets through: unknown type tags, or fewer values than tags promise.
+    Returns the type tags (without the comma)."""
     dgram = message.dgram
     _, index = osc_types.get_string(dgram, 0)
     tags, _ = osc_types.get_string(dgram, index) if index < len(dgram) else (",", index)
@@ -447,6 +449,15 @@ def _check_typetags(message: OscMessage) -> None:
             at += 4 + -(-size // 4) * 4
         if at > len(dgram):
             raise ValueError(f"type tags {tags!r} promise more bytes than the packet's {len(dgram)}")
+    return tags[1:]
+
+
+def _decimal_floats(values: list[Any], typetags: str) -> list[Any]:
+    """32-bit OSC floats as the shortest decimal that is the same float32: a client that sends 0.3
+    gets 0.3 in the session and the manifest, not 0.30000001192092896."""
+    if len(values) != len(typetags):  # arrays: left as they are
+        return values
+    return [float(str(np.float32(v))) if tag == "f" else v for v, tag in zip(values, typetags, strict=False)]
 
 
 def _check_file(path: str) -> None:

@@ -249,3 +249,9 @@ def test_fx_catalog_lists_builtins_whose_defaults_build(client):
         parse_chain([step])
         for p in params.values():
             assert "min" not in p or p["min"] <= p["default"] <= p["max"]
+
+
+def test_32_bit_osc_floats_arrive_as_the_decimal_that_was_sent(server, client):
+    add_track(client, "keys", temperature=0.9, seconds=0.3)  # python-osc sends these as 'f' (float32)
+    track = server.session.track("keys")
+    assert (track.temperature, track.seconds) == (0.9, 0.3)

@@ -1,0 +1,148 @@
+"""Editors built from the protocol table: the widget, range, choices and tooltip of an argument.
+
+An ``ArgField`` edits one argument of one address (``/tempo`` ``bpm``, ``/track/gain`` ``db`` …). It
+emits ``committed`` when the user finishes an edit that changes the value, shows the value the
+server holds (``show`` leaves a field the user is editing alone), and shows an error under itself
+until the next accepted value — so a refusal appears next to the control it concerns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from bridge.protocol import BY_PATH, PREFIX, Arg
+
+ERROR_STYLE = "color: #c0392b;"
+
+
+def spec(address: str, name: str) -> Arg:
+    return next(a for a in BY_PATH[PREFIX + address].args if a.name == name)
+
+
+def tooltip(address: str, arg: Arg) -> str:
+    return f"{BY_PATH[PREFIX + address].help}\n{arg.help}: {arg.allowed()}\nOSC: {PREFIX}{address}"
+
+
+def decimals(arg: Arg) -> int:
+    step = (arg.max or 1000) - (arg.min or 0)
+    return 3 if step <= 2 else 2
+
+
+class ArgField(QWidget):
+    committed = Signal(object)  # the new value, already valid for the protocol
+
+    def __init__(self, address: str, name: str, parent: QWidget | None = None, *,
+                 extra: tuple[QWidget, ...] = (), choices: bool = False) -> None:
+        super().__init__(parent)
+        self.address, self.arg = address, spec(address, name)
+        self.editor = self._make_editor(choices)
+        self.editor.setToolTip(tooltip(address, self.arg))
+        self.error = QLabel(self)
+        self.error.setStyleSheet(ERROR_STYLE)
+        self.error.setWordWrap(True)
+        self.error.hide()
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.editor, 1)
+        for widget in extra:
+            row.addWidget(widget)
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(1)
+        box.addLayout(row)
+        box.addWidget(self.error)
+        self._shown: Any = None
+
+    # ------------------------------------------------------------------ editor
+    def _make_editor(self, choices: bool) -> QWidget:
+        arg = self.arg
+        if arg.choices or choices:
+            combo = QComboBox(self)
+            for choice in arg.choices:
+                combo.addItem(str(choice), choice)
+            combo.activated.connect(lambda _i: self._commit())
+            return combo
+        if arg.type == "i":
+            spin = QSpinBox(self)
+            spin.setRange(int(arg.min if arg.min is not None else -2**31),
+                          int(arg.max if arg.max is not None else 2**31 - 1))
+            spin.editingFinished.connect(self._commit)
+            return spin
+        if arg.type == "f":
+            dspin = QDoubleSpinBox(self)
+            dspin.setDecimals(decimals(arg))
+            dspin.setRange(arg.min if arg.min is not None else -1e9, arg.max if arg.max is not None else 1e9)
+            dspin.setSingleStep(0.01 if (arg.max or 10) <= 2 else 1.0)
+            dspin.editingFinished.connect(self._commit)
+            return dspin
+        line = QLineEdit(self)
+        line.editingFinished.connect(self._commit)
+        return line
+
+    def set_choices(self, values: list[Any]) -> None:
+        """Replace a combo's items (the server's model list), keeping the shown value."""
+        combo = self.editor
+        assert isinstance(combo, QComboBox)
+        combo.blockSignals(True)
+        combo.clear()
+        for v in values:
+            combo.addItem(str(v), v)
+        combo.blockSignals(False)
+        if self._shown is not None:
+            self.set_editor(self._shown)
+
+    def value(self) -> Any:
+        e = self.editor
+        if isinstance(e, QComboBox):
+            return e.currentData()
+        if isinstance(e, QSpinBox | QDoubleSpinBox):
+            return e.value()
+        return e.text()
+
+    def set_editor(self, value: Any) -> None:
+        e = self.editor
+        e.blockSignals(True)
+        try:
+            if isinstance(e, QComboBox):
+                index = e.findData(value)
+                if index < 0 and value is not None:  # a value the table does not list (yet)
+                    e.addItem(str(value), value)
+                    index = e.count() - 1
+                e.setCurrentIndex(index)
+            elif isinstance(e, QSpinBox):
+                e.setValue(int(value))
+            elif isinstance(e, QDoubleSpinBox):
+                e.setValue(float(value))
+            else:
+                e.setText("" if value is None else str(value))
+        finally:
+            e.blockSignals(False)
+
+    # ------------------------------------------------------------------ state
+    def show_value(self, value: Any) -> None:
+        """The server's value; a field being edited keeps what the user typed."""
+        self._shown = value
+        if not self.editor.hasFocus() or isinstance(self.editor, QComboBox):
+            self.set_editor(value)
+
+    def set_error(self, text: str) -> None:
+        self.error.setText(text)
+        self.error.setVisible(bool(text))
+
+    def _commit(self) -> None:
+        value = self.value()
+        if value != self._shown:
+            self._shown = value
+            self.committed.emit(value)

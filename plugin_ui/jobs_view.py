@@ -1,0 +1,58 @@
+"""The render jobs this window started: what, state, a progress bar, and the result or the error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QProgressBar, QTreeWidget, QTreeWidgetItem, QWidget
+
+ACTIVE = ("queued", "running")
+
+
+class JobList(QTreeWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setColumnCount(4)
+        self.setHeaderLabels(["job", "render", "state", "progress"])
+        self.setRootIsDecorated(False)
+        self.setColumnWidth(0, 44)
+        self.setColumnWidth(1, 130)
+        self.setColumnWidth(2, 220)
+        self.items: dict[int, QTreeWidgetItem] = {}
+        self.bars: dict[int, QProgressBar] = {}
+
+    def add(self, job: int, what: str) -> None:
+        item = QTreeWidgetItem([str(job), what, "queued", ""])
+        self.insertTopLevelItem(0, item)
+        bar = QProgressBar(self)
+        bar.setRange(0, 1000)
+        bar.setTextVisible(True)
+        self.setItemWidget(item, 3, bar)
+        self.items[job], self.bars[job] = item, bar
+
+    def state(self, job: int) -> str:
+        return self.items[job].text(2).split(":")[0] if job in self.items else ""
+
+    def progress(self, job: int, fraction: float) -> None:
+        if job in self.items and self.state(job) in ACTIVE:
+            self.items[job].setText(2, "running")
+            self.bars[job].setValue(round(fraction * 1000))
+
+    def done(self, job: int, paths: list[str]) -> None:
+        if job in self.items:
+            self.bars[job].setValue(1000)
+            self.items[job].setText(2, "done: " + ", ".join(Path(p).name for p in paths))
+            self.items[job].setToolTip(2, "\n".join(paths))
+
+    def failed(self, job: int, text: str) -> None:
+        if job in self.items:
+            state = "cancelled" if "cancelled" in text else "failed"
+            self.items[job].setText(2, f"{state}: {text}")
+            self.items[job].setToolTip(2, text)
+
+    def active(self) -> list[int]:
+        return [job for job in self.items if self.state(job) in ACTIVE]
+
+    def selected(self) -> int | None:
+        item = self.currentItem()
+        return int(item.text(0)) if item is not None else None

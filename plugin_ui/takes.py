@@ -1,0 +1,108 @@
+"""A track's rendered takes: waveform thumbnails, dragged out as file URLs into a DAW or file manager.
+
+Takes are never overwritten (each render is a new file), so a thumbnail is drawn once per path.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from PySide6.QtCore import QMimeData, QSize, Qt, QUrl
+from PySide6.QtGui import QAction, QColor, QDesktopServices, QGuiApplication, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QWidget
+
+THUMB = QSize(180, 40)
+PATH_ROLE = Qt.ItemDataRole.UserRole
+
+
+def peaks(path: str, columns: int) -> np.ndarray:
+    """(columns, 2) min/max of the file's mono downmix, in [-1, 1]."""
+    audio, _ = sf.read(path, dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    if mono.size == 0:
+        return np.zeros((columns, 2), np.float32)
+    edges = np.linspace(0, mono.size, columns + 1).astype(int)
+    out = np.zeros((columns, 2), np.float32)
+    for i in range(columns):
+        chunk = mono[edges[i]:max(edges[i + 1], edges[i] + 1)]
+        out[i] = chunk.min(), chunk.max()
+    return out
+
+
+@lru_cache(maxsize=256)
+def thumbnail(path: str, width: int = THUMB.width(), height: int = THUMB.height()) -> QPixmap:
+    pixmap = QPixmap(width, height)
+    pixmap.fill(QColor("#1e2a33"))
+    try:
+        columns = peaks(path, width)
+    except (OSError, RuntimeError, sf.LibsndfileError):  # unreadable: an empty thumbnail, not a crash
+        return pixmap
+    painter = QPainter(pixmap)
+    painter.setPen(QColor("#5fd3bc"))
+    middle = height / 2
+    for x, (lo, hi) in enumerate(columns):
+        painter.drawLine(x, int(middle - hi * middle), x, int(middle - lo * middle))
+    painter.end()
+    return pixmap
+
+
+def label(take: dict[str, Any]) -> str:
+    return (f"take {take['take']} · seed {take['seed']} · {take['seconds']:.1f} s"
+            f" at {take['position_seconds']:g} s"
+            f"\n{Path(take['path']).name}")
+
+
+class TakeList(QListWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setIconSize(THUMB)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setToolTip("drag a take into the DAW or a file manager; right-click to reveal or copy its path")
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.reveal_action = QAction("Reveal in folder", self, triggered=self.reveal)
+        self.copy_action = QAction("Copy path", self, triggered=self.copy_path)
+        self.addActions([self.reveal_action, self.copy_action])
+
+    def show_takes(self, takes: list[dict[str, Any]]) -> None:
+        if takes == getattr(self, "_takes", None):
+            return
+        self._takes = takes
+        self.clear()
+        for take in takes:
+            item = QListWidgetItem(QIcon(thumbnail(take["path"])), label(take))
+            item.setData(PATH_ROLE, take["path"])
+            item.setToolTip(take["path"])
+            self.addItem(item)
+
+    def paths(self, items: list[QListWidgetItem] | None = None) -> list[str]:
+        items = self.selectedItems() if items is None else items
+        return [item.data(PATH_ROLE) for item in items]
+
+    # ------------------------------------------------------------------ drag out
+    def mimeTypes(self) -> list[str]:
+        return ["text/uri-list", "text/plain"]
+
+    def mimeData(self, items: list[QListWidgetItem]) -> QMimeData:
+        data = QMimeData()
+        paths = self.paths(items)
+        data.setUrls([QUrl.fromLocalFile(p) for p in paths])
+        data.setText("\n".join(paths))
+        return data
+
+    def supportedDropActions(self) -> Qt.DropAction:
+        return Qt.DropAction.CopyAction
+
+    # ------------------------------------------------------------------ actions
+    def reveal(self) -> None:
+        for folder in {str(Path(p).parent) for p in self.paths()}:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
+
+    def copy_path(self) -> None:
+        QGuiApplication.clipboard().setText("\n".join(self.paths()))

@@ -1,0 +1,162 @@
+"""The control window against a real server on loopback (tiny model), Qt offscreen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QUrl
+from PySide6.QtWidgets import QComboBox
+
+from bridge.server import Server
+
+
+def choose(combo: QComboBox, data) -> None:
+    """What a click on a combo entry does."""
+    index = combo.findData(data)
+    assert index >= 0, f"{data!r} not offered"
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+
+
+def finish(field, value) -> None:
+    """What typing a value and leaving the control does."""
+    field.editor.setFocus()
+    field.editor.setValue(value) if hasattr(field.editor, "setValue") else field.editor.setText(value)
+    field.editor.editingFinished.emit()
+    field.editor.clearFocus()
+
+
+def add_tiny_track(window, server, pump, name="keys"):
+    window.add_track(name)
+    assert pump(lambda: window.selected() == name)
+    choose(window.editor.model.editor, "tiny")
+    assert pump(lambda: server.session.track(name).model == "tiny")
+
+
+def test_connects_edits_generates_and_drags_the_take(server, open_window, pump):
+    window = open_window(server)
+    assert not window.banner.isVisible() and "connected to wavestack" in window.statusBar().currentMessage()
+    assert {"default", "tiny"} <= set(window.models)
+    add_tiny_track(window, server, pump)
+    e = window.editor
+    finish(e.seconds, 0.3)
+    finish(e.temperature, 0.9)
+    e.dice.click()  # a fixed random seed: locked
+    e.fx.plugins.setCurrentText("Reverb")
+    e.fx.add_step({"plugin": "Reverb"})
+    assert pump(lambda: server.session.track("keys").fx == [{"plugin": "Reverb"}])
+    room = next(w for w in e.fx.params.findChildren(type(e.temperature.editor))
+                if "room_size" in w.toolTip())
+    room.setValue(0.8)
+    room.editingFinished.emit()
+    track = server.session.track("keys")
+    assert pump(lambda: track.fx == [{"plugin": "Reverb", "room_size": 0.8}])
+    assert (track.seconds, track.temperature) == (0.3, 0.9) and track.seed >= 0
+    assert pump(lambda: e.lock.isChecked() and e.seed.value() == track.seed)  # the view follows the server
+
+    replies = []
+    window.client.replied.connect(lambda address, args: replies.append(address))
+    window.generate_track()
+    assert pump(lambda: window.jobs.state(1) == "done", timeout=60)
+    assert "/wavestack/progress" in replies and window.jobs.bars[1].value() == 1000
+    assert pump(lambda: window.takes.count() == 1)
+    item = window.takes.item(0)
+    path = item.data(256)
+    assert Path(path).is_file() and Path(path).parent == Path(server.session.project) / "Audio"
+    assert f"seed {track.seed}" in item.text() and not item.icon().isNull()
+    mime = window.takes.mimeData([item])  # what a drag into the DAW carries
+    assert mime.urls() == [QUrl.fromLocalFile(path)] and mime.urls()[0].toString().startswith("file:///")
+    window.takes.setCurrentItem(item)
+    window.takes.copy_path()
+    assert window.takes.paths() == [path]
+
+
+def test_errors_show_next_to_the_control_that_caused_them(server, open_window, pump, tmp_path):
+    window = open_window(server)
+    s = window.session
+    window.send("/tempo", 0)  # refused by the shared table before it leaves
+    assert s.tempo.error.isVisible() and "must be a number in [20, 300], got 0" in s.tempo.error.text()
+    finish(s.tempo, 100)
+    assert pump(lambda: server.session.tempo == 100 and not s.tempo.error.isVisible())
+
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    finish(s.project, str(a_file))  # refused by the server
+    assert pump(lambda: s.project.error.isVisible())
+    assert "exists and is not a folder" in s.project.error.text()
+    assert pump(lambda: s.project.value() == server.session.project)  # back to what the server holds
+
+    add_tiny_track(window, server, pump)
+    e = window.editor
+    finish(e.primer, str(tmp_path / "missing.wav"))
+    assert pump(lambda: e.primer.error.isVisible())
+    assert "audio file not found" in e.primer.error.text() and not e.temperature.error.isVisible()
+    e.fx.add_step({"vst3": "/nowhere/Missing.vst3", "params": {}})
+    assert pump(lambda: e.fx.error.isVisible()) and "VST3 plugin not found" in e.fx.error.text()
+    window.add_track("keys")
+    assert pump(lambda: window.tracks_error.isVisible()) and "exists already" in window.tracks_error.text()
+
+
+def test_disconnect_shows_how_to_start_a_server_and_reconnects(server, open_window, pump, tmp_path):
+    window = open_window(server)
+    port = server.address[1]
+    server.shutdown()
+    assert pump(lambda: window.banner.isVisible())
+    assert f"wavestack serve --port {port}" in window.banner.text()
+    assert not window.generate_button.isEnabled()
+    again = Server(port=port, project=str(tmp_path / "other"))
+    again.start()
+    try:
+        assert pump(lambda: not window.banner.isVisible() and window.generate_button.isEnabled())
+        assert pump(lambda: window.session.project.value() == again.session.project)
+    finally:
+        again.shutdown()
+
+
+def test_reopening_shows_the_same_session_and_geometry(server, open_window, pump):
+    first = open_window(server)
+    add_tiny_track(first, server, pump, "bass")
+    finish(first.session.tempo, 97)
+    choose(first.session.depth.editor, 16)
+    assert pump(lambda: server.session.tempo == 97 and server.session.bit_depth == 16)
+    assert pump(lambda: first.state["tempo"] == 97)
+    unit = first.editor.length_unit  # 4 s becomes the same length in bars at 97 BPM, 4/4
+    unit.setCurrentText("bars")
+    unit.activated.emit(1)
+    track = server.session.track("bass")
+    assert pump(lambda: track.seconds is None and track.bars == pytest.approx(4 / (4 * 60 / 97), abs=0.005))
+    first.resize(777, 655)
+    first.close()
+    second = open_window(server)
+    assert second.session.tempo.value() == 97 and second.session.depth.value() == 16
+    assert second.selected() == "bass" and second.editor.model.value() == "tiny"
+    assert second.editor.length_unit.currentText() == "bars" and second.editor.bars.isVisibleTo(second)
+    assert (second.width(), second.height()) == (777, 655)
+
+
+def test_escape_cancels_the_running_job_and_tab_walks_the_form(server, open_window, pump, app):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window = open_window(server)
+    add_tiny_track(window, server, pump)
+    finish(window.editor.seconds, 60.0)
+    window.activateWindow()
+    QTest.keyClick(window, Qt.Key.Key_G, Qt.KeyboardModifier.ControlModifier)
+    assert pump(lambda: window.jobs.state(1) == "running", timeout=30)
+    QTest.keyClick(window, Qt.Key.Key_Escape)
+    assert pump(lambda: window.jobs.state(1) == "cancelled", timeout=30)
+    assert not list((Path(server.session.project) / "Audio").glob("*.wav"))
+
+    s = window.session
+    want = [s.project.editor, s.tempo.editor, s.numerator.editor, s.denominator.editor, s.rate.editor,
+            s.depth.editor, window.track_list, window.add_button]
+    s.project.editor.setFocus()
+    walked = []
+    for _ in range(len(want) - 1):
+        QTest.keyClick(app.focusWidget(), Qt.Key.Key_Tab)
+        app.processEvents()
+        focus = app.focusWidget()
+        walked.append(focus.parent() if focus.objectName() == "qt_spinbox_lineedit" else focus)
+    assert walked == want[1:]
