@@ -16,8 +16,8 @@ class JobList(QTreeWidget):
         self.setHeaderLabels(["job", "render", "state", "progress"])
         self.setRootIsDecorated(False)
         self.setColumnWidth(0, 44)
-        self.setColumnWidth(1, 130)
-        self.setColumnWidth(2, 220)
+        self.setColumnWidth(1, 110)
+        self.setColumnWidth(2, 190)
         self.items: dict[int, QTreeWidgetItem] = {}
         self.bars: dict[int, QProgressBar] = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QPushButton, QWidget
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from .fields import ArgField
 
@@ -23,17 +23,15 @@ class SessionPanel(QWidget):
         self.denominator = ArgField("/meter", "denominator", self)
         self.rate = ArgField("/rate", "hz", self)
         self.depth = ArgField("/depth", "bits", self)
-        meter = QWidget(self)
-        row = QHBoxLayout(meter)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.numerator)
-        row.addWidget(self.denominator)
-        form = QFormLayout(self)
-        form.addRow("Project", self.project)
-        form.addRow("Tempo (BPM)", self.tempo)
-        form.addRow("Meter", meter)
-        form.addRow("Sample rate", self.rate)
-        form.addRow("Bit depth", self.depth)
+        box = QVBoxLayout(self)
+        for pairs in ((("Project", self.project),),
+                      (("Tempo (BPM)", self.tempo), ("Meter", self.numerator), ("/", self.denominator),
+                       ("Sample rate", self.rate), ("Bit depth", self.depth))):
+            row = QHBoxLayout()
+            for text, field in pairs:
+                row.addWidget(QLabel(text, self))
+                row.addWidget(field, 1)
+            box.addLayout(row)
         for field in (self.project, self.tempo, self.rate, self.depth):
             field.committed.connect(lambda v, a=field.address: self.edit.emit(a, [v]))
         for field in (self.numerator, self.denominator):

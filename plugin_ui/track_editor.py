@@ -59,7 +59,7 @@ class TrackEditor(QWidget):
         self.position_unit.activated.connect(lambda _i: self._switch_position())
         form.addRow("Position", self._row(self.position, self.at_bar, self.position_unit))
 
-        self.dice = QPushButton("🎲", self, clicked=self.roll)
+        self.dice = QPushButton("Roll", self, clicked=self.roll)
         self.dice.setToolTip("a new random seed, kept for the next renders")
         self.lock = QCheckBox("lock", self)
         self.lock.setToolTip("locked: every render uses this seed; unlocked: a new random seed each time")

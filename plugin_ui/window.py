@@ -120,7 +120,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(middle, 3)
         layout.addLayout(actions)
         layout.addWidget(self.jobs_error)
-        layout.addWidget(bottom, 2)
+        layout.addWidget(bottom, 1)
         self.setCentralWidget(central)
         self.panels = (session_box, middle, self.generate_button, self.generate_all_button)
         self._tab_order()
