@@ -70,6 +70,9 @@ def test_connects_edits_generates_and_drags_the_take(server, open_window, pump):
     window.takes.setCurrentItem(item)
     window.takes.copy_path()
     assert window.takes.paths() == [path]
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == path
 
 
 def test_errors_show_next_to_the_control_that_caused_them(server, open_window, pump, tmp_path):
