@@ -40,6 +40,8 @@ HEARTBEAT = 0.4  # seconds between progress replies of a running job, at most
 SESSION_FILE = "wavestack-session.json"
 TAKES_LISTED = 50  # newest takes answered by /track/takes (their JSON fits one datagram)
 Addr = tuple[str, int]
+QUERIES = {PREFIX + p for p in ("/ping", "/state/get", "/track/takes", "/track/list", "/models",
+                                "/fx/catalog", "/job/status", "/subscribe")}  # logged at debug level only
 
 
 class Server:
@@ -105,7 +107,8 @@ class Server:
             self.dispatch(message.address, _decimal_floats(list(message.params), typetags), addr)
 
     def dispatch(self, address: str, values: list[Any], addr: Addr | None) -> None:
-        log.info("%s %s from %s", address, _short(values), f"{addr[0]}:{addr[1]}" if addr else "-")
+        level = logging.DEBUG if address in QUERIES else logging.INFO  # a window polls these
+        log.log(level, "%s %s from %s", address, _short(values), f"{addr[0]}:{addr[1]}" if addr else "-")
         spec = BY_PATH.get(address)
         try:
             if spec is None:

@@ -255,3 +255,16 @@ def test_32_bit_osc_floats_arrive_as_the_decimal_that_was_sent(server, client):
     add_track(client, "keys", temperature=0.9, seconds=0.3)  # python-osc sends these as 'f' (float32)
     track = server.session.track("keys")
     assert (track.temperature, track.seconds) == (0.9, 0.3)
+
+
+def test_polled_queries_stay_out_of_the_log_and_edits_are_logged(server, client, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="wavestack.server"):
+        for _ in range(3):
+            client.ask(f"{P}/ping")
+            client.ask(f"{P}/state/get")
+        client.ask(f"{P}/tempo", 99)
+    lines = [r.getMessage() for r in caplog.records]
+    assert not any("/ping" in line or "/state/get" in line for line in lines)
+    assert any(line.startswith(f"{P}/tempo 99") for line in lines)
