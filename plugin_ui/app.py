@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from .client import OscClient
     from .window import MainWindow
 
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C in the terminal closes the window
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("wavestack-ui")
     client = OscClient(args.host, args.port)
