@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=9000, help="UDP port (default 9000; 0 = any free)")
+    serve.add_argument("--oscquery-port", type=int, default=None, metavar="TCP_PORT",
+                       help="OSCQuery HTTP port on the same host (default: the OSC port number, TCP)")
+    serve.add_argument("--no-oscquery", action="store_true", help="no OSCQuery HTTP server")
     serve.add_argument("--project", help="project folder to start with (else set it over OSC)")
     serve.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
 
@@ -248,7 +251,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    server = Server(args.host, args.port, args.project)
+    oscquery = None if args.no_oscquery else (args.port if args.oscquery_port is None else args.oscquery_port)
+    try:
+        server = Server(args.host, args.port, args.project, oscquery_port=oscquery)
+    except OSError as exc:
+        print(f"wavestack serve: cannot listen on {args.host} (OSC udp {args.port}, OSCQuery tcp "
+              f"{oscquery}): {exc.strerror}; pick another --port or --oscquery-port, or --no-oscquery",
+              file=sys.stderr)
+        return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.warning("listening on %s: other machines can reach this server", args.host)
 

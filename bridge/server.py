@@ -45,7 +45,8 @@ QUERIES = {PREFIX + p for p in ("/ping", "/state/get", "/track/takes", "/track/l
 
 
 class Server:
-    def __init__(self, host: str = "127.0.0.1", port: int = 9000, project: str | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 9000, project: str | None = None, *,
+                 oscquery_port: int | None = None) -> None:
         self.session = Session()
         self.models = Models()
         self.subscribers: set[Addr] = set()
@@ -53,6 +54,7 @@ class Server:
         self._requesters: dict[int, Addr] = {}
         self._last_progress: dict[int, float] = {}
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the session: changed on the receive thread, read by OSCQuery
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.sock.bind((host, port))
@@ -61,10 +63,26 @@ class Server:
         self.jobs = JobQueue(self._on_job)
         if project:
             self.on_project({"folder": project}, None)
+        self.oscquery = None
+        if oscquery_port is not None:
+            from .oscquery import OscQueryServer
+
+            try:
+                self.oscquery = OscQueryServer(self.state, self.address, host, oscquery_port)
+            except OSError:
+                self.sock.close()
+                raise
+
+    def state(self) -> dict[str, Any]:
+        """A copy of the session as plain data, safe to read from another thread."""
+        with self._lock:
+            return json.loads(json.dumps(self.session.to_dict()))
 
     # ------------------------------------------------------------------ loop
     def serve_forever(self) -> None:
         log.info("listening on udp://%s:%d (OSC, prefix %s)", *self.address, PREFIX)
+        if self.oscquery is not None:
+            self.oscquery.start()
         while not self._stop.is_set():
             try:
                 data, addr = self.sock.recvfrom(MAX_DATAGRAM)
@@ -88,6 +106,8 @@ class Server:
         self._stop.set()
         self.jobs.stop()
         self.sock.close()
+        if self.oscquery is not None:
+            self.oscquery.shutdown()
 
     # ------------------------------------------------------------------ receive
     def handle(self, data: bytes, addr: Addr) -> None:
@@ -116,7 +136,8 @@ class Server:
                                     "(see the protocol reference in the README)")
             args = spec.parse(values)
             handler = getattr(self, "on_" + spec.path.strip("/").replace("/", "_"))
-            reply = handler(args, addr)
+            with self._lock:
+                reply = handler(args, addr)
         except (ProtocolError, FxError, ProjectError, FileNotFoundError, KeyError, ValueError) as exc:
             self._fail(address, _text(exc), addr)
             return

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -118,12 +120,25 @@ def test_the_example_pd_patch_renders_a_track(serve, tmp_path):
 
 
 def test_sigterm_stops_the_server_cleanly(serve):
-    _, project, proc = serve
+    port, project, proc = serve
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/?HOST_INFO", timeout=5) as r:  # OSCQuery, tcp
+        assert json.loads(r.read())["OSC_PORT"] == port
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "listening on udp://127.0.0.1" in out and "stopping" in out
+    assert f"OSCQuery on http://127.0.0.1:{port}/" in out
     assert not [p for p in (project / "Audio").iterdir()]
+
+
+def test_serve_says_clearly_when_its_port_is_taken(tmp_path, models_dir):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "bridge.cli", "serve", "--port", "0", "--oscquery-port",
+                               str(port)], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and "cannot listen" in done.stderr and "--no-oscquery" in done.stderr
 
 
 def test_a_killed_server_leaves_no_partial_stem_and_an_intact_manifest(serve):

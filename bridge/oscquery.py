@@ -1,0 +1,195 @@
+"""OSCQuery (the Vidvox proposal): the server's OSC namespace as JSON over HTTP, on loopback.
+
+The tree is generated from the protocol table: every address is a node with ``FULL_PATH``,
+``TYPE`` (OSC type tags), ``ACCESS``, ``RANGE`` and ``DESCRIPTION``; session parameters carry their
+current ``VALUE``. Track parameters need the track name as their first argument, so their current
+values are published, read-only, under ``/wavestack/tracks/<name>/<parameter>``.
+
+    GET /                          the whole tree
+    GET /wavestack/tempo           one node
+    GET /wavestack/tempo?VALUE     one attribute: {"VALUE": [120.0]}; 204 if the node has none
+    GET /?HOST_INFO                name, OSC port and transport, supported extensions
+
+Unknown paths answer 404, unknown attributes 400, anything but GET 405.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from . import __version__
+from .protocol import PREFIX, TABLE, Address, Arg
+
+log = logging.getLogger("wavestack.oscquery")
+NO_VALUE, READ, WRITE, READ_WRITE = 0, 1, 2, 3
+ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "RANGE", "VALUE", "DESCRIPTION")
+EXTENSIONS = {"ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "TAGS": False,
+              "EXTENDED_TYPE": False, "UNIT": False, "CRITICAL": False, "CLIPMODE": False,
+              "LISTEN": False, "PATH_CHANGED": False, "PATH_RENAMED": False, "PATH_ADDED": False,
+              "PATH_REMOVED": False}
+
+# session state key(s) whose value an address sets
+SESSION_VALUES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
+    "/project": lambda s: [s["project"]],
+    "/tempo": lambda s: [s["tempo"]],
+    "/meter": lambda s: list(s["meter"]),
+    "/rate": lambda s: [s["sample_rate"]],
+    "/depth": lambda s: [s["bit_depth"]],
+    "/master/fx": lambda s: [json.dumps(s["master_fx"])],
+}
+# track key(s) whose value a /track/... address sets (after the track name)
+TRACK_VALUES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
+    "/track/model": lambda t: [t["model"]],
+    "/track/seconds": lambda t: [t["seconds"]] if t["seconds"] is not None else [],
+    "/track/bars": lambda t: [t["bars"]] if t["bars"] is not None else [],
+    "/track/position": lambda t: [t["position"]],
+    "/track/at_bar": lambda t: [t["at_bar"]] if t["at_bar"] is not None else [],
+    "/track/seed": lambda t: [t["seed"]],
+    "/track/temperature": lambda t: [t["temperature"]],
+    "/track/top_p": lambda t: [t["top_p"]],
+    "/track/gain": lambda t: [t["gain_db"]],
+    "/track/fx": lambda t: [json.dumps(t["fx"])],
+    "/track/primer": lambda t: [t["primer"]],
+    "/track/vary": lambda t: [t["vary"], t["vary_level"]],
+}
+
+
+def _range(arg: Arg) -> dict[str, Any] | None:
+    if arg.choices:
+        return {"VALS": list(arg.choices)}
+    out = {k: v for k, v in (("MIN", arg.min), ("MAX", arg.max)) if v is not None}
+    return out or None
+
+
+def _leaf(address: Address, state: dict[str, Any]) -> dict[str, Any]:
+    node: dict[str, Any] = {"FULL_PATH": address.full, "DESCRIPTION": address.help}
+    if address.args:
+        node["TYPE"] = address.typetags
+        node["RANGE"] = [_range(a) for a in address.args]
+    value = SESSION_VALUES.get(address.path)
+    node["ACCESS"] = READ_WRITE if value else WRITE
+    if value:
+        node["VALUE"] = value(state)
+    return node
+
+
+def _container(path: str, description: str | None = None) -> dict[str, Any]:
+    node: dict[str, Any] = {"FULL_PATH": path, "ACCESS": NO_VALUE, "CONTENTS": {}}
+    if description:
+        node["DESCRIPTION"] = description
+    return node
+
+
+def _insert(root: dict[str, Any], full: str, node: dict[str, Any]) -> None:
+    parts = full.strip("/").split("/")
+    here = root
+    for i, part in enumerate(parts[:-1]):
+        here = here["CONTENTS"].setdefault(part, _container("/" + "/".join(parts[:i + 1])))
+    here["CONTENTS"][parts[-1]] = node
+
+
+def namespace(state: dict[str, Any]) -> dict[str, Any]:
+    """The whole OSCQuery tree for a session state (``Session.to_dict()``)."""
+    root = _container("/", f"wavestack {__version__}: neural audio stems over OSC")
+    for address in TABLE:
+        _insert(root, address.full, _leaf(address, state))
+    tracks = _container(PREFIX + "/tracks", "current values of each track's parameters (read-only; "
+                                          "set them with /wavestack/track/<parameter> <track> <value>)")
+    _insert(root, tracks["FULL_PATH"], tracks)
+    by_path = {a.path: a for a in TABLE}
+    for track in state["tracks"]:
+        base = f"{PREFIX}/tracks/{track['name']}"
+        for path, value in TRACK_VALUES.items():
+            address = by_path[path]
+            args = address.args[1:]
+            leaf = {"FULL_PATH": f"{base}/{path.rsplit('/', 1)[1]}", "ACCESS": READ,
+                    "TYPE": "".join(a.type for a in args), "RANGE": [_range(a) for a in args],
+                    "VALUE": value(track), "DESCRIPTION": f"{address.help} (set with {address.full})"}
+            _insert(root, leaf["FULL_PATH"], leaf)
+    return root
+
+
+def find(root: dict[str, Any], path: str) -> dict[str, Any] | None:
+    here = root
+    for part in [p for p in path.split("/") if p]:
+        contents = here.get("CONTENTS")
+        if not contents or part not in contents:
+            return None
+        here = contents[part]
+    return here
+
+
+def host_info(osc_host: str, osc_port: int) -> dict[str, Any]:
+    return {"NAME": "wavestack", "OSC_IP": osc_host, "OSC_PORT": osc_port, "OSC_TRANSPORT": "UDP",
+            "EXTENSIONS": EXTENSIONS}
+
+
+class OscQueryServer:
+    """HTTP on ``host:port`` in a daemon thread; ``state`` returns the session as a dict."""
+
+    def __init__(self, state: Callable[[], dict[str, Any]], osc_address: tuple[str, int],
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        query = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = f"wavestack/{__version__}"
+
+            def do_GET(self) -> None:
+                status, body = query.answer(self.path)
+                self.send_response(status)
+                if body is not None:
+                    data = json.dumps(body).encode()
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                else:
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+
+            def _refuse(self) -> None:
+                self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "OSCQuery answers GET only")
+
+            do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s " + format, self.address_string(), *args)
+
+        self.state, self.osc_address = state, osc_address
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.address: tuple[str, int] = self.httpd.server_address[:2]  # type: ignore[assignment]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="wavestack-oscquery",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("OSCQuery on http://%s:%d/", *self.address)
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def answer(self, raw: str) -> tuple[int, Any]:
+        url = urlsplit(raw)
+        attribute = unquote(url.query)
+        if attribute == "HOST_INFO":
+            return HTTPStatus.OK, host_info(*self.osc_address)
+        node = find(namespace(self.state()), unquote(url.path))
+        if node is None:
+            return HTTPStatus.NOT_FOUND, {"error": f"no OSC node at {unquote(url.path)}"}
+        if not attribute:
+            return HTTPStatus.OK, node
+        if attribute not in ATTRIBUTES:
+            return HTTPStatus.BAD_REQUEST, {"error": f"unknown attribute {attribute}; "
+                                                     f"known: HOST_INFO, {', '.join(ATTRIBUTES)}"}
+        if attribute not in node:
+            return HTTPStatus.NO_CONTENT, None
+        return HTTPStatus.OK, {attribute: node[attribute]}

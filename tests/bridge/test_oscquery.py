@@ -1,0 +1,97 @@
+"""OSCQuery over real HTTP on loopback, checked against the proposal's fields and the protocol table."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.protocol import TABLE
+from bridge.server import Server
+
+from .conftest import Client
+
+P = "/wavestack"
+
+
+@pytest.fixture
+def served(tmp_path, tiny_model) -> Iterator[tuple[Server, str]]:
+    srv = Server(port=0, project=str(tmp_path / "project"), oscquery_port=0)
+    srv.start()
+    host, port = srv.oscquery.address
+    yield srv, f"http://{host}:{port}"
+    srv.shutdown()
+
+
+def get(url: str) -> tuple[int, object]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read()
+            assert not body or r.headers["Content-Type"] == "application/json"
+            return r.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def walk(node: dict) -> Iterator[dict]:
+    yield node
+    for child in node.get("CONTENTS", {}).values():
+        yield from walk(child)
+
+
+def test_the_tree_lists_every_protocol_address_with_the_proposals_fields(served):
+    _, url = served
+    status, root = get(url + "/")
+    assert status == 200 and root["FULL_PATH"] == "/"
+    nodes = {n["FULL_PATH"]: n for n in walk(root)}
+    for address in TABLE:
+        node = nodes[address.full]
+        assert node["DESCRIPTION"] == address.help
+        assert node.get("TYPE", "") == address.typetags
+        assert node["ACCESS"] in (2, 3)
+        assert len(node.get("RANGE", [])) == len(address.args)
+    for path, node in nodes.items():  # every node knows its own path, every container its children
+        assert node["FULL_PATH"] == path
+        for name, child in node.get("CONTENTS", {}).items():
+            assert child["FULL_PATH"] == path.rstrip("/") + "/" + name
+    assert nodes[P + "/tempo"]["RANGE"] == [{"MIN": 20, "MAX": 300}]
+    assert nodes[P + "/rate"]["RANGE"] == [{"VALS": [44100, 48000, 96000]}]
+    assert nodes[P + "/tempo"]["VALUE"] == [120.0] and nodes[P + "/tempo"]["ACCESS"] == 3
+    assert "VALUE" not in nodes[P + "/generate"] and nodes[P + "/generate"]["ACCESS"] == 2
+
+
+def test_values_follow_the_session_and_attributes_answer_alone(served):
+    server, url = served
+    client = Client(server.address)
+    try:
+        client.ask(f"{P}/tempo", 93.5)
+        client.ask(f"{P}/meter", 7, 8)
+        client.ask(f"{P}/track/add", "keys", "tiny")
+        client.ask(f"{P}/track/seed", "keys", 42)
+    finally:
+        client.close()
+    assert get(url + P + "/tempo?VALUE") == (200, {"VALUE": [93.5]})
+    assert get(url + P + "/meter?VALUE") == (200, {"VALUE": [7, 8]})
+    assert get(url + P + "/tracks/keys/seed") [1]["VALUE"] == [42]
+    assert get(url + P + "/tracks/keys/model?VALUE") == (200, {"VALUE": ["tiny"]})
+    assert get(url + P + "/tempo?TYPE") == (200, {"TYPE": "f"})
+    assert get(url + P + "/generate?VALUE") == (204, None)  # the node has no value
+    assert get(url + P + "/nowhere")[0] == 404
+    assert get(url + P + "/tempo?COLOUR")[0] == 400
+    req = urllib.request.Request(url + P + "/tempo", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=5)
+    assert refused.value.code == 405
+
+
+def test_host_info_names_the_osc_port_and_extensions(served):
+    server, url = served
+    status, info = get(url + "/?HOST_INFO")
+    assert status == 200
+    osc = (info["OSC_IP"], info["OSC_PORT"], info["OSC_TRANSPORT"])
+    assert osc == ("127.0.0.1", server.address[1], "UDP")
+    assert info["EXTENSIONS"]["VALUE"] is True and info["EXTENSIONS"]["LISTEN"] is False
+    assert server.oscquery.address[0] == "127.0.0.1"
