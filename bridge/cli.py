@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--oscquery-port", type=int, default=None, metavar="TCP_PORT",
                        help="OSCQuery HTTP port on the same host (default: the OSC port number, TCP)")
     serve.add_argument("--no-oscquery", action="store_true", help="no OSCQuery HTTP server")
+    serve.add_argument("--advertise", action="store_true",
+                       help="announce the OSC and OSCQuery ports over Zeroconf/mDNS (off by default)")
     serve.add_argument("--project", help="project folder to start with (else set it over OSC)")
     serve.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
 
@@ -266,11 +268,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    advertiser = None
     try:
+        if args.advertise:
+            from .advertise import Advertiser
+
+            http_port = server.oscquery.address[1] if server.oscquery is not None else None
+            try:
+                advertiser = Advertiser(args.host, server.address[1], http_port)
+            except Exception as exc:  # zeroconf raises several kinds when no interface can multicast
+                logging.warning("cannot advertise over Zeroconf: %s (the server runs without it)", exc)
         server.serve_forever()
     except KeyboardInterrupt:
         logging.info("stopping: cancelling queued and running renders")
     finally:
+        if advertiser is not None:
+            advertiser.close()
         server.shutdown()
     return 0
 

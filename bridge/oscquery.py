@@ -174,7 +174,8 @@ class OscQueryServer:
         log.info("OSCQuery on http://%s:%d/", *self.address)
 
     def shutdown(self) -> None:
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits forever for a loop that never started
+            self.httpd.shutdown()
         self.httpd.server_close()
 
     def answer(self, raw: str) -> tuple[int, Any]:

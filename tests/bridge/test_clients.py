@@ -168,3 +168,39 @@ def _send(port: int, address: str, types: str, *values: object) -> None:
         builder.add_arg(value, arg_type=tag)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(builder.build().dgram, ("127.0.0.1", port))
+
+
+def test_advertise_announces_osc_and_oscquery_over_zeroconf(tmp_path, models_dir):
+    from zeroconf import Zeroconf
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--port", str(port), "--advertise"],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    browser = Zeroconf()
+    try:
+        found = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(found) < 2:
+            for kind in ("_oscjson._tcp.local.", "_osc._udp.local."):
+                info = browser.get_service_info(kind, f"wavestack-{port}.{kind}", timeout=500)
+                if info is not None:
+                    found[kind] = (info.port, info.parsed_addresses())
+        assert found == {"_oscjson._tcp.local.": (port, ["127.0.0.1"]), "_osc._udp.local.": (port, ["127.0.0.1"])}
+    finally:
+        browser.close()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert f"advertised wavestack-{port}._osc._udp.local." in out
+
+
+def test_nothing_is_advertised_unless_asked(serve):
+    from zeroconf import Zeroconf
+
+    port, _, _ = serve
+    browser = Zeroconf()
+    try:
+        assert browser.get_service_info("_osc._udp.local.", f"wavestack-{port}._osc._udp.local.", timeout=1000) is None
+    finally:
+        browser.close()

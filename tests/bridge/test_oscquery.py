@@ -95,3 +95,13 @@ def test_host_info_names_the_osc_port_and_extensions(served):
     assert osc == ("127.0.0.1", server.address[1], "UDP")
     assert info["EXTENSIONS"]["VALUE"] is True and info["EXTENSIONS"]["LISTEN"] is False
     assert server.oscquery.address[0] == "127.0.0.1"
+
+
+def test_a_server_stopped_before_it_started_shuts_down_at_once(tmp_path, tiny_model):
+    import threading
+
+    srv = Server(port=0, project=str(tmp_path / "project"), oscquery_port=0)
+    stopper = threading.Thread(target=srv.shutdown)
+    stopper.start()
+    stopper.join(timeout=5)
+    assert not stopper.is_alive()
