@@ -186,7 +186,8 @@ def test_advertise_announces_osc_and_oscquery_over_zeroconf(tmp_path, models_dir
                 info = browser.get_service_info(kind, f"wavestack-{port}.{kind}", timeout=500)
                 if info is not None:
                     found[kind] = (info.port, info.parsed_addresses())
-        assert found == {"_oscjson._tcp.local.": (port, ["127.0.0.1"]), "_osc._udp.local.": (port, ["127.0.0.1"])}
+        here = (port, ["127.0.0.1"])
+        assert found == {"_oscjson._tcp.local.": here, "_osc._udp.local.": here}
     finally:
         browser.close()
         proc.send_signal(signal.SIGTERM)
@@ -201,6 +202,7 @@ def test_nothing_is_advertised_unless_asked(serve):
     port, _, _ = serve
     browser = Zeroconf()
     try:
-        assert browser.get_service_info("_osc._udp.local.", f"wavestack-{port}._osc._udp.local.", timeout=1000) is None
+        kind = "_osc._udp.local."
+        assert browser.get_service_info(kind, f"wavestack-{port}.{kind}", timeout=1000) is None
     finally:
         browser.close()
