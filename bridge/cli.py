@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--oscquery-port", type=int, default=None, metavar="TCP_PORT",
                        help="OSCQuery HTTP port on the same host (default: the OSC port number, TCP)")
     serve.add_argument("--no-oscquery", action="store_true", help="no OSCQuery HTTP server")
+    serve.add_argument("--follow", choices=("reaper", "ardour", "ableton"),
+                       help="follow this DAW's tempo, meter and transport over OSC (see the README)")
+    serve.add_argument("--daw-port", type=int, default=0, metavar="UDP_PORT",
+                       help="port the DAW sends to (default: REAPER/Ardour 9010, Ableton 11001)")
+    serve.add_argument("--daw-send-port", type=int, default=0, metavar="UDP_PORT",
+                       help="port the DAW listens on (default: REAPER 8000, Ardour 3819, AbletonOSC 11000)")
     serve.add_argument("--advertise", action="store_true",
                        help="announce the OSC and OSCQuery ports over Zeroconf/mDNS (off by default)")
     serve.add_argument("--project", help="project folder to start with (else set it over OSC)")
@@ -261,6 +267,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"{oscquery}): {exc.strerror}; pick another --port or --oscquery-port, or --no-oscquery",
               file=sys.stderr)
         return 2
+    if args.follow:
+        try:
+            server.on_follow({"daw": args.follow, "listen_port": args.daw_port,
+                              "send_port": args.daw_send_port}, None)
+        except ValueError as exc:
+            print(f"wavestack serve: {exc}", file=sys.stderr)
+            server.shutdown()
+            return 2
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.warning("listening on %s: other machines can reach this server", args.host)
 

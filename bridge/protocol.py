@@ -161,12 +161,23 @@ TABLE: tuple[Address, ...] = (
     Address("/track/gain", "track gain in dB, after its effects", _track(Arg("db", "f", "gain", -60, 12)),
             group="track"),
     Address("/track/fx", "the track's effects chain", _track(Arg("chain", "s", FX_HELP)), group="track"),
+    Address("/track/at_playhead", "place the track at the followed DAW's playhead (see /follow)", _track(),
+            group="track"),
     Address("/track/primer", "continue this audio file instead of starting from silence ('' clears)",
             _track(Arg("path", "s", "audio file")), group="track"),
     Address("/track/vary", "make a variation of this audio file, keeping its codes at a level ('' clears)",
             _track(Arg("path", "s", "audio file"),
                    Arg("level", "i", "level whose codes are kept", 1, 8, default=1)),
             group="track"),
+    # ---------------------------------------------------------------- DAW
+    Address("/follow", "follow a DAW's tempo, meter and transport over OSC ('none' stops following)",
+            (Arg("daw", "s", "the DAW", choices=("none", "reaper", "ardour", "ableton")),
+             Arg("listen_port", "i", "UDP port the DAW sends to; 0: REAPER/Ardour 9010, Ableton 11001",
+                 0, 65535, default=0),
+             Arg("send_port", "i", "UDP port the DAW listens on; 0: REAPER 8000, Ardour 3819, "
+                 "AbletonOSC 11000", 0, 65535, default=0)), group="daw"),
+    Address("/follow/status", "what the followed DAW last said; answers /wavestack/follow …", reply="follow",
+            group="daw"),
     # ---------------------------------------------------------------- jobs
     Address("/generate", "render one track; answers ack <job>, progress, done <job> <stem> or error",
             _track(), reply="job", group="job"),
@@ -201,6 +212,10 @@ REPLIES: tuple[Reply, ...] = (
     Reply("/status", "a job's state (queued, running, done, failed, cancelled) and progress",
           ("job", "state", "fraction")),
     Reply("/progress", "at least every 0.5 s while a job runs", ("job", "fraction")),
+    Reply("/follow", "DAW following (also sent to subscribers when it changes): the DAW or none; off, "
+          "waiting, following or silent (last values kept); tempo; meter; playing 1/0; playhead seconds "
+          "(-1: unknown); seconds since the DAW was heard (-1: never)",
+          ("daw", "state", "tempo", "numerator", "denominator", "playing", "position", "heard")),
     Reply("/seed", "the seed a render used (reported when it was random)", ("track", "seed")),
     Reply("/done", "a job finished; the files it wrote", ("job", "path…")),
 )

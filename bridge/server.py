@@ -25,12 +25,13 @@ from pythonosc.osc_packet import OscPacket
 from pythonosc.parsing import osc_types
 
 from . import __version__
+from .follow import Follower, Transport
 from .fx import FxError, catalog, parse_chain
 from .jobs import Job, JobQueue
 from .project import Project, ProjectError
 from .protocol import BY_PATH, PREFIX, ProtocolError
 from .render import Models, check_track, mix, render_track
-from .session import Session, Track, check_track_name
+from .session import Session, Track, check, check_track_name
 
 log = logging.getLogger("wavestack.server")
 MAX_DATAGRAM = 65535
@@ -41,7 +42,7 @@ SESSION_FILE = "wavestack-session.json"
 TAKES_LISTED = 50  # newest takes answered by /track/takes (their JSON fits one datagram)
 Addr = tuple[str, int]
 QUERIES = {PREFIX + p for p in ("/ping", "/state/get", "/track/takes", "/track/list", "/models",
-                                "/fx/catalog", "/job/status", "/subscribe")}  # logged at debug level only
+                                "/fx/catalog", "/job/status", "/subscribe", "/follow/status")}  # debug level
 
 
 class Server:
@@ -63,6 +64,7 @@ class Server:
         self.jobs = JobQueue(self._on_job)
         if project:
             self.on_project({"folder": project}, None)
+        self.follower: Follower | None = None
         self.oscquery = None
         if oscquery_port is not None:
             from .oscquery import OscQueryServer
@@ -105,6 +107,8 @@ class Server:
         """Cancel queued and running jobs (nothing partial is written), then close the socket."""
         self._stop.set()
         self.jobs.stop()
+        if self.follower is not None:
+            self.follower.stop()
         self.sock.close()
         if self.oscquery is not None:
             self.oscquery.shutdown()
@@ -333,6 +337,13 @@ class Server:
     def on_track_position(self, args: dict, addr: Addr | None) -> None:
         self._set(args, position=args["seconds"], at_bar=None)
 
+    def on_track_at_playhead(self, args: dict, addr: Addr | None) -> None:
+        t = self.follower.transport if self.follower is not None else None
+        if t is None or t.position is None:
+            raise ProtocolError("no DAW playhead known: follow a DAW first (/wavestack/follow reaper|ardour|"
+                                "ableton) and start or move its transport")
+        self._set(args, position=max(0.0, round(t.position, 6)), at_bar=None)
+
     def on_track_at_bar(self, args: dict, addr: Addr | None) -> None:
         self._set(args, at_bar=args["bar"])
 
@@ -359,16 +370,75 @@ class Server:
         _check_file(args["path"])
         self._set(args, vary=args["path"], vary_level=args["level"])
 
+    # ------------------------------------------------------------------ handlers: DAW
+    def on_follow(self, args: dict, addr: Addr | None) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        if args["daw"] == "none":
+            return
+        try:
+            self.follower = Follower(args["daw"], self._on_daw, listen_port=args["listen_port"] or None,
+                                     send_port=args["send_port"] or None).start()
+        except OSError as exc:
+            port = args["listen_port"] or "default"
+            raise ProtocolError(f"cannot listen for {args['daw']} on udp port {port}: {exc.strerror}; "
+                                "give another listen_port") from None
+
+    def on_follow_status(self, args: dict, addr: Addr | None) -> bool:
+        self.send("/follow", *self.follow_status(), to=addr)
+        return True
+
+    def follow_status(self) -> list[Any]:
+        if self.follower is None:
+            return ["none", "off", float(self.session.tempo), *self.session.meter, 0, -1.0, -1.0]
+        t = self.follower.transport
+        heard = -1.0 if t.heard is None else round(time.monotonic() - t.heard, 3)
+        return [t.daw, self.follower.state(), float(self.session.tempo), *self.session.meter, int(t.playing),
+                -1.0 if t.position is None else float(t.position), heard]
+
+    def _on_daw(self, t: Transport, changed: set[str]) -> None:
+        """The followed DAW said something new: tempo and meter go to the session; subscribers hear of it."""
+        if self.follower is None or t is not self.follower.transport:
+            return  # a follower stopped a moment ago
+        with self._lock:
+            before = (self.session.tempo, self.session.meter)
+            if "tempo" in changed and t.tempo is not None:
+                try:
+                    self.session.tempo = check("/tempo", "bpm", t.tempo)
+                except ProtocolError as exc:
+                    log.warning("%s tempo ignored: %s", t.daw, exc)
+            if changed & {"numerator", "denominator"}:
+                try:
+                    numerator = t.numerator or self.session.meter[0]
+                    denominator = t.denominator or self.session.meter[1]
+                    self.session.meter = (check("/meter", "numerator", numerator),
+                                          check("/meter", "denominator", denominator))
+                except ProtocolError as exc:
+                    log.warning("%s meter ignored: %s", t.daw, exc)
+            if (self.session.tempo, self.session.meter) != before:
+                log.info("following %s: %g BPM, %d/%d", t.daw, self.session.tempo, *self.session.meter)
+                self._save()
+        if changed - {"position"}:  # the playhead moves many times a second: asked for, not pushed
+            self.send("/follow", *self.follow_status())
+
+    def _follow_record(self) -> dict[str, Any]:
+        """What the manifest says about where the tempo came from."""
+        if self.follower is None:
+            return {}
+        return {"tempo_source": {"daw": self.follower.daw, "state": self.follower.state()}}
+
     # ------------------------------------------------------------------ handlers: jobs
     def on_generate(self, args: dict, addr: Addr | None) -> bool:
         session = copy.deepcopy(self.session)  # later edits do not change a queued render
         track = session.track(args["track"])
         project = Project(session.project)
         check_track(session, track, self.models)
+        record = self._follow_record()
 
         def work(progress: Any, should_cancel: Any) -> list[Path]:
             rendered = render_track(session, track, project, self.models, progress=progress,
-                                    should_cancel=should_cancel)
+                                    should_cancel=should_cancel, record=record)
             self.send("/seed", track.name, rendered.seed, to=addr)
             return [rendered.path]
 
@@ -383,13 +453,14 @@ class Server:
         for track in session.tracks:
             check_track(session, track, self.models)
         parse_chain(session.master_fx)  # checked before any audio is generated
+        record = self._follow_record()
 
         def work(progress: Any, should_cancel: Any) -> list[Path]:
             stems, n = [], len(session.tracks)
             for i, track in enumerate(session.tracks):
                 rendered = render_track(session, track, project, self.models,
                                         progress=lambda f, i=i: progress((i + f) / (n + 1)),
-                                        should_cancel=should_cancel)
+                                        should_cancel=should_cancel, record=record)
                 self.send("/seed", track.name, rendered.seed, to=addr)
                 stems.append(rendered)
             return [s.path for s in stems] + [mix(session, project, stems).path]
