@@ -190,3 +190,20 @@ def test_serve_follows_from_the_command_line(tmp_path, models_dir, daw):
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert f"following reaper: listening on udp://127.0.0.1:{listen}" in out
+
+
+def test_the_reaper_pattern_file_sends_what_the_follower_reads():
+    from .test_clients import ROOT
+
+    patterns: dict[str, list[str]] = {}
+    for line in (ROOT / "examples" / "wavestack.ReaperOSC").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, *values = line.split()
+            patterns[key] = values
+    for key, values in patterns.items():
+        if key.startswith("DEVICE_"):
+            assert values == ["0"], key
+        else:  # REAPER's rule: a type flag from [nfbtrsi], then the address
+            assert values and all(v[0] in "nfbtrsi" and v[1] == "/" for v in values), key
+    sent = {v[1:] for values in patterns.values() for v in values if not v.isdigit()}
+    assert {"/tempo/raw", "/time", "/beat/str", "/play", "/stop", "/action"} <= sent
