@@ -23,23 +23,27 @@ class SessionPanel(QWidget):
         self.denominator = ArgField("/meter", "denominator", self)
         self.rate = ArgField("/rate", "hz", self)
         self.depth = ArgField("/depth", "bits", self)
+        self.follow_status = QLabel("not following a DAW", self)
+        self.follow = ArgField("/follow", "daw", self, extra=(self.follow_status,))
         box = QVBoxLayout(self)
         for pairs in ((("Project", self.project),),
                       (("Tempo (BPM)", self.tempo), ("Meter", self.numerator), ("/", self.denominator),
-                       ("Sample rate", self.rate), ("Bit depth", self.depth))):
+                       ("Sample rate", self.rate), ("Bit depth", self.depth)),
+                      (("Follow DAW", self.follow),)):
             row = QHBoxLayout()
             for text, field in pairs:
                 row.addWidget(QLabel(text, self))
                 row.addWidget(field, 1)
             box.addLayout(row)
-        for field in (self.project, self.tempo, self.rate, self.depth):
+        for field in (self.project, self.tempo, self.rate, self.depth, self.follow):
             field.committed.connect(lambda v, a=field.address: self.edit.emit(a, [v]))
         for field in (self.numerator, self.denominator):
             field.committed.connect(lambda _v: self.edit.emit(
                 "/meter", [self.numerator.value(), self.denominator.value()]))
 
     def fields(self) -> dict[str, ArgField]:
-        return {f.address: f for f in (self.project, self.tempo, self.numerator, self.rate, self.depth)}
+        return {f.address: f for f in (self.project, self.tempo, self.numerator, self.rate, self.depth,
+                                       self.follow)}
 
     def set_error(self, address: str, text: str) -> bool:
         field = self.fields().get(address)
@@ -54,6 +58,26 @@ class SessionPanel(QWidget):
         self.denominator.show_value(state["meter"][1])
         self.rate.show_value(state["sample_rate"])
         self.depth.show_value(state["bit_depth"])
+
+    def show_follow(self, status: list[Any]) -> None:
+        """A /follow reply: daw, state, tempo, meter, playing, playhead, seconds since heard."""
+        daw, state, tempo, numerator, denominator, playing, position, heard = status
+        self.follow.show_value(daw)
+        following = (state == "following")
+        self.tempo.editor.setEnabled(not following)  # the DAW sets them while it is followed
+        self.numerator.editor.setEnabled(not following)
+        self.denominator.editor.setEnabled(not following)
+        if daw == "none":
+            text = "not following a DAW"
+        elif state == "waiting":
+            text = f"waiting for {daw} …"
+        else:
+            where = f"at {position:.2f} s" if position >= 0 else ""
+            transport = "playing" if playing else "stopped"
+            text = f"{daw}: {tempo:g} BPM {numerator}/{denominator}, {transport} {where}"
+            if state == "silent":
+                text = f"{daw} silent for {heard:.0f} s — keeping " + text.split(": ", 1)[1]
+        self.follow_status.setText(text)
 
     def _pick_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Project folder", self.project.value() or "")

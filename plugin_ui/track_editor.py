@@ -57,7 +57,10 @@ class TrackEditor(QWidget):
         self.position = ArgField("/track/position", "seconds", self)
         self.at_bar = ArgField("/track/at_bar", "bar", self)
         self.position_unit.activated.connect(lambda _i: self._switch_position())
-        form.addRow("Position", self._row(self.position, self.at_bar, self.position_unit))
+        self.playhead = QPushButton("At playhead", self,
+                                    clicked=lambda: self.edit.emit("/track/at_playhead", []))
+        self.playhead.setToolTip("place the track at the followed DAW's playhead (Follow DAW above)")
+        form.addRow("Position", self._row(self.position, self.at_bar, self.position_unit, self.playhead))
 
         self.dice = QPushButton("Roll", self, clicked=self.roll)
         self.dice.setToolTip("a new random seed, kept for the next renders")
@@ -119,7 +122,7 @@ class TrackEditor(QWidget):
     def fields(self) -> dict[str, Any]:
         return {f.address: f for f in (self.model, self.seconds, self.bars, self.position, self.at_bar,
                                        self.seed, self.temperature, self.top_p, self.gain, self.primer)
-                } | {"/track/vary": self.vary, "/track/fx": self.fx}
+                } | {"/track/vary": self.vary, "/track/fx": self.fx, "/track/at_playhead": self.position}
 
     def set_error(self, address: str, text: str) -> bool:
         field = self.fields().get(address)

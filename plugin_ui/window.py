@@ -174,6 +174,7 @@ class MainWindow(QMainWindow):
     def request_state(self) -> None:
         if self.client.connected:
             self.client.send("/state/get")
+            self.client.send("/follow/status")
             if self.selected():
                 self.client.send("/track/takes", self.selected())
 
@@ -243,6 +244,7 @@ class MainWindow(QMainWindow):
             "/state": self._on_state, "/models": self._on_models, "/ack": self._on_ack,
             "/error": self._on_error, "/progress": self._on_progress, "/done": self._on_done,
             "/seed": self._on_seed, "/takes": self._on_takes, "/fx/catalog": self._on_catalog,
+            "/follow": self.session.show_follow,
         }.get(address.removeprefix(PREFIX))
         if handler is not None:
             handler(args)

@@ -163,3 +163,28 @@ def test_escape_cancels_the_running_job_and_tab_walks_the_form(server, open_wind
         focus = app.focusWidget()
         walked.append(focus.parent() if focus.objectName() == "qt_spinbox_lineedit" else focus)
     assert walked == want[1:]
+
+
+def test_following_a_daw_shows_its_tempo_and_places_a_track_at_its_playhead(server, open_window, pump):
+    from tests.bridge.test_clients import free_port
+    from tests.bridge.test_follow import FakeDaw
+
+    window = open_window(server)
+    add_tiny_track(window, server, pump)
+    daw = FakeDaw()
+    try:
+        window.send("/follow", "reaper", free_port(), daw.port)
+        daw.expect("/action")
+        for address, value in (("/tempo/raw", 87.0), ("/play", 1.0), ("/time", 12.5)):
+            daw.send(address, value)
+        s = window.session
+        assert pump(lambda: "reaper: 87 BPM 4/4, playing at 12.50 s" in s.follow_status.text())
+        assert s.follow.value() == "reaper" and not s.tempo.editor.isEnabled()
+        assert pump(lambda: s.tempo.value() == 87.0)
+        window.editor.playhead.click()
+        assert pump(lambda: server.session.track("keys").position == 12.5)
+        choose(s.follow.editor, "none")
+        assert pump(lambda: server.follower is None and s.follow_status.text() == "not following a DAW")
+        assert s.tempo.editor.isEnabled()
+    finally:
+        daw.close()
