@@ -185,8 +185,13 @@ def test_serve_follows_from_the_command_line(tmp_path, models_dir, daw):
         daw.send("/tempo/raw", 101.0)
         c = Client(("127.0.0.1", port))
         try:
-            seen = []
-            assert until(lambda: seen.append(c.ask(f"{P}/follow/status")) or seen[-1][1][2] == 101.0), seen[-3:]
+            seen: list[Any] = []
+
+            def followed() -> bool:
+                seen.append(c.ask(f"{P}/follow/status"))
+                return seen[-1][1][2] == 101.0
+
+            assert until(followed), seen[-3:]
         finally:
             c.close()
     finally:
