@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=1.0, help="softmax temperature in (0, 10]")
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]")
     gen.add_argument("--batch", type=int, default=1, help="number of variations sampled together")
-    gen.add_argument("--sampler", choices=("auto", "torch", "numpy"), default="auto",
-                     help="sampling loop: numpy ops (CPU default) or torch ops (any device)")
+    gen.add_argument("--sampler", choices=("auto", "torch", "numpy", "fast"), default="auto",
+                     help="sampling loop: fast (compiled, the CPU default), numpy, or torch (any device; "
+                          "the GPU default)")
     gen.add_argument("--out", type=Path, required=True, help="output .wav path")
     gen.add_argument("--overwrite", action="store_true", help="replace existing output files")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")

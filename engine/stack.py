@@ -27,7 +27,7 @@ class Stack(nn.Module):
     def __init__(self, cfg: StackConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.sampler = "auto"  # see sampling.sample_sequence: auto | torch | numpy
+        self.sampler = "auto"  # see sampling.sample_sequence: auto | fast | numpy | torch
         classes, levels = cfg.mu + 1, []
         for level_cfg in cfg.levels:
             levels.append(Level(level_cfg, input_classes=classes))

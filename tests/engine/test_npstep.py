@@ -60,7 +60,7 @@ def test_draws_follow_the_distribution():
     assert set(np.unique(nucleus)) == {1, 2}  # 0.6 + 0.3 reaches 0.7; class 0 is cut
 
 
-@pytest.mark.parametrize("sampler", ["torch", "numpy"])
+@pytest.mark.parametrize("sampler", ["torch", "numpy", "fast"])
 def test_each_sampler_is_deterministic(sampler):
     stack = make_stack(2)
     stack.sampler = sampler
@@ -71,5 +71,5 @@ def test_each_sampler_is_deterministic(sampler):
 def test_unknown_sampler_is_refused():
     stack = make_stack(1)
     stack.sampler = "fast-ish"
-    with pytest.raises(ValueError, match="sampler must be one of auto, torch, numpy"):
+    with pytest.raises(ValueError, match="sampler must be one of auto, torch, numpy, fast"):
         stack.sample(0.01, seed=1)

@@ -1,0 +1,96 @@
+"""The compiled sampler against the torch incremental path and the numpy sampler."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import Cancelled
+from engine.fastpath import FastStepper
+from engine.npstep import NumpyStepper, pick_np
+from engine.sampling import Progress, sample_sequence
+from tests.tiny import make_net, make_stack
+
+
+def teacher_forced_logits(net, batch, cond, classes, primer=None):
+    """Torch incremental logits when fed ``classes`` (B, n), after an optional primer."""
+    state = net.incremental(batch, cond)
+    prev = None
+    if primer is not None:
+        state.prime(primer)
+        prev = primer[:, -1]
+    out = []
+    with torch.inference_mode():
+        for t in range(classes.shape[1]):
+            out.append(state.step(prev).numpy())
+            prev = torch.from_numpy(classes[:, t])
+    return np.stack(out, axis=1)  # (B, n, K)
+
+
+@pytest.mark.parametrize(("layers", "cycle"), [(4, 4), (6, 3), (10, 10)])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_fast_logits_equal_the_torch_incremental_path(layers, cycle, batch, conditioned):
+    net = make_net(layers, cycle, cond=5 if conditioned else 0, hop=4)
+    length = net.receptive_field + 40
+    gen = torch.Generator().manual_seed(2)
+    cond = torch.randn(batch, 5, -(-length // 4), generator=gen) if conditioned else None
+    u = np.random.default_rng(layers).random((length, batch), dtype=np.float32)
+    classes, logits = FastStepper(net.incremental(batch, cond)).run(None, u, 1.0, 1.0, keep_logits=True)
+    reference = teacher_forced_logits(net, batch, cond, classes)
+    assert np.abs(logits - reference).max() < 1e-4
+
+
+def test_fast_stepper_continues_a_primed_state_and_hands_back_its_buffers():
+    net = make_net(6, 3, cond=5, hop=4)
+    x = torch.randint(0, 32, (2, 30), generator=torch.Generator().manual_seed(0))
+    cond = torch.randn(2, 5, 30)
+    state = net.incremental(2, cond)
+    state.prime(x)
+    u = np.random.default_rng(1).random((50, 2), dtype=np.float32)
+    fast = FastStepper(state)
+    first, logits_a = fast.run(x[:, -1].numpy(), u[:25], 1.0, 1.0, keep_logits=True)
+    with torch.inference_mode():  # the torch path takes over mid-sequence from the same buffers
+        torch_logits = state.step(torch.from_numpy(first[:, -1])).numpy()
+    reference = teacher_forced_logits(net, 2, cond, np.concatenate([first, first[:, :1]], 1), primer=x)
+    assert np.abs(logits_a - reference[:, :25]).max() < 1e-4
+    assert np.abs(torch_logits - reference[:, 25]).max() < 1e-4
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.8, 0.9), (1.2, 0.5)])
+def test_same_seed_same_samples_as_the_numpy_sampler_for_thousands_of_steps(temperature, top_p):
+    net = make_net(6, 3, cond=5, hop=4)
+    steps, batch = 3000, 2
+    cond = torch.randn(batch, 5, steps // 4 + 1, generator=torch.Generator().manual_seed(3))
+    u = np.random.default_rng(4).random((steps, batch), dtype=np.float32)
+    fast, _ = FastStepper(net.incremental(batch, cond)).run(None, u, temperature, top_p)
+    stepper, last, slow = NumpyStepper(net.incremental(batch, cond)), None, []
+    for t in range(steps):
+        last = pick_np(stepper.step(last), u[t], temperature, top_p)
+        slow.append(last)
+    slow = np.stack(slow, axis=1)
+    # a float-rounding difference at a CDF boundary would change everything after it: measure where
+    first_difference = int(np.argmax((fast != slow).any(axis=0))) if (fast != slow).any() else steps
+    assert first_difference == steps, f"the paths part at step {first_difference}"
+
+
+def test_the_fast_draw_follows_pick():
+    net = make_net(2, 2)  # any net: the draw is checked through many steps of real logits
+    u = np.random.default_rng(5).random((4000, 1), dtype=np.float32)
+    classes, logits = FastStepper(net.incremental(1)).run(None, u, 0.7, 0.8, keep_logits=True)
+    assert np.array_equal(classes[0], pick_np(logits[0], u[:, 0], 0.7, 0.8))
+
+
+def test_progress_and_cancel_work_as_on_the_torch_path():
+    net = make_net(4, 4)
+    seen: list[float] = []
+    progress = Progress(5000, seen.append, lambda: len(seen) > 2, interval=0.0)
+    with pytest.raises(Cancelled):
+        sample_sequence(net.incremental(1), 5000, np.random.default_rng(0), temperature=1.0, top_p=1.0,
+                        progress=progress, sampler="fast")
+    assert 0 < seen[-1] < 1 and seen == sorted(seen)
+    stack = make_stack(2)
+    fractions: list[float] = []
+    stack.sampler = "fast"
+    a = stack.sample(0.05, seed=9, progress=fractions.append)
+    stack.sampler = "numpy"
+    assert np.array_equal(a, stack.sample(0.05, seed=9)) and fractions[-1] == 1.0
