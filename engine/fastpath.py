@@ -77,70 +77,86 @@ def _pick(logits, u, temperature, top_p, probs, cdf):
 
 
 def _run(embed, w_cur, w_past, frame_bias, ring, ring_off, dil, w_res, b_res, w_skip, b_skip,
-         w_h1, b_h1, w_h2, b_h2, hop, position, prev, uniforms, temperature, top_p, out, logits_out):
-    """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated."""
+         w_h1, b_h1, w_h2, b_h2, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups):
+    """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
+
+    Rows are split into ``groups`` contiguous groups, one per thread; a group's rows advance in
+    lockstep so every weight row read from cache serves all of them.
+    """
     steps, batch = uniforms.shape
     layers, r, r2 = w_cur.shape
     s_ch, h_ch, k_max = w_skip.shape[1], w_h1.shape[1], w_h2.shape[1]
     keep_logits = logits_out.shape[1] > 0
-    for b in prange(batch):
-        h = np.zeros(r, np.float32)
-        nxt = np.empty(r, np.float32)
-        z = np.empty(r2, np.float32)
-        gates = np.empty(layers * r, np.float32)
-        skip = np.empty(s_ch, np.float32)
-        hidden = np.empty(h_ch, np.float32)
-        logits = np.empty(k_max, np.float32)
+    for gi in prange(groups):
+        b0, b1 = gi * batch // groups, (gi + 1) * batch // groups
+        n = b1 - b0
+        h = np.zeros((n, r), np.float32)
+        nxt = np.empty((n, r), np.float32)
+        z = np.empty((n, r2), np.float32)
+        gates = np.empty((n, layers * r), np.float32)
+        skip = np.empty((n, s_ch), np.float32)
+        hidden = np.empty((n, h_ch), np.float32)
+        logits = np.empty((n, k_max), np.float32)
         probs = np.empty(k_max, np.float32)
         cdf = np.empty(k_max, np.float32)
-        last = prev[b]
+        last = prev[b0:b1].copy()
         for s in range(steps):
             t = position + s
-            if last < 0:
-                h[:] = 0.0
-            else:
-                h[:] = embed[last]
             frame = t // hop
+            for g in range(n):
+                if last[g] < 0:
+                    h[g, :] = 0.0
+                else:
+                    h[g, :] = embed[last[g]]
             for i in range(layers):
                 slot = ring_off[i] + t % dil[i]
-                for j in range(r2):
-                    z[j] = frame_bias[frame, i, b, j] + ring[slot, b, j]
-                    ring[slot, b, j] = 0.0
-                for k in range(r):
-                    hk = h[k]
+                for g in range(n):
                     for j in range(r2):
-                        z[j] += hk * w_cur[i, k, j]
-                        ring[slot, b, j] += hk * w_past[i, k, j]  # this input's past tap, d steps on
-                for j in range(r):
-                    a = _tanh(z[j])
-                    gates[i * r + j] = a * _tanh(z[r + j]) + a  # 2 · tanh(a) · sigmoid(b)
-                for j in range(r):
-                    nxt[j] = b_res[i, j] + h[j]
+                        z[g, j] = frame_bias[frame, i, b0 + g, j] + ring[slot, b0 + g, j]
+                        ring[slot, b0 + g, j] = 0.0
                 for k in range(r):
-                    g = gates[i * r + k]
+                    for g in range(n):
+                        hk = h[g, k]
+                        for j in range(r2):
+                            z[g, j] += hk * w_cur[i, k, j]
+                            ring[slot, b0 + g, j] += hk * w_past[i, k, j]  # the past tap, d steps on
+                for g in range(n):
                     for j in range(r):
-                        nxt[j] += g * w_res[i, k, j]
+                        a = _tanh(z[g, j])
+                        gates[g, i * r + j] = a * _tanh(z[g, r + j]) + a  # 2 · tanh(a) · sigmoid(b)
+                    for j in range(r):
+                        nxt[g, j] = b_res[i, j] + h[g, j]
+                for k in range(r):
+                    for g in range(n):
+                        v = gates[g, i * r + k]
+                        for j in range(r):
+                            nxt[g, j] += v * w_res[i, k, j]
                 h, nxt = nxt, h
-            skip[:] = b_skip
+            for g in range(n):
+                skip[g, :] = b_skip
+                hidden[g, :] = b_h1
+                logits[g, :] = b_h2
             for k in range(layers * r):
-                g = gates[k]
-                for j in range(s_ch):
-                    skip[j] += g * w_skip[k, j]
-            hidden[:] = b_h1
+                for g in range(n):
+                    v = gates[g, k]
+                    for j in range(s_ch):
+                        skip[g, j] += v * w_skip[k, j]
             for k in range(s_ch):
-                v = max(skip[k], np.float32(0.0))
-                for j in range(h_ch):
-                    hidden[j] += v * w_h1[k, j]
-            logits[:] = b_h2
+                for g in range(n):
+                    v = max(skip[g, k], np.float32(0.0))
+                    for j in range(h_ch):
+                        hidden[g, j] += v * w_h1[k, j]
             for k in range(h_ch):
-                v = max(hidden[k], np.float32(0.0))
-                for j in range(k_max):
-                    logits[j] += v * w_h2[k, j]
-            if keep_logits:
-                logits_out[b, s] = logits
-            last = _pick(logits, uniforms[s, b], temperature, top_p, probs, cdf)
-            out[b, s] = last
-        prev[b] = last
+                for g in range(n):
+                    v = max(hidden[g, k], np.float32(0.0))
+                    for j in range(k_max):
+                        logits[g, j] += v * w_h2[k, j]
+            for g in range(n):
+                if keep_logits:
+                    logits_out[b0 + g, s] = logits[g]
+                last[g] = _pick(logits[g], uniforms[s, b0 + g], temperature, top_p, probs, cdf)
+                out[b0 + g, s] = last[g]
+        prev[b0:b1] = last
 
 
 if AVAILABLE:
@@ -190,7 +206,7 @@ class FastStepper:
         _run(self.embed, self.w_cur, self.w_past, self.frame_bias, ring, self.ring_off, self.dil,
              self.w_res, self.b_res, self.w_skip, self.b_skip, self.w_h1, self.b_h1, self.w_h2, self.b_h2,
              self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32),
-             np.float32(temperature), np.float32(top_p), out, logits)
+             np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()))
         for buf, off, d in zip(st.buffers, self.ring_off, self.dil, strict=True):  # back into the state
             buf.copy_(torch.from_numpy(ring[off:off + d]))
         st.position += steps

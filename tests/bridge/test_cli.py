@@ -81,12 +81,14 @@ def test_bench_prints_the_figures(capsys):
     assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01",
                  "--batch-renders", "2", "--batch-seconds", "0.05"]) == 0
     out = capsys.readouterr().out
-    for label in ("naive recompute", "cached incremental (numpy ops), batch 1", "cached (numpy) / naive",
-                  "batch 16 / batch 1", "real-time factor", "--jobs 1 (incl.", "--jobs 2 (incl."):
+    for label in ("matrix-vector", "reference decoder R32/S128/L20, naive recompute", "cached torch, batch 1",
+                  "cached numpy, batch 1", "cached fast, batch 1", "cached fast / naive", "GFLOP/s",
+                  "matrix-vector limit", "fast batch 16 total, 2 thread(s)", "bundle bottom decoder",
+                  "real-time factor", "--jobs 1 (incl.", "--jobs 2 (incl."):
         assert label in out
 
 
-@pytest.mark.parametrize("sampler", ["torch", "numpy"])
+@pytest.mark.parametrize("sampler", ["torch", "numpy", "fast"])
 def test_generate_sampler_choice_is_recorded_and_deterministic(tmp_path, sampler):
     outs = [tmp_path / f"{sampler}{i}.wav" for i in range(2)]
     for out in outs:
