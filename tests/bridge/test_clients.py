@@ -191,7 +191,11 @@ def test_advertise_announces_osc_and_oscquery_over_zeroconf(tmp_path, models_dir
     finally:
         browser.close()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave a server behind, even when the test fails
+            out, _ = proc.communicate()
     assert proc.returncode == 0, out
     assert f"advertised wavestack-{port}._osc._udp.local." in out
 

@@ -196,7 +196,11 @@ def test_serve_follows_from_the_command_line(tmp_path, models_dir, daw):
             c.close()
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
     assert f"following reaper: listening on udp://127.0.0.1:{listen}" in out
 
 
