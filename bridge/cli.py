@@ -192,7 +192,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model)
     bundle.stack.sampler = args.sampler
     if not bundle.trained:
-        print(f"note: model '{bundle.name}' is an untrained placeholder: expect noise-like audio",
+        print(f"note: model '{bundle.name}' is untrained (random weights): expect noise-like audio",
               file=sys.stderr)
     start = time.perf_counter()
     with ProgressBar(f"generate {args.seconds:g}s", disable=args.quiet) as bar:
