@@ -162,7 +162,7 @@ def _run(embed, w_cur, w_past, frame_bias, ring, ring_off, dil, w_res, b_res, w_
 if AVAILABLE:
     _tanh = njit(inline="always", cache=True)(_tanh)
     _pick = njit(cache=True)(_pick)
-    _run = njit(parallel=True, cache=True, error_model="numpy")(_run)
+    _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True)(_run)
 
 
 class FastStepper:
