@@ -88,10 +88,15 @@ def _container(path: str, description: str | None = None) -> dict[str, Any]:
 
 
 def _insert(root: dict[str, Any], full: str, node: dict[str, Any]) -> None:
+    """Put ``node`` at ``full``; a node can be a method and a container at once (/follow, /follow/status)."""
     parts = full.strip("/").split("/")
     here = root
     for i, part in enumerate(parts[:-1]):
         here = here["CONTENTS"].setdefault(part, _container("/" + "/".join(parts[:i + 1])))
+        here.setdefault("CONTENTS", {})
+    existing = here["CONTENTS"].get(parts[-1])
+    if existing is not None and "CONTENTS" in existing:  # keep the children, take the method's fields
+        node = {**existing, **node, "CONTENTS": existing["CONTENTS"]}
     here["CONTENTS"][parts[-1]] = node
 
 
@@ -142,7 +147,11 @@ class OscQueryServer:
             server_version = f"wavestack/{__version__}"
 
             def do_GET(self) -> None:
-                status, body = query.answer(self.path)
+                try:
+                    status, body = query.answer(self.path)
+                except Exception as exc:  # a bug answers 500 with its reason, not a dropped connection
+                    log.exception("OSCQuery %s failed", self.path)
+                    status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
                 self.send_response(status)
                 if body is not None:
                     data = json.dumps(body).encode()

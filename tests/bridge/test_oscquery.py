@@ -61,6 +61,8 @@ def test_the_tree_lists_every_protocol_address_with_the_proposals_fields(served)
     assert nodes[P + "/rate"]["RANGE"] == [{"VALS": [44100, 48000, 96000]}]
     assert nodes[P + "/tempo"]["VALUE"] == [120.0] and nodes[P + "/tempo"]["ACCESS"] == 3
     assert "VALUE" not in nodes[P + "/generate"] and nodes[P + "/generate"]["ACCESS"] == 2
+    both = nodes[P + "/follow"]  # a method that is also a container
+    assert both["TYPE"] == "sii" and set(both["CONTENTS"]) == {"status"}
 
 
 def test_values_follow_the_session_and_attributes_answer_alone(served):
