@@ -378,12 +378,14 @@ class Server:
         if args["daw"] == "none":
             return
         try:
-            self.follower = Follower(args["daw"], self._on_daw, listen_port=args["listen_port"] or None,
-                                     send_port=args["send_port"] or None).start()
+            follower = Follower(args["daw"], self._on_daw, listen_port=args["listen_port"] or None,
+                                send_port=args["send_port"] or None)
         except OSError as exc:
             port = args["listen_port"] or "default"
             raise ProtocolError(f"cannot listen for {args['daw']} on udp port {port}: {exc.strerror}; "
                                 "give another listen_port") from None
+        self.follower = follower  # before it starts: its first answer must find it in place
+        follower.start()
 
     def on_follow_status(self, args: dict, addr: Addr | None) -> bool:
         self.send("/follow", *self.follow_status(), to=addr)
