@@ -111,7 +111,7 @@ def test_cancel_is_checked_at_least_every_tenth_of_a_second():
     with pytest.raises(Cancelled):
         stack.sample(30.0, seed=1, should_cancel=cancel)
     gaps = np.diff(stamps[1:])
-    assert gaps.max() < 0.1
+    assert gaps.max() < 0.1, gaps
 
 
 def test_output_is_independent_of_global_torch_rng():
