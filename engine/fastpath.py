@@ -45,35 +45,45 @@ def _tanh(x):
 def _pick(logits, u, temperature, top_p, probs, cdf):
     """``sampling.pick`` for one row: float32 throughout, stable order for the nucleus."""
     k_max = logits.shape[0]
-    m = logits[0] / temperature
-    for k in range(1, k_max):
-        m = max(m, logits[k] / temperature)
     for k in range(k_max):
-        probs[k] = np.float32(math.exp(logits[k] / temperature - m))
-    order = np.arange(k_max)
-    if top_p < 1.0:
-        total = np.float32(0.0)
+        probs[k] = logits[k] / temperature
+    m = probs[0]
+    for k in range(1, k_max):
+        m = max(m, probs[k])
+    for k in range(k_max):
+        probs[k] = np.float32(math.exp(probs[k] - m))
+    if top_p >= 1.0:
+        acc = np.float32(0.0)
         for k in range(k_max):
-            total += probs[k]
+            acc += probs[k]
+            cdf[k] = acc
+        target = u * acc
+        count = 0
         for k in range(k_max):
-            probs[k] /= total
-        order = np.argsort(-probs, kind="mergesort")
-        sorted_p = probs[order]
-        cum = np.float32(0.0)
-        for k in range(k_max):
-            cum += sorted_p[k]
-            probs[k] = sorted_p[k] if cum - sorted_p[k] < top_p else np.float32(0.0)
+            if cdf[k] <= target:
+                count += 1
+        return min(count, k_max - 1)
+    total = np.float32(0.0)
+    for k in range(k_max):
+        total += probs[k]
+    for k in range(k_max):
+        probs[k] /= total
+    order = np.argsort(-probs, kind="mergesort")
+    sorted_p = probs[order]
+    cum = np.float32(0.0)
+    for k in range(k_max):
+        cum += sorted_p[k]
+        probs[k] = sorted_p[k] if cum - sorted_p[k] < top_p else np.float32(0.0)
     acc = np.float32(0.0)
     for k in range(k_max):
         acc += probs[k]
         cdf[k] = acc
-    target = u * cdf[k_max - 1]
+    target = u * acc
     count = 0
     for k in range(k_max):
         if cdf[k] <= target:
             count += 1
-    count = min(count, k_max - 1)
-    return order[count]
+    return order[min(count, k_max - 1)]
 
 
 def _run(embed, w_cur, w_past, frame_bias, ring, ring_off, dil, w_res, b_res, w_skip, b_skip,
@@ -93,6 +103,7 @@ def _run(embed, w_cur, w_past, frame_bias, ring, ring_off, dil, w_res, b_res, w_
         h = np.zeros((n, r), np.float32)
         nxt = np.empty((n, r), np.float32)
         z = np.empty((n, r2), np.float32)
+        past = np.empty((n, r2), np.float32)  # the past tap, gathered here (no aliasing) then stored
         gates = np.empty((n, layers * r), np.float32)
         skip = np.empty((n, s_ch), np.float32)
         hidden = np.empty((n, h_ch), np.float32)
@@ -113,13 +124,16 @@ def _run(embed, w_cur, w_past, frame_bias, ring, ring_off, dil, w_res, b_res, w_
                 for g in range(n):
                     for j in range(r2):
                         z[g, j] = frame_bias[frame, i, b0 + g, j] + ring[slot, b0 + g, j]
-                        ring[slot, b0 + g, j] = 0.0
+                        past[g, j] = 0.0
                 for k in range(r):
                     for g in range(n):
                         hk = h[g, k]
                         for j in range(r2):
                             z[g, j] += hk * w_cur[i, k, j]
-                            ring[slot, b0 + g, j] += hk * w_past[i, k, j]  # the past tap, d steps on
+                            past[g, j] += hk * w_past[i, k, j]
+                for g in range(n):
+                    for j in range(r2):
+                        ring[slot, b0 + g, j] = past[g, j]  # this input's past tap, used d steps on
                 for g in range(n):
                     for j in range(r):
                         a = _tanh(z[g, j])
