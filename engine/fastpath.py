@@ -13,6 +13,8 @@ vectorise; a libm call per gate unit would cost more than the matrix-vector work
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -179,6 +181,20 @@ if AVAILABLE:
     _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True)(_run)
 
 
+def _note_first_compile() -> None:
+    """Say why the first run on a machine pauses: numba compiles the loop once and caches it."""
+    global _noted
+    if _noted or _run.signatures:
+        return
+    _noted = True
+    cache = Path(__file__).parent / "__pycache__"
+    if not any(cache.glob("fastpath._run-*.nbi")):
+        print("wavestack: compiling the fast sampler (once per installation, about 15 s)", file=sys.stderr)
+
+
+_noted = False
+
+
 class FastStepper:
     """Runs an ``IncrementalState`` forward by whole chunks in the compiled loop (CPU only)."""
 
@@ -208,6 +224,7 @@ class FastStepper:
         """Generate ``len(uniforms)`` steps; returns classes (B, n) and, if kept, logits (B, n, K)."""
         st = self.state
         steps, batch = uniforms.shape
+        _note_first_compile()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         if st.cond is not None and (st.position + steps - 1) // st.hop >= self.frame_bias.shape[0]:
             have = self.frame_bias.shape[0]
