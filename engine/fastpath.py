@@ -55,16 +55,7 @@ def _pick(logits, u, temperature, top_p, probs, cdf):
     for k in range(k_max):
         probs[k] = np.float32(math.exp(probs[k] - m))
     if top_p >= 1.0:
-        acc = np.float32(0.0)
-        for k in range(k_max):
-            acc += probs[k]
-            cdf[k] = acc
-        target = u * acc
-        count = 0
-        for k in range(k_max):
-            if cdf[k] <= target:
-                count += 1
-        return min(count, k_max - 1)
+        return _invert(probs, cdf, u)
     total = np.float32(0.0)
     for k in range(k_max):
         total += probs[k]
@@ -76,6 +67,12 @@ def _pick(logits, u, temperature, top_p, probs, cdf):
     for k in range(k_max):
         cum += sorted_p[k]
         probs[k] = sorted_p[k] if cum - sorted_p[k] < top_p else np.float32(0.0)
+    return order[_invert(probs, cdf, u)]
+
+
+def _invert(probs, cdf, u):
+    """The class whose cumulative (unnormalised) mass first exceeds ``u`` × the total."""
+    k_max = probs.shape[0]
     acc = np.float32(0.0)
     for k in range(k_max):
         acc += probs[k]
@@ -85,7 +82,7 @@ def _pick(logits, u, temperature, top_p, probs, cdf):
     for k in range(k_max):
         if cdf[k] <= target:
             count += 1
-    return order[min(count, k_max - 1)]
+    return min(count, k_max - 1)
 
 
 def _run(embed, w_cur, w_past, frame_bias, ring, ring_off, dil, w_res, b_res, w_skip, b_skip,
@@ -177,6 +174,7 @@ def _run(embed, w_cur, w_past, frame_bias, ring, ring_off, dil, w_res, b_res, w_
 
 if AVAILABLE:
     _tanh = njit(inline="always", cache=True)(_tanh)
+    _invert = njit(cache=True)(_invert)
     _pick = njit(cache=True)(_pick)
     _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True)(_run)
 

@@ -1,7 +1,9 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bridge.server import Server
 from engine.bundle import save_bundle
 from engine.stack import Stack
 from tests.tiny import make_stack
@@ -24,3 +26,12 @@ def tiny_model(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Installs a tiny 8 kHz model as ``tiny`` (a user model) for the test."""
     monkeypatch.setenv("WAVESTACK_MODELS", str(models_dir))
     return "tiny"
+
+
+@pytest.fixture
+def server(tmp_path: Path, tiny_model: str) -> Iterator[Server]:
+    """A running server on a free loopback port with the tiny model installed."""
+    srv = Server(port=0, project=str(tmp_path / "project"))
+    srv.start()
+    yield srv
+    srv.shutdown()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,14 +53,6 @@ class Client:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture
-def server(tmp_path: Path, tiny_model: str) -> Iterator[Server]:
-    srv = Server(port=0, project=str(tmp_path / "project"))
-    srv.start()
-    yield srv
-    srv.shutdown()
 
 
 @pytest.fixture

@@ -40,14 +40,6 @@ def pump(app: QApplication) -> Callable[..., bool]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, tiny_model: str) -> Iterator[Server]:
-    srv = Server(port=0, project=str(tmp_path / "project"))
-    srv.start()
-    yield srv
-    srv.shutdown()
-
-
-@pytest.fixture
 def settings(tmp_path: Path) -> QSettings:
     return QSettings(str(tmp_path / "ui.ini"), QSettings.Format.IniFormat)
 
