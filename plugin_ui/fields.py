@@ -40,6 +40,28 @@ def decimals(arg: Arg) -> int:
     return 3 if step <= 2 else 2
 
 
+class ErrorLabel(QLabel):
+    """A message in red under the control it concerns; hidden while there is none."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setStyleSheet(ERROR_STYLE)
+        self.setWordWrap(True)
+        self.hide()
+
+    def show_text(self, text: str) -> None:
+        self.setText(text)
+        self.setVisible(bool(text))
+
+
+def set_error_in(fields: dict[str, Any], address: str, text: str) -> bool:
+    """Show ``text`` under the field that sent ``address``; False if none of ``fields`` did."""
+    field = fields.get(address)
+    if field is not None:
+        field.set_error(text)
+    return field is not None
+
+
 class ArgField(QWidget):
     committed = Signal(object)  # the new value, already valid for the protocol
 
@@ -49,10 +71,7 @@ class ArgField(QWidget):
         self.address, self.arg = address, spec(address, name)
         self.editor = self._make_editor(choices)
         self.editor.setToolTip(tooltip(address, self.arg))
-        self.error = QLabel(self)
-        self.error.setStyleSheet(ERROR_STYLE)
-        self.error.setWordWrap(True)
-        self.error.hide()
+        self.error = ErrorLabel(self)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.editor, 1)
@@ -138,8 +157,7 @@ class ArgField(QWidget):
             self.set_editor(value)
 
     def set_error(self, text: str) -> None:
-        self.error.setText(text)
-        self.error.setVisible(bool(text))
+        self.error.show_text(text)
 
     def _commit(self) -> None:
         value = self.value()

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QListWidget,
     QPushButton,
@@ -28,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .fields import ERROR_STYLE
+from .fields import ErrorLabel
 
 Step = dict[str, Any]
 
@@ -69,10 +68,7 @@ class FxEditor(QWidget):
         self.params = QWidget(self)
         self.params_form = QFormLayout(self.params)
         self.params_form.setContentsMargins(12, 0, 0, 0)
-        self.error = QLabel(self)
-        self.error.setStyleSheet(ERROR_STYLE)
-        self.error.setWordWrap(True)
-        self.error.hide()
+        self.error = ErrorLabel(self)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.addWidget(self.list)
@@ -102,8 +98,7 @@ class FxEditor(QWidget):
         self._show_params(self.list.currentRow())
 
     def set_error(self, text: str) -> None:
-        self.error.setText(text)
-        self.error.setVisible(bool(text))
+        self.error.show_text(text)
 
     # ------------------------------------------------------------------ edits
     def add_step(self, step: Step) -> None:

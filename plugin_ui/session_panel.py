@@ -7,7 +7,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from .fields import ArgField
+from .fields import ArgField, set_error_in
 
 
 class SessionPanel(QWidget):
@@ -46,10 +46,7 @@ class SessionPanel(QWidget):
                                        self.follow)}
 
     def set_error(self, address: str, text: str) -> bool:
-        field = self.fields().get(address)
-        if field is not None:
-            field.set_error(text)
-        return field is not None
+        return set_error_in(self.fields(), address, text)
 
     def show_state(self, state: dict[str, Any]) -> None:
         self.project.show_value(state["project"])

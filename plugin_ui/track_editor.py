@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from bridge.protocol import SEED_MAX
 
-from .fields import ArgField
+from .fields import ArgField, set_error_in
 from .fx_editor import FxEditor
 
 SECONDS, BARS = "seconds", "bars"
@@ -125,10 +125,7 @@ class TrackEditor(QWidget):
                 } | {"/track/vary": self.vary, "/track/fx": self.fx, "/track/at_playhead": self.position}
 
     def set_error(self, address: str, text: str) -> bool:
-        field = self.fields().get(address)
-        if field is not None:
-            field.set_error(text)
-        return field is not None
+        return set_error_in(self.fields(), address, text)
 
     # ------------------------------------------------------------------ from the server
     def set_models(self, names: list[str]) -> None:

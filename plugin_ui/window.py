@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
-    QLabel,
     QListWidget,
     QMainWindow,
     QPushButton,
@@ -31,7 +30,7 @@ from PySide6.QtWidgets import (
 from bridge.protocol import BY_PATH, PREFIX, ProtocolError
 
 from .client import OscClient
-from .fields import ERROR_STYLE
+from .fields import ErrorLabel
 from .jobs_view import JobList
 from .session_panel import SessionPanel
 from .takes import TakeList
@@ -40,19 +39,6 @@ from .track_editor import TrackEditor
 POLL_MS = 2000
 TRACK_LIST_ADDRESSES = ("/track/add", "/track/remove", "/track/rename")
 JOB_ADDRESSES = ("/generate", "/generate_all", "/job/cancel")
-
-
-def _error_label(parent: QWidget) -> QLabel:
-    label = QLabel(parent)
-    label.setStyleSheet(ERROR_STYLE)
-    label.setWordWrap(True)
-    label.hide()
-    return label
-
-
-def _show(label: QLabel, text: str) -> None:
-    label.setText(text)
-    label.setVisible(bool(text))
 
 
 class MainWindow(QMainWindow):
@@ -66,8 +52,7 @@ class MainWindow(QMainWindow):
         self._select_next: str | None = None  # a track to select once the state lists it
         self.setWindowTitle("wavestack")
 
-        self.banner = QLabel(self)
-        self.banner.setWordWrap(True)
+        self.banner = ErrorLabel(self)
         self.banner.setStyleSheet("background: #fdecea; color: #8a1f11; padding: 6px;")
         self.session = SessionPanel(self)
         session_box = self._group("Session", self.session)
@@ -78,7 +63,7 @@ class MainWindow(QMainWindow):
         self.add_button = QPushButton("Add…", self, clicked=self._ask_add)
         self.rename_button = QPushButton("Rename…", self, clicked=self._ask_rename)
         self.remove_button = QPushButton("Remove", self, clicked=lambda: self.remove_track(self.selected()))
-        self.tracks_error = _error_label(self)
+        self.tracks_error = ErrorLabel(self)
         tracks = QWidget(self)
         box = QVBoxLayout(tracks)
         box.addWidget(self.track_list)
@@ -103,7 +88,7 @@ class MainWindow(QMainWindow):
         self.generate_all_button.setToolTip(BY_PATH[PREFIX + "/generate_all"].help)
         self.cancel_button = QPushButton("Cancel  (Esc)", self, clicked=self.cancel)
         self.cancel_button.setToolTip("cancel the selected job, or every running and queued one")
-        self.jobs_error = _error_label(self)
+        self.jobs_error = ErrorLabel(self)
         actions = QHBoxLayout()
         for b in (self.generate_button, self.generate_all_button, self.cancel_button):
             actions.addWidget(b)
@@ -228,7 +213,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ replies
     def on_connection(self, connected: bool, text: str) -> None:
         self.statusBar().showMessage(text)
-        _show(self.banner, "" if connected else text)
+        self.banner.show_text("" if connected else text)
         for panel in self.panels:
             panel.setEnabled(connected)
         if connected:
@@ -288,7 +273,7 @@ class MainWindow(QMainWindow):
         if len(args) > 1:  # a job was queued
             what = self._pending_jobs.pop(0) if self._pending_jobs else address
             self.jobs.add(int(args[1]), what)
-            _show(self.jobs_error, "")
+            self.jobs_error.show_text("")
             return
         self.show_error(address, "")
         self._refresh.start()
@@ -309,11 +294,11 @@ class MainWindow(QMainWindow):
         if self.session.set_error(path, text) or self.editor.set_error(path, text):
             return
         if path in TRACK_LIST_ADDRESSES:
-            _show(self.tracks_error, text)
+            self.tracks_error.show_text(text)
             if text:
                 self._select_next = None
         elif path in JOB_ADDRESSES:
-            _show(self.jobs_error, text)
+            self.jobs_error.show_text(text)
         elif text:
             self.statusBar().showMessage(f"{address}: {text}")
 
