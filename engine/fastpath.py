@@ -218,8 +218,8 @@ class FastStepper:
         self.hop = state.hop if state.cond is not None else np.iinfo(np.int64).max
 
     def run(self, prev: np.ndarray | None, uniforms: np.ndarray, temperature: float, top_p: float,
-            keep_logits: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Generate ``len(uniforms)`` steps; returns classes (B, n) and, if kept, logits (B, n, K)."""
+            logits_out: np.ndarray | None = None) -> np.ndarray:
+        """Generate ``len(uniforms)`` steps; returns classes (B, n); fills ``logits_out`` (B, n, K)."""
         st = self.state
         steps, batch = uniforms.shape
         _note_first_compile()
@@ -231,7 +231,7 @@ class FastStepper:
         last = np.full(batch, -1, np.int64) if prev is None else np.asarray(prev, np.int64).copy()
         out = np.empty((batch, steps), np.int64)
         k = self.w_h2.shape[1]
-        logits = np.empty((batch, steps, k) if keep_logits else (batch, 0, k), np.float32)
+        logits = logits_out if logits_out is not None else np.empty((batch, 0, k), np.float32)
         _run(self.embed, self.w_cur, self.w_past, self.frame_bias, ring, self.ring_off, self.dil,
              self.w_res, self.b_res, self.w_skip, self.b_skip, self.w_h1, self.b_h1, self.w_h2, self.b_h2,
              self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32),
@@ -239,4 +239,4 @@ class FastStepper:
         for buf, off, d in zip(st.buffers, self.ring_off, self.dil, strict=True):  # back into the state
             buf.copy_(torch.from_numpy(ring[off:off + d]))
         st.position += steps
-        return out, logits
+        return out

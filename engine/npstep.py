@@ -69,6 +69,15 @@ class NumpyStepper:
         st.position = t + 1
         return logits
 
+    def run(self, prev: np.ndarray | None, uniforms: np.ndarray, temperature: float,
+            top_p: float) -> np.ndarray:
+        """``len(uniforms)`` steps with draws, like ``FastStepper.run``; returns classes (B, n)."""
+        out = np.empty((self.state.batch, uniforms.shape[0]), np.int64)
+        for i, u in enumerate(uniforms):
+            prev = pick_np(self.step(prev), u, temperature, top_p)
+            out[:, i] = prev
+        return out
+
 
 def pick_np(logits: np.ndarray, u: np.ndarray, temperature: float, top_p: float) -> np.ndarray:
     """Numpy twin of ``sampling.pick``: inverse-CDF draw from the tempered top-p nucleus."""

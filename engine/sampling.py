@@ -14,7 +14,7 @@ import torch
 
 from . import fastpath
 from .errors import Cancelled
-from .npstep import NumpyStepper, pick_np
+from .npstep import NumpyStepper
 from .wavenet import IncrementalState
 
 ProgressFn = Callable[[float], None]
@@ -22,6 +22,7 @@ CancelFn = Callable[[], bool]
 
 _CHUNK = 4096  # uniforms drawn from the stream at a time
 _FAST_CHUNK = 1024  # steps per call of the compiled loop (progress and cancel are checked between)
+_NUMPY_BLOCK = 64  # steps per call of the numpy stepper
 SAMPLERS = ("auto", "torch", "numpy", "fast")
 
 
@@ -99,10 +100,10 @@ def sample_sequence(
     on_cpu = state.embed.device.type == "cpu"
     if sampler == "auto":
         sampler = ("fast" if fastpath.AVAILABLE else "numpy") if on_cpu else "torch"
-    if sampler == "fast":
-        return _sample_fast(state, length, rng, temperature, top_p, progress, prev, cost)
-    if sampler == "numpy":
-        return _sample_numpy(state, length, rng, temperature, top_p, progress, prev, cost)
+    if sampler in ("fast", "numpy"):
+        stepper, block = (fastpath.FastStepper(state), _FAST_CHUNK) if sampler == "fast" else \
+            (NumpyStepper(state), _NUMPY_BLOCK)
+        return _sample_blocks(stepper, block, state, length, rng, temperature, top_p, progress, prev, cost)
     out = torch.empty(state.batch, length, dtype=torch.long, device=state.embed.device)
     with torch.inference_mode():
         for start in range(0, length, _CHUNK):
@@ -116,31 +117,17 @@ def sample_sequence(
     return out.cpu().clone()  # a normal CPU tensor again, usable outside inference mode
 
 
-def _sample_fast(state, length, rng, temperature, top_p, progress, prev, cost) -> torch.Tensor:
-    stepper = fastpath.FastStepper(state)
+def _sample_blocks(stepper, block, state, length, rng, temperature, top_p, progress, prev, cost):
+    """Draw ``length`` steps from a CPU stepper, ``block`` steps per call (progress between calls)."""
     last = None if prev is None else prev.numpy()
     out = np.empty((state.batch, length), dtype=np.int64)
     for start in range(0, length, _CHUNK):
         n = min(_CHUNK, length - start)
         uniforms = rng.random((n, state.batch), dtype=np.float32)
-        for s in range(0, n, _FAST_CHUNK):
-            m = min(_FAST_CHUNK, n - s)
-            classes, _ = stepper.run(last, uniforms[s:s + m], temperature, top_p)
+        for s in range(0, n, block):
+            m = min(block, n - s)
+            classes = stepper.run(last, uniforms[s:s + m], temperature, top_p)
             out[:, start + s:start + s + m] = classes
             last = classes[:, -1]
             progress.advance(cost * m)
-    return torch.from_numpy(out)
-
-
-def _sample_numpy(state, length, rng, temperature, top_p, progress, prev, cost) -> torch.Tensor:
-    stepper = NumpyStepper(state)
-    last = None if prev is None else prev.numpy()
-    out = np.empty((state.batch, length), dtype=np.int64)
-    for start in range(0, length, _CHUNK):
-        n = min(_CHUNK, length - start)
-        uniforms = rng.random((n, state.batch), dtype=np.float32)
-        for i in range(n):
-            last = pick_np(stepper.step(last), uniforms[i], temperature, top_p)
-            out[:, start + i] = last
-            progress.advance(cost)
     return torch.from_numpy(out)

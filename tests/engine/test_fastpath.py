@@ -11,6 +11,12 @@ from engine.sampling import Progress, sample_sequence
 from tests.tiny import make_net, make_stack
 
 
+def run_keeping_logits(stepper, prev, uniforms, temperature, top_p):
+    """Classes (B, n) and the logits (B, n, K) they were drawn from."""
+    logits = np.empty((stepper.state.batch, uniforms.shape[0], stepper.w_h2.shape[1]), np.float32)
+    return stepper.run(prev, uniforms, temperature, top_p, logits), logits
+
+
 def teacher_forced_logits(net, batch, cond, classes, primer=None):
     """Torch incremental logits when fed ``classes`` (B, n), after an optional primer."""
     state = net.incremental(batch, cond)
@@ -35,7 +41,7 @@ def test_fast_logits_equal_the_torch_incremental_path(layers, cycle, batch, cond
     gen = torch.Generator().manual_seed(2)
     cond = torch.randn(batch, 5, -(-length // 4), generator=gen) if conditioned else None
     u = np.random.default_rng(layers).random((length, batch), dtype=np.float32)
-    classes, logits = FastStepper(net.incremental(batch, cond)).run(None, u, 1.0, 1.0, keep_logits=True)
+    classes, logits = run_keeping_logits(FastStepper(net.incremental(batch, cond)), None, u, 1.0, 1.0)
     reference = teacher_forced_logits(net, batch, cond, classes)
     assert np.abs(logits - reference).max() < 1e-4
 
@@ -48,7 +54,7 @@ def test_fast_stepper_continues_a_primed_state_and_hands_back_its_buffers():
     state.prime(x)
     u = np.random.default_rng(1).random((50, 2), dtype=np.float32)
     fast = FastStepper(state)
-    first, logits_a = fast.run(x[:, -1].numpy(), u[:25], 1.0, 1.0, keep_logits=True)
+    first, logits_a = run_keeping_logits(fast, x[:, -1].numpy(), u[:25], 1.0, 1.0)
     with torch.inference_mode():  # the torch path takes over mid-sequence from the same buffers
         torch_logits = state.step(torch.from_numpy(first[:, -1])).numpy()
     reference = teacher_forced_logits(net, 2, cond, np.concatenate([first, first[:, :1]], 1), primer=x)
@@ -62,7 +68,7 @@ def test_same_seed_same_samples_as_the_numpy_sampler_for_thousands_of_steps(temp
     steps, batch = 3000, 2
     cond = torch.randn(batch, 5, steps // 4 + 1, generator=torch.Generator().manual_seed(3))
     u = np.random.default_rng(4).random((steps, batch), dtype=np.float32)
-    fast, _ = FastStepper(net.incremental(batch, cond)).run(None, u, temperature, top_p)
+    fast = FastStepper(net.incremental(batch, cond)).run(None, u, temperature, top_p)
     stepper, last, slow = NumpyStepper(net.incremental(batch, cond)), None, []
     for t in range(steps):
         last = pick_np(stepper.step(last), u[t], temperature, top_p)
@@ -76,7 +82,7 @@ def test_same_seed_same_samples_as_the_numpy_sampler_for_thousands_of_steps(temp
 def test_the_fast_draw_follows_pick():
     net = make_net(2, 2)  # any net: the draw is checked through many steps of real logits
     u = np.random.default_rng(5).random((4000, 1), dtype=np.float32)
-    classes, logits = FastStepper(net.incremental(1)).run(None, u, 0.7, 0.8, keep_logits=True)
+    classes, logits = run_keeping_logits(FastStepper(net.incremental(1)), None, u, 0.7, 0.8)
     assert np.array_equal(classes[0], pick_np(logits[0], u[:, 0], 0.7, 0.8))
 
 
