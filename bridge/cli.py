@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .protocol import DAWS
 
 EPILOG = """examples:
   wavestack models
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--oscquery-port", type=int, default=None, metavar="TCP_PORT",
                        help="OSCQuery HTTP port on the same host (default: the OSC port number, TCP)")
     serve.add_argument("--no-oscquery", action="store_true", help="no OSCQuery HTTP server")
-    serve.add_argument("--follow", choices=("reaper", "ardour", "ableton"),
+    serve.add_argument("--follow", choices=DAWS,
                        help="follow this DAW's tempo, meter and transport over OSC (see the README)")
     serve.add_argument("--daw-port", type=int, default=0, metavar="UDP_PORT",
                        help="port the DAW sends to (default: REAPER/Ardour 9010, Ableton 11001)")

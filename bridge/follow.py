@@ -32,8 +32,9 @@ from typing import Any
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
+from .protocol import DAWS
+
 log = logging.getLogger("wavestack.follow")
-DAWS = ("reaper", "ardour", "ableton")
 SILENT_AFTER = 10.0  # seconds without a message before the DAW counts as silent
 GREET_EVERY = 3.0  # seconds between greetings (they double as keep-alive polls)
 Message = tuple[str, list[Any]]
@@ -150,6 +151,7 @@ class Ableton:
 
 
 ADAPTERS: dict[str, Callable[[], Any]] = {"reaper": Reaper, "ardour": Ardour, "ableton": Ableton}
+assert set(ADAPTERS) == set(DAWS), "one adapter per DAW the protocol offers"
 
 
 # ---------------------------------------------------------------------- follower

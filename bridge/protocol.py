@@ -101,6 +101,7 @@ def _track(*more: Arg) -> tuple[Arg, ...]:
 
 
 SEED_MAX = 2**31 - 1
+DAWS = ("reaper", "ardour", "ableton")  # what /follow can follow (bridge/follow.py has one adapter each)
 FX_HELP = ('effects chain as JSON: a list of {"plugin": "Reverb", "room_size": 0.8} (pedalboard '
            'built-ins) or {"vst3": "/usr/lib/vst3/ZamDelay.vst3", "params": {"time_ms": 250}}')
 
@@ -171,7 +172,7 @@ TABLE: tuple[Address, ...] = (
             group="track"),
     # ---------------------------------------------------------------- DAW
     Address("/follow", "follow a DAW's tempo, meter and transport over OSC ('none' stops following)",
-            (Arg("daw", "s", "the DAW", choices=("none", "reaper", "ardour", "ableton")),
+            (Arg("daw", "s", "the DAW", choices=("none", *DAWS)),
              Arg("listen_port", "i", "UDP port the DAW sends to; 0: REAPER/Ardour 9010, Ableton 11001",
                  0, 65535, default=0),
              Arg("send_port", "i", "UDP port the DAW listens on; 0: REAPER 8000, Ardour 3819, "
