@@ -1,18 +1,20 @@
 """The fast sampler: one compiled loop (numba) runs many generation steps with no interpreter in between.
 
-Same weights and ring-buffer semantics as ``IncrementalState`` (it reads that state's prepared
-weights, frame biases and buffers, and writes the buffers back after each chunk, so the torch,
+Same weights and ring-buffer semantics as ``IncrementalState`` (it copies that state's prepared
+weights and frame biases, reads its buffers and writes them back after each chunk, so the torch,
 numpy and fast paths are interchangeable mid-sequence), and the same draw as ``sampling.pick``:
-inverse CDF of the tempered top-p nucleus on the shared seeded uniform stream. Batch rows are
-independent sequences, so they run in parallel threads for a whole chunk without synchronising.
+inverse CDF of the tempered top-p nucleus on the shared seeded uniform stream.
 
-tanh is a rational minimax approximation (|error| < 4e-7 on float32), which the compiler can
-vectorise; a libm call per gate unit would cost more than the matrix-vector work.
+Batch rows are independent sequences: they are split into one group per thread, and a group's rows
+advance in lockstep so each weight row loaded serves all of them. Each matrix product runs in
+register blocks of 4 rows × 64 columns (``engine.simd`` vectors), so accumulators stay in registers
+for the whole inner product. Channel counts are padded to multiples of 16 with zero weights; the
+padded channels stay exactly zero (padded classes get a logit of -1e30 and no probability mass).
+tanh and exp are vector approximations within a few float32 ulps.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -22,160 +24,257 @@ import torch
 try:
     import numba
     from numba import njit, prange
+
+    from .simd import hmax, hsum, vadd, vdiv, vexp, vfma, vload, vmax, vmul, vsplat, vstore, vsub, vtanh
 except ImportError:  # the numpy path stays available
     numba = None
 
 from .wavenet import IncrementalState
 
 AVAILABLE = numba is not None
-_TANH_CLAMP = np.float32(7.90531110763549805)
-_A = tuple(np.float32(v) for v in (4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05,
-                                   5.12229709037114e-08, -8.60467152213735e-11, 2.00018790482477e-13,
-                                   -2.76076847742355e-16))
-_B = tuple(np.float32(v) for v in (4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04,
-                                   1.19825839466702e-06))
+V = 16  # lanes per vector; every padded width is a multiple
+_NO_CLASS = np.float32(-1e30)  # the logit of a padded class
 
 
-def _tanh(x):
-    x = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
-    x2 = x * x
-    p = ((((((_A[6] * x2 + _A[5]) * x2 + _A[4]) * x2 + _A[3]) * x2 + _A[2]) * x2 + _A[1]) * x2 + _A[0]) * x
-    q = ((_B[3] * x2 + _B[2]) * x2 + _B[1]) * x2 + _B[0]
-    return p / q
+def _pad(n: int) -> int:
+    return -(-n // V) * V
 
 
-def _pick(logits, u, temperature, top_p, probs, cdf):
-    """``sampling.pick`` for one row: float32 throughout, stable order for the nucleus."""
-    k_max = logits.shape[0]
-    for k in range(k_max):
-        probs[k] = logits[k] / temperature
-    m = probs[0]
-    for k in range(1, k_max):
-        m = max(m, probs[k])
-    for k in range(k_max):
-        probs[k] = np.float32(math.exp(probs[k] - m))
-    if top_p >= 1.0:
-        return _invert(probs, cdf, u)
+# ---- register-blocked matrix product: C[rows, cols] (+)= A[rows, kd] @ B[kd, cols] on flat arrays
+
+
+def _load4(x, o):
+    return vload(x, o), vload(x, o + V), vload(x, o + 2 * V), vload(x, o + 3 * V)
+
+
+def _store4(x, o, r):
+    vstore(x, o, r[0])
+    vstore(x, o + V, r[1])
+    vstore(x, o + 2 * V, r[2])
+    vstore(x, o + 3 * V, r[3])
+
+
+def _fma4(a, w, r):
+    return vfma(a, w[0], r[0]), vfma(a, w[1], r[1]), vfma(a, w[2], r[2]), vfma(a, w[3], r[3])
+
+
+def _start4(c, o, zero):
+    if zero:
+        v = vsplat(np.float32(0.0))
+        return v, v, v, v
+    return _load4(c, o)
+
+
+def _block_4x64(a, ao, a_st, kd, b, bo, b_st, c, co, c_st, zero):
+    r0, r1 = _start4(c, co, zero), _start4(c, co + c_st, zero)
+    r2, r3 = _start4(c, co + 2 * c_st, zero), _start4(c, co + 3 * c_st, zero)
+    for k in range(kd):
+        w = _load4(b, bo + k * b_st)
+        r0 = _fma4(vsplat(a[ao + k]), w, r0)
+        r1 = _fma4(vsplat(a[ao + a_st + k]), w, r1)
+        r2 = _fma4(vsplat(a[ao + 2 * a_st + k]), w, r2)
+        r3 = _fma4(vsplat(a[ao + 3 * a_st + k]), w, r3)
+    _store4(c, co, r0)
+    _store4(c, co + c_st, r1)
+    _store4(c, co + 2 * c_st, r2)
+    _store4(c, co + 3 * c_st, r3)
+
+
+def _block_4x16(a, ao, a_st, kd, b, bo, b_st, c, co, c_st, zero):
+    r = _start4(c, co, zero) if zero else (vload(c, co), vload(c, co + c_st), vload(c, co + 2 * c_st),
+                                           vload(c, co + 3 * c_st))
+    r0, r1, r2, r3 = r
+    for k in range(kd):
+        w = vload(b, bo + k * b_st)
+        r0 = vfma(vsplat(a[ao + k]), w, r0)
+        r1 = vfma(vsplat(a[ao + a_st + k]), w, r1)
+        r2 = vfma(vsplat(a[ao + 2 * a_st + k]), w, r2)
+        r3 = vfma(vsplat(a[ao + 3 * a_st + k]), w, r3)
+    vstore(c, co, r0)
+    vstore(c, co + c_st, r1)
+    vstore(c, co + 2 * c_st, r2)
+    vstore(c, co + 3 * c_st, r3)
+
+
+def _block_1x64(a, ao, kd, b, bo, b_st, c, co, zero):
+    r = _start4(c, co, zero)
+    for k in range(kd):
+        r = _fma4(vsplat(a[ao + k]), _load4(b, bo + k * b_st), r)
+    _store4(c, co, r)
+
+
+def _block_1x16(a, ao, kd, b, bo, b_st, c, co, zero):
+    r = vsplat(np.float32(0.0)) if zero else vload(c, co)
+    for k in range(kd):
+        r = vfma(vsplat(a[ao + k]), vload(b, bo + k * b_st), r)
+    vstore(c, co, r)
+
+
+def _gemm(a, ao, a_st, rows, kd, b, bo, b_st, cols, c, co, c_st, zero):
+    """c[co + g·c_st + j] (zero ? = : +=) Σ_k a[ao + g·a_st + k] · b[bo + k·b_st + j]; cols % 16 == 0."""
+    g = 0
+    while g + 4 <= rows:
+        j = 0
+        while j + 4 * V <= cols:
+            _block_4x64(a, ao + g * a_st, a_st, kd, b, bo + j, b_st, c, co + g * c_st + j, c_st, zero)
+            j += 4 * V
+        while j < cols:
+            _block_4x16(a, ao + g * a_st, a_st, kd, b, bo + j, b_st, c, co + g * c_st + j, c_st, zero)
+            j += V
+        g += 4
+    while g < rows:
+        j = 0
+        while j + 4 * V <= cols:
+            _block_1x64(a, ao + g * a_st, kd, b, bo + j, b_st, c, co + g * c_st + j, zero)
+            j += 4 * V
+        while j < cols:
+            _block_1x16(a, ao + g * a_st, kd, b, bo + j, b_st, c, co + g * c_st + j, zero)
+            j += V
+        g += 1
+
+
+# ---- the draw: ``sampling.pick`` for one row of (padded) logits
+
+
+def _draw(logits, lo, classes, u, temperature, top_p, probs, sums):
+    """Inverse CDF of softmax(logits / T) (top-p nucleus when top_p < 1) at ``u``; probs is scratch."""
+    kp = probs.shape[0]
+    t = vsplat(temperature)
+    m = _NO_CLASS
+    for o in range(0, kp, V):
+        x = vdiv(vload(logits, lo + o), t)
+        vstore(probs, o, x)
+        m = max(m, hmax(x))
+    mv = vsplat(m)
+    for c in range(kp // V):
+        e = vexp(vsub(vload(probs, c * V), mv))
+        vstore(probs, c * V, e)
+        sums[c] = hsum(e)
+    for k in range(classes, kp):  # padded classes: no mass
+        probs[k] = 0.0
+    if kp > classes:
+        sums[kp // V - 1] = hsum(vload(probs, kp - V))
+    if top_p < 1.0:
+        return _draw_nucleus(probs[:classes], u, top_p)
     total = np.float32(0.0)
-    for k in range(k_max):
+    for c in range(kp // V):
+        total += sums[c]
+    target = u * total
+    acc, c = np.float32(0.0), 0  # skip whole vectors whose cumulative mass stays within the target
+    while c < kp // V - 1 and acc + sums[c] <= target:
+        acc += sums[c]
+        c += 1
+    k = c * V
+    while k < classes - 1:
+        acc += probs[k]
+        if acc > target:
+            break
+        k += 1
+    return k
+
+
+def _draw_nucleus(probs, u, top_p):
+    total = np.float32(0.0)
+    for k in range(probs.shape[0]):
         total += probs[k]
-    for k in range(k_max):
+    for k in range(probs.shape[0]):
         probs[k] /= total
-    order = np.argsort(-probs, kind="mergesort")
+    order = np.argsort(-probs, kind="mergesort")  # stable: ties keep class order, like the torch path
     sorted_p = probs[order]
     cum = np.float32(0.0)
-    for k in range(k_max):
+    acc = np.float32(0.0)
+    for k in range(probs.shape[0]):
         cum += sorted_p[k]
         probs[k] = sorted_p[k] if cum - sorted_p[k] < top_p else np.float32(0.0)
-    return order[_invert(probs, cdf, u)]
-
-
-def _invert(probs, cdf, u):
-    """The class whose cumulative (unnormalised) mass first exceeds ``u`` × the total."""
-    k_max = probs.shape[0]
-    acc = np.float32(0.0)
-    for k in range(k_max):
         acc += probs[k]
-        cdf[k] = acc
     target = u * acc
-    count = 0
-    for k in range(k_max):
-        if cdf[k] <= target:
-            count += 1
-    return min(count, k_max - 1)
+    acc = np.float32(0.0)
+    for k in range(probs.shape[0] - 1):
+        acc += probs[k]
+        if acc > target:
+            return order[k]
+    return order[probs.shape[0] - 1]
 
 
-def _run(embed, w_cur, w_past, frame_bias, ring, ring_off, dil, w_res, b_res, w_skip, b_skip,
-         w_h1, b_h1, w_h2, b_h2, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups):
+# ---- the loop
+
+
+def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, ring, ring_off,
+         dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
 
-    Rows are split into ``groups`` contiguous groups, one per thread; a group's rows advance in
-    lockstep so every weight row read from cache serves all of them.
+    ``dims`` = (layers, Rp, Sp, Hp, Kp, classes), the padded widths. Rows are split into ``groups``
+    contiguous groups, one per thread, whose rows advance in lockstep.
     """
     steps, batch = uniforms.shape
-    layers, r, r2 = w_cur.shape
-    s_ch, h_ch, k_max = w_skip.shape[1], w_h1.shape[1], w_h2.shape[1]
+    layers, rp, sp, hp, kp, classes = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    r2, rs_w = 2 * rp, rp + sp  # widths of a gate pre-activation row and of a [h | skip] row
     keep_logits = logits_out.shape[1] > 0
     for gi in prange(groups):
         b0, b1 = gi * batch // groups, (gi + 1) * batch // groups
         n = b1 - b0
-        h = np.zeros((n, r), np.float32)
-        nxt = np.empty((n, r), np.float32)
-        z = np.empty((n, r2), np.float32)
-        past = np.empty((n, r2), np.float32)  # the past tap, gathered here (no aliasing) then stored
-        gates = np.empty((n, layers * r), np.float32)
-        skip = np.empty((n, s_ch), np.float32)
-        hidden = np.empty((n, h_ch), np.float32)
-        logits = np.empty((n, k_max), np.float32)
-        probs = np.empty(k_max, np.float32)
-        cdf = np.empty(k_max, np.float32)
+        rs = np.empty(n * rs_w, np.float32)  # per row: the residual stream h, then the skip sum
+        z = np.empty(n * r2, np.float32)
+        gates = np.empty(n * rp, np.float32)
+        skip = np.empty(n * sp, np.float32)
+        hidden = np.empty(n * hp, np.float32)
+        logits = np.empty(n * kp, np.float32)
+        probs = np.empty(kp, np.float32)
+        sums = np.empty(kp // V, np.float32)
         last = prev[b0:b1].copy()
+        zero = vsplat(np.float32(0.0))
         for s in range(steps):
             t = position + s
             frame = t // hop
             for g in range(n):
-                if last[g] < 0:
-                    h[g, :] = 0.0
-                else:
-                    h[g, :] = embed[last[g]]
+                for j in range(0, rs_w, V):
+                    vstore(rs, g * rs_w + j, zero)
+                if last[g] >= 0:
+                    for j in range(0, rp, V):
+                        vstore(rs, g * rs_w + j, vload(embed, last[g] * rp + j))
             for i in range(layers):
-                slot = ring_off[i] + t % dil[i]
+                slot = (ring_off[i] + t % dil[i]) * batch + b0
+                fb = ((frame * layers + i) * batch + b0) * r2
+                for q in range(0, n * r2, V):  # the rows of a group are contiguous in both
+                    vstore(z, q, vadd(vload(frame_bias, fb + q), vload(ring, slot * r2 + q)))
+                _gemm(rs, 0, rs_w, n, rp, w_cur, i * rp * r2, r2, r2, z, 0, r2, False)
+                # this input's past tap, used d steps on
+                _gemm(rs, 0, rs_w, n, rp, w_past, i * rp * r2, r2, r2, ring, slot * r2, r2, True)
                 for g in range(n):
-                    for j in range(r2):
-                        z[g, j] = frame_bias[frame, i, b0 + g, j] + ring[slot, b0 + g, j]
-                        past[g, j] = 0.0
-                for k in range(r):
-                    for g in range(n):
-                        hk = h[g, k]
-                        for j in range(r2):
-                            z[g, j] += hk * w_cur[i, k, j]
-                            past[g, j] += hk * w_past[i, k, j]
-                for g in range(n):
-                    for j in range(r2):
-                        ring[slot, b0 + g, j] = past[g, j]  # this input's past tap, used d steps on
-                for g in range(n):
-                    for j in range(r):
-                        a = _tanh(z[g, j])
-                        gates[g, i * r + j] = a * _tanh(z[g, r + j]) + a  # 2 · tanh(a) · sigmoid(b)
-                    for j in range(r):
-                        nxt[g, j] = b_res[i, j] + h[g, j]
-                for k in range(r):
-                    for g in range(n):
-                        v = gates[g, i * r + k]
-                        for j in range(r):
-                            nxt[g, j] += v * w_res[i, k, j]
-                h, nxt = nxt, h
+                    for j in range(0, rp, V):
+                        a = vtanh(vload(z, g * r2 + j))
+                        vstore(gates, g * rp + j, vfma(a, vtanh(vload(z, g * r2 + rp + j)), a))
+                        h = g * rs_w + j
+                        vstore(rs, h, vadd(vload(rs, h), vload(b_res, i * rp + j)))
+                # h += gates @ w_res, skip += gates @ w_skip, as one product
+                _gemm(gates, 0, rp, n, rp, w_rs, i * rp * rs_w, rs_w, rs_w, rs, 0, rs_w, False)
             for g in range(n):
-                skip[g, :] = b_skip
-                hidden[g, :] = b_h1
-                logits[g, :] = b_h2
-            for k in range(layers * r):
-                for g in range(n):
-                    v = gates[g, k]
-                    for j in range(s_ch):
-                        skip[g, j] += v * w_skip[k, j]
-            for k in range(s_ch):
-                for g in range(n):
-                    v = max(skip[g, k], np.float32(0.0))
-                    for j in range(h_ch):
-                        hidden[g, j] += v * w_h1[k, j]
-            for k in range(h_ch):
-                for g in range(n):
-                    v = max(hidden[g, k], np.float32(0.0))
-                    for j in range(k_max):
-                        logits[g, j] += v * w_h2[k, j]
+                for j in range(0, sp, V):
+                    vstore(skip, g * sp + j, vmax(vadd(vload(rs, g * rs_w + rp + j), vload(b_skip, j)), zero))
+                for j in range(0, hp, V):
+                    vstore(hidden, g * hp + j, vload(b_h1, j))
+                for j in range(0, kp, V):
+                    vstore(logits, g * kp + j, vload(b_h2, j))
+            _gemm(skip, 0, sp, n, sp, w_h1, 0, hp, hp, hidden, 0, hp, False)
+            for q in range(0, n * hp, V):
+                vstore(hidden, q, vmax(vload(hidden, q), zero))
+            _gemm(hidden, 0, hp, n, hp, w_h2, 0, kp, kp, logits, 0, kp, False)
             for g in range(n):
                 if keep_logits:
-                    logits_out[b0 + g, s] = logits[g]
-                last[g] = _pick(logits[g], uniforms[s, b0 + g], temperature, top_p, probs, cdf)
+                    logits_out[b0 + g, s] = logits[g * kp : g * kp + classes]
+                last[g] = _draw(logits, g * kp, classes, uniforms[s, b0 + g], temperature, top_p, probs, sums)
                 out[b0 + g, s] = last[g]
         prev[b0:b1] = last
 
 
 if AVAILABLE:
-    _tanh = njit(inline="always", cache=True)(_tanh)
-    _invert = njit(cache=True)(_invert)
-    _pick = njit(cache=True)(_pick)
+    _inline = njit(inline="always", cache=True, fastmath=True)
+    _load4, _store4, _fma4, _start4 = _inline(_load4), _inline(_store4), _inline(_fma4), _inline(_start4)
+    _block_4x64, _block_4x16 = _inline(_block_4x64), _inline(_block_4x16)
+    _block_1x64, _block_1x16 = _inline(_block_1x64), _inline(_block_1x16)
+    _gemm = njit(cache=True, fastmath=True)(_gemm)
+    _draw_nucleus = njit(cache=True)(_draw_nucleus)
+    _draw = njit(cache=True, fastmath=True)(_draw)
     _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True)(_run)
 
 
@@ -193,6 +292,18 @@ def _note_first_compile() -> None:
 _noted = False
 
 
+def _widen(x: np.ndarray, axis: int, width: int, fill: float = 0.0) -> np.ndarray:
+    """``x`` padded along ``axis`` to ``width`` with ``fill``."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, width - x.shape[axis])
+    return np.pad(x, pad, constant_values=fill)
+
+
+def _halves(x: np.ndarray, r: int, rp: int) -> np.ndarray:
+    """The last axis [a | b] (2r wide) as [a, zeros | b, zeros] (2rp wide)."""
+    return np.concatenate([_widen(x[..., :r], -1, rp), _widen(x[..., r:], -1, rp)], axis=-1)
+
+
 class FastStepper:
     """Runs an ``IncrementalState`` forward by whole chunks in the compiled loop (CPU only)."""
 
@@ -202,17 +313,32 @@ class FastStepper:
         self.state = state
 
         def np_(t):
-            return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+            return t.detach().cpu().numpy().astype(np.float32)
 
-        self.embed = np_(state.embed)
-        self.w_cur = np.stack([np_(w) for w in state.w_cur])
-        self.w_past = np.stack([np_(w) for w in state.w_past])
-        self.w_res = np.stack([np_(w) for w in state.w_res])
-        self.b_res = np.stack([np_(b) for b in state.b_res])
-        self.w_skip, self.b_skip = np_(state.w_skip), np_(state.b_skip)
-        self.w_h1, self.b_h1 = np_(state.w_h1), np_(state.b_h1)
-        self.w_h2, self.b_h2 = np_(state.w_h2), np_(state.b_h2)
-        self.frame_bias = np_(state.frame_bias)  # (F, L, B, 2R)
+        r = state.net.residual
+        rp, sp = _pad(r), _pad(state.w_skip.shape[1])
+        hp, kp = _pad(state.w_h1.shape[1]), _pad(state.w_h2.shape[1])
+        self.r, self.rp, self.classes = r, rp, state.w_h2.shape[1]
+        self.dims = np.array([len(state.buffers), rp, sp, hp, kp, self.classes], np.int64)
+
+        def square(w):  # (R, 2R) → (Rp, 2Rp)
+            return _widen(_halves(np_(w), r, rp), 0, rp)
+
+        self.w_cur = np.stack([square(w) for w in state.w_cur]).ravel()
+        self.w_past = np.stack([square(w) for w in state.w_past]).ravel()
+        w_skip = np_(state.w_skip).reshape(len(state.buffers), r, -1)
+        self.w_rs = np.stack([  # per layer (Rp, Rp + Sp): [w_res | w_skip of that layer]
+            _widen(np.concatenate([_widen(np_(w), 1, rp), _widen(s, 1, sp)], axis=1), 0, rp)
+            for w, s in zip(state.w_res, w_skip, strict=True)
+        ]).ravel()
+        self.b_res = np.stack([_widen(np_(b), 0, rp) for b in state.b_res]).ravel()
+        self.b_skip = _widen(np_(state.b_skip), 0, sp)
+        self.w_h1 = _widen(_widen(np_(state.w_h1), 0, sp), 1, hp).ravel()
+        self.b_h1 = _widen(np_(state.b_h1), 0, hp)
+        self.w_h2 = _widen(_widen(np_(state.w_h2), 0, hp), 1, kp).ravel()
+        self.b_h2 = _widen(np_(state.b_h2), 0, kp, _NO_CLASS)
+        self.embed = _widen(np_(state.embed), 1, rp).ravel()
+        self.frame_bias = _halves(np_(state.frame_bias), r, rp)  # (F, L, B, 2Rp)
         self.dil = np.array(state.dilations, np.int64)
         self.ring_off = np.concatenate([[0], np.cumsum(self.dil)[:-1]]).astype(np.int64)
         self.hop = state.hop if state.cond is not None else np.iinfo(np.int64).max
@@ -227,16 +353,16 @@ class FastStepper:
         if st.cond is not None and (st.position + steps - 1) // st.hop >= self.frame_bias.shape[0]:
             have = self.frame_bias.shape[0]
             raise IndexError(f"conditioning covers {have} frames; step {st.position + steps - 1} needs more")
-        ring = np.concatenate([b.detach().cpu().numpy() for b in st.buffers])
+        ring = _halves(np.concatenate([b.detach().cpu().numpy() for b in st.buffers]), self.r, self.rp)
         last = np.full(batch, -1, np.int64) if prev is None else np.asarray(prev, np.int64).copy()
         out = np.empty((batch, steps), np.int64)
-        k = self.w_h2.shape[1]
-        logits = logits_out if logits_out is not None else np.empty((batch, 0, k), np.float32)
-        _run(self.embed, self.w_cur, self.w_past, self.frame_bias, ring, self.ring_off, self.dil,
-             self.w_res, self.b_res, self.w_skip, self.b_skip, self.w_h1, self.b_h1, self.w_h2, self.b_h2,
-             self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32),
-             np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()))
+        logits = logits_out if logits_out is not None else np.empty((batch, 0, self.classes), np.float32)
+        _run(self.embed, self.w_cur, self.w_past, self.w_rs, self.b_res, self.b_skip, self.w_h1, self.b_h1,
+             self.w_h2, self.b_h2, self.frame_bias.ravel(), ring.ravel(), self.ring_off, self.dil, self.dims,
+             self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32), np.float32(temperature),
+             np.float32(top_p), out, logits, min(batch, numba.get_num_threads()))
         for buf, off, d in zip(st.buffers, self.ring_off, self.dil, strict=True):  # back into the state
-            buf.copy_(torch.from_numpy(ring[off:off + d]))
+            part = ring[off:off + d]
+            buf.copy_(torch.from_numpy(np.concatenate([part[..., :self.r], part[..., self.rp:self.rp + self.r]], -1)))
         st.position += steps
         return out

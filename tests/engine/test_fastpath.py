@@ -13,7 +13,7 @@ from tests.tiny import make_net, make_stack
 
 def run_keeping_logits(stepper, prev, uniforms, temperature, top_p):
     """Classes (B, n) and the logits (B, n, K) they were drawn from."""
-    logits = np.empty((stepper.state.batch, uniforms.shape[0], stepper.w_h2.shape[1]), np.float32)
+    logits = np.empty((stepper.state.batch, uniforms.shape[0], stepper.classes), np.float32)
     return stepper.run(prev, uniforms, temperature, top_p, logits), logits
 
 
