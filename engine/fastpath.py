@@ -25,7 +25,7 @@ try:
     import numba
     from numba import njit, prange
 
-    from .simd import hmax, hsum, vadd, vdiv, vexp, vfma, vload, vmax, vmul, vsplat, vstore, vsub, vtanh
+    from .simd import hmax, hsum, vadd, vdiv, vexp, vfma, vload, vmax, vsplat, vstore, vsub, vtanh
 except ImportError:  # the numpy path stays available
     numba = None
 
@@ -81,9 +81,10 @@ def _block_4x64(a, ao, a_st, kd, b, bo, b_st, c, co, c_st, zero):
 
 
 def _block_4x16(a, ao, a_st, kd, b, bo, b_st, c, co, c_st, zero):
-    r = _start4(c, co, zero) if zero else (vload(c, co), vload(c, co + c_st), vload(c, co + 2 * c_st),
-                                           vload(c, co + 3 * c_st))
-    r0, r1, r2, r3 = r
+    if zero:
+        r0 = r1 = r2 = r3 = vsplat(np.float32(0.0))
+    else:
+        r0, r1, r2, r3 = vload(c, co), vload(c, co + c_st), vload(c, co + 2 * c_st), vload(c, co + 3 * c_st)
     for k in range(kd):
         w = vload(b, bo + k * b_st)
         r0 = vfma(vsplat(a[ao + k]), w, r0)
@@ -361,8 +362,9 @@ class FastStepper:
              self.w_h2, self.b_h2, self.frame_bias.ravel(), ring.ravel(), self.ring_off, self.dil, self.dims,
              self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32), np.float32(temperature),
              np.float32(top_p), out, logits, min(batch, numba.get_num_threads()))
+        r, rp = self.r, self.rp
         for buf, off, d in zip(st.buffers, self.ring_off, self.dil, strict=True):  # back into the state
             part = ring[off:off + d]
-            buf.copy_(torch.from_numpy(np.concatenate([part[..., :self.r], part[..., self.rp:self.rp + self.r]], -1)))
+            buf.copy_(torch.from_numpy(np.concatenate([part[..., :r], part[..., rp:rp + r]], axis=-1)))
         st.position += steps
         return out

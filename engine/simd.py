@@ -108,8 +108,8 @@ def _reduce(combine):
             width = LANES
             while width > 1:  # halve: lanes [w/2, w) onto [0, w/2)
                 width //= 2
-                upper = builder.shuffle_vector(v, ir.Constant(_V, ir.Undefined),
-                                               ir.Constant(_I, [width + i if i < width else 0 for i in range(LANES)]))
+                lanes = [width + i if i < width else 0 for i in range(LANES)]
+                upper = builder.shuffle_vector(v, ir.Constant(_V, ir.Undefined), ir.Constant(_I, lanes))
                 v = combine(builder, v, upper)
             return builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
         return types.float32(f32x16), codegen
