@@ -1,8 +1,8 @@
 """The fast sampler: one compiled loop (numba) runs many generation steps with no interpreter in between.
 
 Same weights and ring-buffer semantics as ``IncrementalState`` (it copies that state's prepared
-weights and frame biases, reads its buffers and writes them back after each chunk, so the torch,
-numpy and fast paths are interchangeable mid-sequence), and the same draw as ``sampling.pick``:
+weights, and reads its frame biases and updates its ring buffers in place, so the torch, numpy
+and fast paths are interchangeable mid-sequence), and the same draw as ``sampling.pick``:
 inverse CDF of the tempered top-p nucleus on the shared seeded uniform stream.
 
 Batch rows are independent sequences: they are split into one group per thread, and a group's rows
@@ -204,18 +204,22 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
          dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
 
-    ``dims`` = (layers, Rp, Sp, Hp, Kp, classes), the padded widths. Rows are split into ``groups``
+    ``dims`` = (layers, R, Rp, Sp, Hp, Kp, classes): R and the padded widths. ``frame_bias`` and
+    ``ring`` are the state's own (2R wide rows); when R is not a multiple of 16 their rows are
+    moved to and from the padded layout one element at a time. Rows are split into ``groups``
     contiguous groups, one per thread, whose rows advance in lockstep.
     """
     steps, batch = uniforms.shape
-    layers, rp, sp, hp, kp, classes = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]
+    layers, r, rp, sp, hp, kp, classes = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6]
     r2, rs_w = 2 * rp, rp + sp  # widths of a gate pre-activation row and of a [h | skip] row
+    padded = r != rp
     keep_logits = logits_out.shape[1] > 0
     for gi in prange(groups):
         b0, b1 = gi * batch // groups, (gi + 1) * batch // groups
         n = b1 - b0
         rs = np.empty(n * rs_w, np.float32)  # per row: the residual stream h, then the skip sum
-        z = np.empty(n * r2, np.float32)
+        z = np.zeros(n * r2, np.float32)  # padded lanes stay zero
+        past = np.empty(n * r2, np.float32)
         gates = np.empty(n * rp, np.float32)
         skip = np.empty(n * sp, np.float32)
         hidden = np.empty(n * hp, np.float32)
@@ -234,13 +238,25 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                     for j in range(0, rp, V):
                         vstore(rs, g * rs_w + j, vload(embed, last[g] * rp + j))
             for i in range(layers):
-                slot = (ring_off[i] + t % dil[i]) * batch + b0
-                fb = ((frame * layers + i) * batch + b0) * r2
-                for q in range(0, n * r2, V):  # the rows of a group are contiguous in both
-                    vstore(z, q, vadd(vload(frame_bias, fb + q), vload(ring, slot * r2 + q)))
+                slot = ((ring_off[i] + t % dil[i]) * batch + b0) * 2 * r
+                fb = ((frame * layers + i) * batch + b0) * 2 * r
+                if padded:
+                    for g in range(n):
+                        for j in range(2 * r):
+                            z[g * r2 + j + (rp - r) * (j >= r)] = frame_bias[fb + g * 2 * r + j] + \
+                                ring[slot + g * 2 * r + j]
+                else:
+                    for q in range(0, n * r2, V):  # the rows of a group are contiguous in both
+                        vstore(z, q, vadd(vload(frame_bias, fb + q), vload(ring, slot + q)))
                 _gemm(rs, 0, rs_w, n, rp, w_cur, i * rp * r2, r2, r2, z, 0, r2, False)
                 # this input's past tap, used d steps on
-                _gemm(rs, 0, rs_w, n, rp, w_past, i * rp * r2, r2, r2, ring, slot * r2, r2, True)
+                if padded:
+                    _gemm(rs, 0, rs_w, n, rp, w_past, i * rp * r2, r2, r2, past, 0, r2, True)
+                    for g in range(n):
+                        for j in range(2 * r):
+                            ring[slot + g * 2 * r + j] = past[g * r2 + j + (rp - r) * (j >= r)]
+                else:
+                    _gemm(rs, 0, rs_w, n, rp, w_past, i * rp * r2, r2, r2, ring, slot, r2, True)
                 for g in range(n):
                     for j in range(0, rp, V):
                         a = vtanh(vload(z, g * r2 + j))
@@ -311,16 +327,19 @@ class FastStepper:
     def __init__(self, state: IncrementalState) -> None:
         if not AVAILABLE:
             raise RuntimeError("the fast sampler needs numba (pip install numba)")
+        if state.ring.dtype != torch.float32 or state.ring.device.type != "cpu":
+            where = f"{state.ring.dtype} on {state.ring.device}"
+            raise ValueError(f"the fast sampler runs float32 on the CPU, not {where}")
         self.state = state
 
-        def np_(t):
-            return t.detach().cpu().numpy().astype(np.float32)
+        def np_(t):  # no copy for contiguous float32
+            return np.ascontiguousarray(t.detach().numpy(), np.float32)
 
         r = state.net.residual
         rp, sp = _pad(r), _pad(state.w_skip.shape[1])
         hp, kp = _pad(state.w_h1.shape[1]), _pad(state.w_h2.shape[1])
-        self.r, self.rp, self.classes = r, rp, state.w_h2.shape[1]
-        self.dims = np.array([len(state.buffers), rp, sp, hp, kp, self.classes], np.int64)
+        self.classes = state.w_h2.shape[1]
+        self.dims = np.array([len(state.buffers), r, rp, sp, hp, kp, self.classes], np.int64)
 
         def square(w):  # (R, 2R) → (Rp, 2Rp)
             return _widen(_halves(np_(w), r, rp), 0, rp)
@@ -339,7 +358,7 @@ class FastStepper:
         self.w_h2 = _widen(_widen(np_(state.w_h2), 0, hp), 1, kp).ravel()
         self.b_h2 = _widen(np_(state.b_h2), 0, kp, _NO_CLASS)
         self.embed = _widen(np_(state.embed), 1, rp).ravel()
-        self.frame_bias = _halves(np_(state.frame_bias), r, rp)  # (F, L, B, 2Rp)
+        self.frame_bias = np_(state.frame_bias)  # (F, L, B, 2R)
         self.dil = np.array(state.dilations, np.int64)
         self.ring_off = np.concatenate([[0], np.cumsum(self.dil)[:-1]]).astype(np.int64)
         self.hop = state.hop if state.cond is not None else np.iinfo(np.int64).max
@@ -354,17 +373,12 @@ class FastStepper:
         if st.cond is not None and (st.position + steps - 1) // st.hop >= self.frame_bias.shape[0]:
             have = self.frame_bias.shape[0]
             raise IndexError(f"conditioning covers {have} frames; step {st.position + steps - 1} needs more")
-        ring = _halves(np.concatenate([b.detach().cpu().numpy() for b in st.buffers]), self.r, self.rp)
         last = np.full(batch, -1, np.int64) if prev is None else np.asarray(prev, np.int64).copy()
         out = np.empty((batch, steps), np.int64)
         logits = logits_out if logits_out is not None else np.empty((batch, 0, self.classes), np.float32)
         _run(self.embed, self.w_cur, self.w_past, self.w_rs, self.b_res, self.b_skip, self.w_h1, self.b_h1,
-             self.w_h2, self.b_h2, self.frame_bias.ravel(), ring.ravel(), self.ring_off, self.dil, self.dims,
-             self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32), np.float32(temperature),
-             np.float32(top_p), out, logits, min(batch, numba.get_num_threads()))
-        r, rp = self.r, self.rp
-        for buf, off, d in zip(st.buffers, self.ring_off, self.dil, strict=True):  # back into the state
-            part = ring[off:off + d]
-            buf.copy_(torch.from_numpy(np.concatenate([part[..., :r], part[..., rp:rp + r]], axis=-1)))
+             self.w_h2, self.b_h2, self.frame_bias.ravel(), st.ring.numpy().ravel(), self.ring_off, self.dil,
+             self.dims, self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32),
+             np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()))
         st.position += steps
         return out

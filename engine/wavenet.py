@@ -166,7 +166,9 @@ class IncrementalState:
         self.net, self.batch, self.position, self.hop = net, batch, 0, net.cond_hop
         self.cond = None if bias is None else bias.detach()  # (B, L·2R, F) for prime()
         self.dilations = [layer.dilation for layer in net.layers]
-        self.buffers = [p.new_zeros(d, batch, 2 * r) for d in self.dilations]
+        # all layers' slots in one tensor (the fast sampler works on it in place); buffers are views
+        self.ring = p.new_zeros(sum(self.dilations), batch, 2 * r)
+        self.buffers = list(self.ring.split(self.dilations))
         self.zero_input = p.new_zeros(batch, r)
         self.z = [p.new_empty(batch, 2 * r) for _ in range(layers)]
         self.gates = p.new_zeros(batch, layers * r)  # every layer's gate output, side by side
