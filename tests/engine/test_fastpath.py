@@ -33,10 +33,11 @@ def teacher_forced_logits(net, batch, cond, classes, primer=None):
 
 
 @pytest.mark.parametrize(("layers", "cycle"), [(4, 4), (6, 3), (10, 10)])
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", [1, 3, 9])  # 9 rows: blocks of 4 rows and single rows per thread
 @pytest.mark.parametrize("conditioned", [False, True])
-def test_fast_logits_equal_the_torch_incremental_path(layers, cycle, batch, conditioned):
-    net = make_net(layers, cycle, cond=5 if conditioned else 0, hop=4)
+@pytest.mark.parametrize(("residual", "skip"), [(8, 12), (32, 40)])  # padded to 16 lanes, or not
+def test_fast_logits_equal_the_torch_incremental_path(layers, cycle, batch, conditioned, residual, skip):
+    net = make_net(layers, cycle, cond=5 if conditioned else 0, hop=4, residual=residual, skip=skip)
     length = net.receptive_field + 40
     gen = torch.Generator().manual_seed(2)
     cond = torch.randn(batch, 5, -(-length // 4), generator=gen) if conditioned else None
@@ -100,3 +101,19 @@ def test_progress_and_cancel_work_as_on_the_torch_path():
     a = stack.sample(0.05, seed=9, progress=fractions.append)
     stack.sampler = "numpy"
     assert np.array_equal(a, stack.sample(0.05, seed=9)) and fractions[-1] == 1.0
+
+
+def test_rows_draw_the_same_whatever_the_thread_count():
+    net = make_net(6, 3, cond=5, hop=4, residual=32, skip=40)
+    cond = torch.randn(9, 5, 200, generator=torch.Generator().manual_seed(6))
+    u = np.random.default_rng(7).random((600, 9), dtype=np.float32)
+    before, runs = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):  # one group of 9 rows, then groups of 4 and 5
+            torch.set_num_threads(threads)
+            runs.append(FastStepper(net.incremental(9, cond)).run(None, u, 1.0, 1.0))
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(runs[0], runs[1])
+    alone = FastStepper(net.incremental(1, cond[4:5])).run(None, u[:, 4:5], 1.0, 1.0)
+    assert np.array_equal(alone[0], runs[0][4])  # a row does not depend on its neighbours
