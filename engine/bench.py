@@ -85,16 +85,27 @@ def cached_rate(net: WaveNet, steps: int, batch: int, sampler: str, threads: int
 
 def matvec_gflops(rows: int = 512, cols: int = 512, reps: int = 4000) -> float:
     """One thread's single-precision matrix-vector rate (torch.mv), the yardstick for a batch-1 step."""
+    w, x, y = torch.randn(rows, cols), torch.randn(cols), torch.empty(rows)
+    return _one_thread_gflops(lambda: torch.mv(w, x, out=y), 2 * rows * cols, reps)
+
+
+def matmul_gflops(n: int = 256, reps: int = 400) -> float:
+    """One thread's single-precision n×n×n matrix product rate (torch.mm): the arithmetic peak in practice,
+    the yardstick for a batched step, which reuses every weight it loads across the batch."""
+    a, b, c = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+    return _one_thread_gflops(lambda: torch.mm(a, b, out=c), 2 * n ** 3, reps)
+
+
+def _one_thread_gflops(op: Callable[[], object], flops: int, reps: int) -> float:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        w, x, y = torch.randn(rows, cols), torch.randn(cols), torch.empty(rows)
-        for _ in range(50):
-            torch.mv(w, x, out=y)
+        for _ in range(max(reps // 20, 5)):
+            op()
         start = time.perf_counter()
         for _ in range(reps):
-            torch.mv(w, x, out=y)
-        return 2 * rows * cols * reps / (time.perf_counter() - start) / 1e9
+            op()
+        return flops * reps / (time.perf_counter() - start) / 1e9
     finally:
         torch.set_num_threads(before)
 
@@ -127,8 +138,9 @@ def run(
         results.append(BenchResult(label, value, unit))
         report(results[-1])
 
-    limit = matvec_gflops()
+    limit, peak = matvec_gflops(), matmul_gflops()
     add("matrix-vector, torch.mv 512x512, 1 thread", limit, "GFLOP/s")
+    add("matrix-matrix, torch.mm 256x256x256, 1 thread", peak, "GFLOP/s")
     nets = [("reference", reference_decoder()), ("bundle bottom", bundle.stack.levels[0].decoder)]
     samplers = ["torch", "numpy"] + (["fast"] if fastpath.AVAILABLE else [])
     for name, net in nets:
@@ -147,6 +159,10 @@ def run(
         for threads in (1, 2):
             rate = cached_rate(net, max(steps // 4, 1), 16, best, threads)
             add(f"{what}, {best} batch 16 total, {threads} thread(s)", rate, "samples/s")
+            if threads == 1:
+                gflops = rate * flops_per_step(net) / 1e9
+                add(f"{what}, {best} batch 16 arithmetic, 1 thread", gflops, "GFLOP/s")
+                add(f"{what}, {best} batch 16 / matrix-matrix peak", gflops / peak, "x")
     add(f"generate --seconds {seconds:g}, all levels, real-time factor",
         real_time_factor(bundle, seconds), "x")
     return results

@@ -84,7 +84,8 @@ def test_bench_prints_the_figures(capsys):
     out = capsys.readouterr().out
     for label in ("matrix-vector", "reference decoder R32/S128/L20, naive recompute", "cached torch, batch 1",
                   "cached numpy, batch 1", "cached fast, batch 1", "cached fast / naive", "GFLOP/s",
-                  "matrix-vector limit", "fast batch 16 total, 2 thread(s)", "bundle bottom decoder",
+                  "matrix-vector limit", "fast batch 16 total, 2 thread(s)", "matrix-matrix peak",
+                  "bundle bottom decoder",
                   "real-time factor", "--jobs 1 (incl.", "--jobs 2 (incl."):
         assert label in out
 
