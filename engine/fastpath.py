@@ -137,7 +137,7 @@ def _gemm(a, ao, a_st, rows, kd, b, bo, b_st, cols, c, co, c_st, zero):
 # ---- the draw: ``sampling.pick`` for one row of (padded) logits
 
 
-def _draw(logits, lo, classes, u, temperature, top_p, probs, sums):
+def _draw(logits, lo, classes, u, temperature, top_p, probs, sums, cand, order):
     """Inverse CDF of softmax(logits / T) (top-p nucleus when top_p < 1) at ``u``; probs is scratch."""
     kp = probs.shape[0]
     t = vsplat(temperature)
@@ -156,7 +156,7 @@ def _draw(logits, lo, classes, u, temperature, top_p, probs, sums):
     if kp > classes:
         sums[kp // V - 1] = hsum(vload(probs, kp - V))
     if top_p < 1.0:
-        return _draw_nucleus(probs[:classes], u, top_p)
+        return _draw_nucleus(probs[:classes], u, top_p, cand, order)
     total = np.float32(0.0)
     for c in range(kp // V):
         total += sums[c]
@@ -174,27 +174,61 @@ def _draw(logits, lo, classes, u, temperature, top_p, probs, sums):
     return k
 
 
-def _draw_nucleus(probs, u, top_p):
+def _draw_nucleus(probs, u, top_p, cand, order):
+    """The top-p draw without sorting every class: only those that can be in the nucleus are sorted."""
+    classes = probs.shape[0]
     total = np.float32(0.0)
-    for k in range(probs.shape[0]):
+    for k in range(classes):
         total += probs[k]
-    for k in range(probs.shape[0]):
+    top = np.float32(0.0)
+    for k in range(classes):
         probs[k] /= total
-    order = np.argsort(-probs, kind="mergesort")  # stable: ties keep class order, like the torch path
-    sorted_p = probs[order]
+        top = max(top, probs[k])
+    # the nucleus (largest classes first, until their mass reaches top_p) lies within {p >= cut} as
+    # soon as that set's mass reaches top_p; the margin covers summation-order rounding
+    cut = top
+    while cut > 1e-30:
+        cut *= np.float32(0.25)
+        mass = np.float32(0.0)
+        for k in range(classes):
+            mass += probs[k] if probs[k] >= cut else np.float32(0.0)
+        if mass >= top_p + 1e-4:
+            break
+    if cut <= 1e-30:
+        cut = np.float32(0.0)
+    m = 0
+    for k in range(classes):  # candidates in class order, then a stable sort by descending p
+        if probs[k] >= cut:
+            cand[m], order[m] = probs[k], k
+            m += 1
+    if m > 48:
+        sorted_at = np.argsort(-cand[:m], kind="mergesort")
+        sorted_p, sorted_k = cand[:m][sorted_at], order[:m][sorted_at]
+        cand[:m], order[:m] = sorted_p, sorted_k
+    else:
+        for i in range(1, m):
+            p, k, j = cand[i], order[i], i
+            while j > 0 and cand[j - 1] < p:
+                cand[j], order[j] = cand[j - 1], order[j - 1]
+                j -= 1
+            cand[j], order[j] = p, k
     cum = np.float32(0.0)
     acc = np.float32(0.0)
-    for k in range(probs.shape[0]):
-        cum += sorted_p[k]
-        probs[k] = sorted_p[k] if cum - sorted_p[k] < top_p else np.float32(0.0)
-        acc += probs[k]
+    last = 0
+    for i in range(m):  # the same float operations as pick: keep while (inclusive cum - p) < top_p
+        cum += cand[i]
+        if cum - cand[i] < top_p:
+            acc += cand[i]
+            last = i
+        else:
+            cand[i] = 0.0
     target = u * acc
     acc = np.float32(0.0)
-    for k in range(probs.shape[0] - 1):
-        acc += probs[k]
+    for i in range(m):
+        acc += cand[i]
         if acc > target:
-            return order[k]
-    return order[probs.shape[0] - 1]
+            return order[i]
+    return order[last]
 
 
 # ---- the loop
@@ -226,6 +260,7 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
         logits = np.empty(n * kp, np.float32)
         probs = np.empty(kp, np.float32)
         sums = np.empty(kp // V, np.float32)
+        cand, order = np.empty(classes, np.float32), np.empty(classes, np.int64)  # for top-p draws
         last = prev[b0:b1].copy()
         zero = vsplat(np.float32(0.0))
         for s in range(steps):
@@ -279,7 +314,8 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
             for g in range(n):
                 if keep_logits:
                     logits_out[b0 + g, s] = logits[g * kp : g * kp + classes]
-                last[g] = _draw(logits, g * kp, classes, uniforms[s, b0 + g], temperature, top_p, probs, sums)
+                last[g] = _draw(logits, g * kp, classes, uniforms[s, b0 + g], temperature, top_p, probs, sums,
+                                cand, order)
                 out[b0 + g, s] = last[g]
         prev[b0:b1] = last
 

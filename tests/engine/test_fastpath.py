@@ -80,11 +80,16 @@ def test_same_seed_same_samples_as_the_numpy_sampler_for_thousands_of_steps(temp
     assert first_difference == steps, f"the paths part at step {first_difference}"
 
 
-def test_the_fast_draw_follows_pick():
-    net = make_net(2, 2)  # any net: the draw is checked through many steps of real logits
+@pytest.mark.parametrize(("classes", "peak"), [(32, 1.0), (256, 1.0), (256, 30.0)])
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.7, 0.8), (1.0, 1.0), (1.3, 0.95)])
+def test_the_fast_draw_follows_pick(classes, peak, temperature, top_p):
+    # flat logits put most classes in the nucleus, peaked ones a few: both ways of finding it
+    net = make_net(2, 2, classes=classes)
+    with torch.no_grad():
+        net.head2.weight *= peak
     u = np.random.default_rng(5).random((4000, 1), dtype=np.float32)
-    classes, logits = run_keeping_logits(FastStepper(net.incremental(1)), None, u, 0.7, 0.8)
-    assert np.array_equal(classes[0], pick_np(logits[0], u[:, 0], 0.7, 0.8))
+    drawn, logits = run_keeping_logits(FastStepper(net.incremental(1)), None, u, temperature, top_p)
+    assert np.array_equal(drawn[0], pick_np(logits[0], u[:, 0], temperature, top_p))
 
 
 def test_progress_and_cancel_work_as_on_the_torch_path():
