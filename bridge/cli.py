@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=10.0, help="audio length for the RTF (default 10)")
     bench.add_argument("--batch-renders", type=int, default=4,
                        help="renders of the batch throughput check, with --jobs 1 and 2 (0: skip)")
-    bench.add_argument("--batch-seconds", type=float, default=1.0, help="audio seconds per batch render")
+    bench.add_argument("--batch-seconds", type=float, default=10.0, help="audio seconds per batch render")
 
     serve = sub.add_parser(
         "serve",

@@ -35,7 +35,7 @@ class Progress:
         callback: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
         *,
-        interval: float = 0.05,
+        interval: float = 0.03,
     ) -> None:
         self.total, self.done = max(int(total), 1), 0
         self.callback, self.should_cancel, self.interval = callback, should_cancel, interval
