@@ -7,7 +7,7 @@ CDF sampling, so any sampler that consumes the same stream the same way gives th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -76,10 +76,23 @@ def pick(logits: torch.Tensor, u: torch.Tensor, temperature: float, top_p: float
     return k
 
 
+Rng = np.random.Generator | Sequence[np.random.Generator]
+
+
+def uniforms(rng: Rng, n: int, batch: int) -> np.ndarray:
+    """The next ``n`` uniforms (n, batch) of the seeded stream: one generator shared by the rows, or
+    one generator per row, so that each row draws exactly what it would draw alone."""
+    if isinstance(rng, np.random.Generator):
+        return rng.random((n, batch), dtype=np.float32)
+    if len(rng) != batch:
+        raise ValueError(f"{len(rng)} generators for {batch} rows")
+    return np.stack([g.random(n, dtype=np.float32) for g in rng], axis=1)
+
+
 def sample_sequence(
     state: IncrementalState,
     length: int,
-    rng: np.random.Generator,
+    rng: Rng,
     *,
     temperature: float,
     top_p: float,
@@ -108,10 +121,9 @@ def sample_sequence(
     with torch.inference_mode():
         for start in range(0, length, _CHUNK):
             n = min(_CHUNK, length - start)
-            uniforms = torch.from_numpy(rng.random((n, state.batch), dtype=np.float32))
-            uniforms = uniforms.to(state.embed.device)
+            u = torch.from_numpy(uniforms(rng, n, state.batch)).to(state.embed.device)
             for i in range(n):
-                prev = pick(state.step(prev), uniforms[i], temperature, top_p)
+                prev = pick(state.step(prev), u[i], temperature, top_p)
                 out[:, start + i] = prev
                 progress.advance(cost)
     return out.cpu().clone()  # a normal CPU tensor again, usable outside inference mode
@@ -123,10 +135,10 @@ def _sample_blocks(stepper, block, state, length, rng, temperature, top_p, progr
     out = np.empty((state.batch, length), dtype=np.int64)
     for start in range(0, length, _CHUNK):
         n = min(_CHUNK, length - start)
-        uniforms = rng.random((n, state.batch), dtype=np.float32)
+        u = uniforms(rng, n, state.batch)
         for s in range(0, n, block):
             m = min(block, n - s)
-            classes = stepper.run(last, uniforms[s:s + m], temperature, top_p)
+            classes = stepper.run(last, u[s:s + m], temperature, top_p)
             out[:, start + s:start + s + m] = classes
             last = classes[:, -1]
             progress.advance(cost * m)

@@ -8,6 +8,9 @@ below. All operations are deterministic on CPU for a given seed and parameters.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -16,7 +19,7 @@ from . import mulaw
 from .config import StackConfig
 from .errors import ParameterError
 from .level import Level
-from .sampling import CancelFn, Progress, ProgressFn, sample_sequence
+from .sampling import CancelFn, Progress, ProgressFn, Rng, sample_sequence
 from .validate import check_audio, check_level, check_sampling, check_seconds
 from .wavenet import WaveNet
 
@@ -78,7 +81,7 @@ class Stack(nn.Module):
         self,
         seconds: float,
         *,
-        seed: int,
+        seed: int | Sequence[int],
         temperature: float = 1.0,
         top_p: float = 1.0,
         batch: int = 1,
@@ -86,9 +89,20 @@ class Stack(nn.Module):
         progress: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
     ) -> np.ndarray:
-        """Sample ``seconds`` of new audio from the prior down through every level."""
+        """Sample ``seconds`` of new audio from the prior down through every level.
+
+        ``batch`` rows share one seeded stream; a list of seeds gives one row per seed instead, each
+        drawing its own stream, so that row i is what ``seed=seeds[i]`` renders alone (bit for bit
+        with the fast sampler, whose rows do not interact; other samplers batch matrix products,
+        which can round differently) — many renders for the price of one batched pass.
+        """
         n = check_seconds(seconds, self.sample_rate)
-        check_sampling(seed=seed, temperature=temperature, top_p=top_p, batch=batch)
+        if not isinstance(seed, numbers.Integral) and isinstance(seed, Sequence):
+            if batch not in (1, len(seed)) or not seed:
+                raise ParameterError(f"give batch={batch} or {len(seed)} seeds (one per row), not both")
+            batch = len(seed)
+        for s in [seed] if isinstance(seed, numbers.Integral) or not isinstance(seed, Sequence) else seed:
+            check_sampling(seed=s, temperature=temperature, top_p=top_p, batch=batch)
         top = -(-n // self.hops[-1])
         prefixes: list[torch.Tensor | None] = [None] * (len(self.levels) + 1)
         return self._generate(
@@ -183,7 +197,7 @@ class Stack(nn.Module):
         batch: int,
         top_frames: int,
         prefixes: list[torch.Tensor | None],
-        seed: int,
+        seed: int | Sequence[int],
         temperature: float,
         top_p: float,
         label: int | None,
@@ -205,8 +219,7 @@ class Stack(nn.Module):
         if known is None:
             steps.append((lengths[n_levels] - _len(prefixes[n_levels]), len(self.prior.layers)))
         work = Progress(sum(s * c for s, c in steps), progress, should_cancel)
-        rngs = [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
-                for k in range(n_levels + 1)]
+        rngs = [_level_rng(seed, k) for k in range(n_levels + 1)]
         seq = known
         if seq is None:
             g = _label_tensor(label, batch, self.cfg.prior_global_classes)
@@ -243,6 +256,13 @@ class Stack(nn.Module):
         new = sample_sequence(state, length - known, rng, temperature=temperature, top_p=top_p,
                               progress=work, prev=last, cost=len(state.buffers), sampler=self.sampler)
         return torch.cat([prefix, new], dim=1) if known else new
+
+
+def _level_rng(seed: int | Sequence[int], level: int) -> Rng:
+    """Level ``level``'s uniform stream: one generator, or one per row for a list of seeds."""
+    if isinstance(seed, numbers.Integral):
+        return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(level,)))
+    return [_level_rng(s, level) for s in seed]
 
 
 def _len(prefix: torch.Tensor | None) -> int:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import Cancelled
+from engine.errors import Cancelled, ParameterError
 from tests.tiny import make_stack
 
 SECONDS = 0.02  # 160 samples at 8 kHz
@@ -19,6 +19,22 @@ def test_sample_shapes_range_and_determinism(levels):
     assert np.array_equal(a, stack.sample(SECONDS, seed=5, batch=2))
     assert not np.array_equal(a, stack.sample(SECONDS, seed=6, batch=2))
     assert not np.array_equal(a[0], a[1])  # a batch holds different variations
+
+
+@pytest.mark.parametrize("sampler", ["fast", "numpy"])
+def test_a_list_of_seeds_renders_each_row_as_that_seed_alone(sampler):
+    stack = make_stack(2)
+    stack.sampler = sampler
+    rows = stack.sample(SECONDS, seed=[5, 9, 2], top_p=0.9)
+    assert rows.shape[0] == 3 and not np.array_equal(rows[0], rows[1])
+    for row, seed in zip(rows, [5, 9, 2], strict=True):
+        assert np.array_equal(row, stack.sample(SECONDS, seed=seed, top_p=0.9)[0])
+
+
+@pytest.mark.parametrize(("seed", "batch"), [([], 1), ([1, 2, 3], 2), ([1, -1], 1), ([1, 2.5], 1)])
+def test_bad_seed_lists_are_refused(seed, batch):
+    with pytest.raises(ParameterError):
+        make_stack(1).sample(SECONDS, seed=seed, batch=batch)
 
 
 @pytest.mark.parametrize("levels", [1, 2, 3])
