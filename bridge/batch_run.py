@@ -111,19 +111,23 @@ def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
             f"FAILED #{outcome.index} {outcome.track}: {outcome.reason}"
         (bar.write if show_progress else log)(text)
 
+    groups = group_jobs(spec, todo)
     if workers <= 1:
         _init_worker(os.cpu_count() or 1)
-        for job in todo:
-            finished(render_job(spec, job))
+        for group in groups:
+            for outcome in render_group(spec, group):
+                finished(outcome)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                  initargs=(threads,)) as pool:
-            running = {pool.submit(_render_in_worker, str(spec.path), job.index) for job in todo}
+            running = {pool.submit(_render_in_worker, str(spec.path), [job.index for job in group])
+                       for group in groups}
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    finished(future.result())
+                    for outcome in future.result():
+                        finished(outcome)
     bar.close()
     if spec.mixes:
         summary.mixes = make_mixes(spec, log=bar.write if show_progress else log)
@@ -169,6 +173,72 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+MAX_ROWS = 8  # rows of one batched pass: beyond this throughput hardly grows
+ROW_SECONDS = 120.0  # audio seconds of one pass (its conditioning is held in memory for every row)
+
+
+def group_jobs(spec: Spec, jobs: list[Job]) -> list[list[Job]]:
+    """Jobs that can be generated together (``render.batch_key``) in groups of up to ``MAX_ROWS``
+    rows and ``ROW_SECONDS`` audio seconds (what a pass holds in memory grows with both); the
+    others alone. Order is kept within a group."""
+    from .render import batch_key
+
+    groups: list[list[Job]] = []
+    open_groups: dict[Any, list[Job]] = {}
+    for job in jobs:
+        key = batch_key(spec.session, job.track)
+        group = open_groups.get(key) if key is not None else None
+        rows = max(1, min(MAX_ROWS, int(ROW_SECONDS // spec.session.length_of(job.track))))
+        if group is None or len(group) >= rows:
+            group = []
+            groups.append(group)
+            if key is not None:
+                open_groups[key] = group
+        group.append(job)
+    return groups
+
+
+
+def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
+    """Render a group from ``group_jobs``: one batched generation, then each take on its own. Any
+    failure is caught, recorded and reported per job; the batch goes on."""
+    global _MODELS
+    from .render import Models, check_track, finish_track, generate_rows
+
+    if _MODELS is None:
+        _MODELS = Models()
+    if len(jobs) == 1:
+        return [render_job(spec, jobs[0])]
+    t0, started = time.monotonic(), time.time()
+    outcomes: dict[int, Outcome] = {}
+    plugins = {}
+    for job in jobs:  # what can be checked before generating
+        try:
+            plugins[job.index] = check_track(spec.session, job.track, _MODELS)
+        except Exception as exc:
+            outcomes[job.index] = _failed(spec, job, exc, time.monotonic() - t0)
+    ready = [job for job in jobs if job.index in plugins]
+    try:
+        rows = generate_rows(spec.session, [job.track for job in ready], _MODELS, None, None) if ready else []
+    except Exception as exc:  # the pass failed, so did every job in it
+        for job in ready:
+            outcomes[job.index] = _failed(spec, job, exc, (time.monotonic() - t0) / len(ready))
+        return [outcomes[job.index] for job in jobs]
+    share = (time.monotonic() - t0) / max(len(ready), 1)  # the batched pass, split evenly
+    for job, audio in zip(ready, rows, strict=True):
+        t1 = time.monotonic()
+        try:
+            rendered = finish_track(spec.session, job.track, Project(spec.session.project), _MODELS,
+                                    plugins[job.index], job.track.seed, audio, started, _record(spec, job))
+        except Exception as exc:
+            outcomes[job.index] = _failed(spec, job, exc, share + time.monotonic() - t1)
+            continue
+        outcomes[job.index] = Outcome(job.index, job.track.name, True, str(rendered.path),
+                                      rendered.audio.shape[1] / spec.session.sample_rate,
+                                      share + time.monotonic() - t1)
+    return [outcomes[job.index] for job in jobs]
+
+
 def render_job(spec: Spec, job: Job) -> Outcome:
     """Render one job; any failure is caught and reported, the batch goes on."""
     global _MODELS
@@ -179,20 +249,29 @@ def render_job(spec: Spec, job: Job) -> Outcome:
     t0 = time.monotonic()
     try:
         rendered = render_track(spec.session, job.track, Project(spec.session.project), _MODELS,
-                                record={"batch_key": job.key, "batch_spec": str(spec.path)})
+                                record=_record(spec, job))
     except Exception as exc:  # a late bad file, a plugin crash: recorded, not fatal
-        reason = str(exc) or type(exc).__name__
-        Project(spec.session.project).record(
-            {"kind": "failed", "track": job.track.name, "failed_key": job.key, "reason": reason,
-             "parameters": asdict(job.track), "batch_spec": str(spec.path)},
-            spec.session.tempo, spec.session.meter)
-        return Outcome(job.index, job.track.name, False, wall=time.monotonic() - t0, reason=reason)
+        return _failed(spec, job, exc, time.monotonic() - t0)
     return Outcome(job.index, job.track.name, True, str(rendered.path),
                    rendered.audio.shape[1] / spec.session.sample_rate, time.monotonic() - t0)
 
 
-def _render_in_worker(spec_path: str, index: int) -> Outcome:
+def _record(spec: Spec, job: Job) -> dict[str, str]:
+    return {"batch_key": job.key, "batch_spec": str(spec.path)}
+
+
+def _failed(spec: Spec, job: Job, exc: Exception, wall: float) -> Outcome:
+    """Record a failed job in the manifest (so a resumed batch knows) and report it."""
+    reason = str(exc) or type(exc).__name__
+    Project(spec.session.project).record(
+        {"kind": "failed", "track": job.track.name, "failed_key": job.key, "reason": reason,
+         "parameters": asdict(job.track), "batch_spec": str(spec.path)},
+        spec.session.tempo, spec.session.meter)
+    return Outcome(job.index, job.track.name, False, wall=wall, reason=reason)
+
+
+def _render_in_worker(spec_path: str, indices: list[int]) -> list[Outcome]:
     if spec_path not in _SPECS:
         _SPECS[spec_path] = load_spec(Path(spec_path))
     spec = _SPECS[spec_path]
-    return render_job(spec, spec.jobs[index])
+    return render_group(spec, [spec.jobs[i] for i in indices])

@@ -82,9 +82,36 @@ def generate(session: Session, track: Track, models: Models, seed: int,
         audio = audio[-round(seconds * rate):]  # the continuation only: the primer is the user's
     else:
         audio = stack.sample(seconds, **opts)[0]
+    return _at_session_rate(session, audio, rate, None if track.vary else seconds)
+
+
+def batch_key(session: Session, track: Track) -> tuple[Any, ...] | None:
+    """Tracks with equal keys can be generated together, as rows of one pass (``generate_rows``):
+    same model, length, temperature and top-p, a fixed seed, no primer or source. None: alone."""
+    if track.vary or track.primer or track.seed < 0:
+        return None
+    return track.model, session.length_of(track), track.temperature, track.top_p
+
+
+def generate_rows(session: Session, tracks: list[Track], models: Models, progress: ProgressFn | None,
+                  should_cancel: CancelFn | None) -> list[np.ndarray]:
+    """``generate`` for tracks of one ``batch_key`` in one batched pass; each row is the audio the
+    track renders alone (the engine gives every row its own seeded stream)."""
+    keys = {batch_key(session, t) for t in tracks}
+    if len(keys) != 1 or None in keys:
+        raise ValueError("generate_rows needs tracks of one batch key")
+    bundle = models.get(tracks[0].model)
+    seconds = session.length_of(tracks[0])
+    rows = bundle.stack.sample(seconds, seed=[t.seed for t in tracks], temperature=tracks[0].temperature,
+                               top_p=tracks[0].top_p, progress=progress, should_cancel=should_cancel)
+    return [_at_session_rate(session, row, bundle.sample_rate, seconds) for row in rows]
+
+
+def _at_session_rate(session: Session, audio: np.ndarray, rate: int, seconds: float | None) -> np.ndarray:
+    """Resampled to the session rate and cut or padded to ``seconds`` (None: as long as it is)."""
     if rate != session.sample_rate:
         audio = soxr.resample(audio, rate, session.sample_rate, quality="HQ")
-    frames = round(seconds * session.sample_rate) if not track.vary else len(audio)
+    frames = round(seconds * session.sample_rate) if seconds is not None else len(audio)
     out = np.zeros(frames, np.float32)
     out[: min(frames, len(audio))] = audio[:frames]
     return out
@@ -106,8 +133,14 @@ def render_track(session: Session, track: Track, project: Project, models: Model
     plugins = check_track(session, track, models)
     seed = track.seed if track.seed >= 0 else secrets.randbelow(2**31)
     started = time.time()
-    audio = generate(session, track, models, seed, progress, should_cancel)[None, :]
-    audio = apply_chain(plugins, audio, session.sample_rate) * np.float32(10 ** (track.gain_db / 20))
+    audio = generate(session, track, models, seed, progress, should_cancel)
+    return finish_track(session, track, project, models, plugins, seed, audio, started, record)
+
+
+def finish_track(session: Session, track: Track, project: Project, models: Models, plugins: list[Any],
+                 seed: int, audio: np.ndarray, started: float, record: dict[str, Any] | None) -> Rendered:
+    """Generated ``audio`` (mono, session rate) → effects, gain → a new take, recorded in the manifest."""
+    audio = apply_chain(plugins, audio[None, :], session.sample_rate) * np.float32(10 ** (track.gain_db / 20))
     stem = f"{session.index_of(track.name):02d}_{slug(track.name)}"
     reference = (record or {}).get("batch_key", "")[:32]  # lets a resumed batch know its own takes
     rendered = _write(session, project, stem, track.name, audio, session.position_of(track), seed, reference)

@@ -328,7 +328,8 @@ if AVAILABLE:
     _gemm = njit(cache=True, fastmath=True)(_gemm)
     _draw_nucleus = njit(cache=True)(_draw_nucleus)
     _draw = njit(cache=True, fastmath=True)(_draw)
-    _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True)(_run)
+    # nogil: a server thread answering OSC keeps running while a chunk is generated
+    _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True, nogil=True)(_run)
 
 
 def _note_first_compile() -> None:

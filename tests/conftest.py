@@ -9,6 +9,13 @@ from engine.stack import Stack
 from tests.tiny import make_stack
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compiled_fast_sampler() -> None:
+    """The first fast-sampler run on a machine compiles it (~15 s, then cached): done here, once,
+    rather than inside whichever test happens to render first and times its replies."""
+    make_stack(1).sample(0.01, seed=0)
+
+
 @pytest.fixture
 def stack() -> Stack:
     return make_stack(2)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +12,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from bridge import batch_run
 from bridge.batch import SpecError, load_spec
-from bridge.batch_run import run_batch
+from bridge.batch_run import group_jobs, run_batch
 from bridge.cli import main
 
 ROOT = Path(__file__).parents[2]
@@ -212,3 +214,46 @@ def test_a_master_chain_without_mixes_is_a_spec_problem(tmp_path, tiny_model):
                                                   'master_fx = [{plugin = "Gain", gain_db = -6}]'))
     with pytest.raises(SpecError, match="set mixes = true"):
         load_spec(spec_path)
+
+
+def test_jobs_that_can_share_a_pass_are_grouped_and_render_what_they_render_alone(tmp_path, tiny_model,
+                                                                                 monkeypatch):
+    spec = load_spec(write_spec(tmp_path / "grouped"))
+    groups = group_jobs(spec, spec.jobs)
+    assert [[j.track.name for j in g] for g in groups] == [["keys"] * 3, ["pad"] * 3]  # lengths differ
+    monkeypatch.setattr(batch_run, "ROW_SECONDS", 0.5)  # two rows of 0.25 s per pass
+    assert [len(g) for g in group_jobs(spec, spec.jobs)] == [2, 1, 2, 1]
+    monkeypatch.undo()
+    assert not run_batch(spec, show_progress=False, log=lambda _: None).failed
+    monkeypatch.setattr(batch_run, "MAX_ROWS", 1)  # every job alone
+    alone = load_spec(write_spec(tmp_path / "alone"))
+    assert all(len(g) == 1 for g in group_jobs(alone, alone.jobs))
+    assert not run_batch(alone, show_progress=False, log=lambda _: None).failed
+    assert audio_by_key(tmp_path / "grouped" / "out") == audio_by_key(tmp_path / "alone" / "out")
+
+
+def test_jobs_with_a_primer_render_alone_and_drawn_seeds_share_a_pass(tmp_path, tiny_model):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    sf.write(clips / "a.wav", [0.1] * 4000, 8000)
+    text = SPEC.replace("seeds = [1, 2, 3]", 'seeds = [1, 2]\nprimers = "clips/*.wav"')
+    text = text.replace("seeds = [4, 5, 6]", "random_seeds = 2")
+    spec = load_spec(write_spec(tmp_path, text))
+    random = [j for j in spec.jobs if j.track.name == "pad"]
+    assert all(j.track.seed >= 0 for j in random)  # drawn once when the spec is read: batchable
+    assert [len(g) for g in group_jobs(spec, spec.jobs)] == [1, 1, 2]
+
+
+def test_a_job_whose_plugin_vanished_fails_alone_and_its_pass_goes_on(tmp_path, tiny_model):
+    plugin = tmp_path / "plugins" / "ZamDelay.vst3"  # a bundle keeps its name: its binary is named so
+    shutil.copytree("/usr/lib/vst3/ZamDelay.vst3", plugin)
+    text = SPEC.replace('fx = [{plugin = "Gain", gain_db = -3}]', f'fx = [{{vst3 = "{plugin}"}}]')
+    text = text.replace("bars = 0.25", "seconds = 0.2")  # both tracks: one pass of six rows
+    spec = load_spec(write_spec(tmp_path, text))
+    assert [len(g) for g in group_jobs(spec, spec.jobs)] == [6]
+    shutil.rmtree(plugin)  # after the spec was checked
+    summary = run_batch(spec, show_progress=False, log=lambda _: None)
+    assert [o.track for o in summary.failed] == ["pad"] * 3
+    assert all("VST3 plugin not found" in o.reason for o in summary.failed)
+    assert sorted(p.name for p in (tmp_path / "out" / "Audio").iterdir()) == \
+        [f"01_keys_take{i}.wav" for i in (1, 2, 3)]
