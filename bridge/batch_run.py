@@ -180,8 +180,8 @@ ROW_SECONDS = 120.0  # audio seconds of one pass (its conditioning is held in me
 
 def group_jobs(spec: Spec, jobs: list[Job], max_rows: int | None = None) -> list[list[Job]]:
     """Jobs that can be generated together (``render.batch_key``) in groups of up to ``max_rows``
-    (default ``MAX_ROWS``) rows and ``ROW_SECONDS`` audio seconds (what a pass holds in memory grows with both); the
-    others alone. Order is kept within a group."""
+    (default ``MAX_ROWS``) rows and ``ROW_SECONDS`` audio seconds (what a pass holds in memory
+    grows with both); the others alone. Order is kept within a group."""
     from .render import batch_key
 
     groups: list[list[Job]] = []

@@ -12,8 +12,12 @@ errors that say what is allowed. Effect tails (reverb, delay) are rendered, not 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +96,34 @@ def parse_chain(chain: str | list[Any]) -> list[dict[str, Any]]:
 
 def build_board(chain: list[dict[str, Any]]) -> list[Any]:
     """Instantiate every step; raises FxError on the first bad one."""
-    return [_build_step(i + 1, dict(step)) for i, step in enumerate(chain)]
+    with float_mode_kept():
+        return [_build_step(i + 1, dict(step)) for i, step in enumerate(chain)]
+
+
+def _libm() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    except OSError:
+        return None
+
+
+_LIBM = _libm()
+
+
+@contextmanager
+def float_mode_kept() -> Iterator[None]:
+    """Restore the thread's floating-point environment afterwards: some plugins (DPF-based VST3s,
+    for one) switch the thread that loads or runs them to flush denormals to zero, which would
+    change how everything computed on that thread later rounds — renders included."""
+    if _LIBM is None:
+        yield
+        return
+    env = ctypes.create_string_buffer(256)  # fenv_t: 32 bytes on x86-64 glibc, room to spare
+    _LIBM.fegetenv(env)
+    try:
+        yield
+    finally:
+        _LIBM.fesetenv(env)
 
 
 def _build_step(index: int, step: dict[str, Any]) -> Any:
@@ -159,9 +190,10 @@ def apply_chain(plugins: list[Any], audio: np.ndarray, sample_rate: int) -> np.n
         return audio
     frames = audio.shape[1]
     x = np.concatenate([audio, np.zeros((audio.shape[0], int(TAIL_SECONDS * sample_rate)), np.float32)], 1)
-    for plugin in plugins:
-        plugin.reset()
-        x = _process(plugin, x, sample_rate)
+    with float_mode_kept():
+        for plugin in plugins:
+            plugin.reset()
+            x = _process(plugin, x, sample_rate)
     loud = np.flatnonzero(np.abs(x).max(axis=0) > TAIL_FLOOR)
     end = max(frames, int(loud[-1]) + 1 if loud.size else 0)
     return np.ascontiguousarray(x[:, :end], dtype=np.float32)

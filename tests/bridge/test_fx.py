@@ -62,3 +62,17 @@ def test_vst3_plugins_take_parameters_by_name_with_ranges():
     ]))
     out = apply_chain(build_board(chain), click(48000), 48000)
     assert np.isfinite(out).all() and out.shape[1] >= 24000 and np.abs(out).max() > 0.01
+
+
+@needs_zam
+def test_a_plugin_leaves_the_threads_float_mode_as_it_was():
+    # DPF plugins switch the loading thread to flush denormals to zero; renders on that thread
+    # (the server's job thread) would then round differently
+    def subnormals_survive() -> bool:
+        return bool((np.array([1e-310]) * 1.0)[0] != 0.0)
+
+    assert subnormals_survive()
+    board = build_board([{"vst3": str(VST3 / "ZamDelay.vst3"), "params": {"time_ms": 50}}])
+    assert subnormals_survive()
+    apply_chain(board, np.zeros((1, 1000), np.float32), 44100)
+    assert subnormals_survive()
