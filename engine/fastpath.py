@@ -321,10 +321,10 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
 
 
 if AVAILABLE:
-    _inline = njit(cache=True, fastmath=True)
-    _load4, _store4, _fma4, _start4 = _inline(_load4), _inline(_store4), _inline(_fma4), _inline(_start4)
-    _block_4x64, _block_4x16 = _inline(_block_4x64), _inline(_block_4x16)
-    _block_1x64, _block_1x16 = _inline(_block_1x64), _inline(_block_1x16)
+    _jit = njit(cache=True, fastmath=True)
+    _load4, _store4, _fma4, _start4 = _jit(_load4), _jit(_store4), _jit(_fma4), _jit(_start4)
+    _block_4x64, _block_4x16 = _jit(_block_4x64), _jit(_block_4x16)
+    _block_1x64, _block_1x16 = _jit(_block_1x64), _jit(_block_1x16)
     _gemm = njit(cache=True, fastmath=True)(_gemm)
     _draw_nucleus = njit(cache=True)(_draw_nucleus)
     _draw = njit(cache=True, fastmath=True)(_draw)

@@ -87,7 +87,7 @@ def _binary(build):
 vadd = _binary(lambda b, x, y: b.fadd(x, y, flags=_FAST))
 vsub = _binary(lambda b, x, y: b.fsub(x, y, flags=_FAST))
 vmul = _binary(lambda b, x, y: b.fmul(x, y, flags=_FAST))
-vdiv = _binary(lambda b, x, y: b.fdiv(x, y, flags=_FAST))
+vdiv = _binary(lambda b, x, y: b.fdiv(x, y))  # exact: the draw divides by T as numpy does
 vmax = _binary(lambda b, x, y: b.select(b.fcmp_ordered(">", x, y, flags=_FAST), x, y))
 vmin = _binary(lambda b, x, y: b.select(b.fcmp_ordered("<", x, y, flags=_FAST), x, y))
 
