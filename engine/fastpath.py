@@ -234,6 +234,13 @@ def _draw_nucleus(probs, u, top_p, cand, order):
 # ---- the loop
 
 
+def _scratch(n):
+    """An uninitialised float32 array of ``n`` starting on a 64-byte boundary (numba aligns to 32)."""
+    raw = np.empty(n + V, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    return raw[skip:skip + n]
+
+
 def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, ring, ring_off,
          dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
@@ -251,14 +258,15 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
     for gi in prange(groups):
         b0, b1 = gi * batch // groups, (gi + 1) * batch // groups
         n = b1 - b0
-        rs = np.empty(n * rs_w, np.float32)  # per row: the residual stream h, then the skip sum
-        z = np.zeros(n * r2, np.float32)  # padded lanes stay zero
-        past = np.empty(n * r2, np.float32)
-        gates = np.empty(n * rp, np.float32)
-        skip = np.empty(n * sp, np.float32)
-        hidden = np.empty(n * hp, np.float32)
-        logits = np.empty(n * kp, np.float32)
-        probs = np.empty(kp, np.float32)
+        rs = _scratch(n * rs_w)  # per row: the residual stream h, then the skip sum
+        z = _scratch(n * r2)
+        z[:] = 0.0  # padded lanes stay zero
+        past = _scratch(n * r2)
+        gates = _scratch(n * rp)
+        skip = _scratch(n * sp)
+        hidden = _scratch(n * hp)
+        logits = _scratch(n * kp)
+        probs = _scratch(kp)
         sums = np.empty(kp // V, np.float32)
         cand, order = np.empty(classes, np.float32), np.empty(classes, np.int64)  # for top-p draws
         last = prev[b0:b1].copy()
@@ -328,6 +336,7 @@ if AVAILABLE:
     _gemm = njit(cache=True, fastmath=True)(_gemm)
     _draw_nucleus = njit(cache=True)(_draw_nucleus)
     _draw = njit(cache=True, fastmath=True)(_draw)
+    _scratch = _jit(_scratch)
     # nogil: a server thread answering OSC keeps running while a chunk is generated
     _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True, nogil=True)(_run)
 
@@ -344,6 +353,17 @@ def _note_first_compile() -> None:
 
 
 _noted = False
+
+
+def _aligned(x: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``x`` whose data starts on a 64-byte boundary: with rows a multiple of 16
+    floats wide, every vector load then reads one cache line instead of straddling two."""
+    x = np.asarray(x, np.float32)
+    raw = np.empty(x.size + V, np.float32)
+    skip = (-raw.ctypes.data % 64) // 4
+    out = raw[skip:skip + x.size].reshape(x.shape)
+    out[...] = x
+    return out
 
 
 def _widen(x: np.ndarray, axis: int, width: int, fill: float = 0.0) -> np.ndarray:
@@ -381,20 +401,20 @@ class FastStepper:
         def square(w):  # (R, 2R) → (Rp, 2Rp)
             return _widen(_halves(np_(w), r, rp), 0, rp)
 
-        self.w_cur = np.stack([square(w) for w in state.w_cur]).ravel()
-        self.w_past = np.stack([square(w) for w in state.w_past]).ravel()
+        self.w_cur = _aligned(np.stack([square(w) for w in state.w_cur]).ravel())
+        self.w_past = _aligned(np.stack([square(w) for w in state.w_past]).ravel())
         w_skip = np_(state.w_skip).reshape(len(state.buffers), r, -1)
-        self.w_rs = np.stack([  # per layer (Rp, Rp + Sp): [w_res | w_skip of that layer]
+        self.w_rs = _aligned(np.stack([  # per layer (Rp, Rp + Sp): [w_res | w_skip of that layer]
             _widen(np.concatenate([_widen(np_(w), 1, rp), _widen(s, 1, sp)], axis=1), 0, rp)
             for w, s in zip(state.w_res, w_skip, strict=True)
-        ]).ravel()
-        self.b_res = np.stack([_widen(np_(b), 0, rp) for b in state.b_res]).ravel()
-        self.b_skip = _widen(np_(state.b_skip), 0, sp)
-        self.w_h1 = _widen(_widen(np_(state.w_h1), 0, sp), 1, hp).ravel()
-        self.b_h1 = _widen(np_(state.b_h1), 0, hp)
-        self.w_h2 = _widen(_widen(np_(state.w_h2), 0, hp), 1, kp).ravel()
-        self.b_h2 = _widen(np_(state.b_h2), 0, kp, _NO_CLASS)
-        self.embed = _widen(np_(state.embed), 1, rp).ravel()
+        ]).ravel())
+        self.b_res = _aligned(np.stack([_widen(np_(b), 0, rp) for b in state.b_res]).ravel())
+        self.b_skip = _aligned(_widen(np_(state.b_skip), 0, sp))
+        self.w_h1 = _aligned(_widen(_widen(np_(state.w_h1), 0, sp), 1, hp).ravel())
+        self.b_h1 = _aligned(_widen(np_(state.b_h1), 0, hp))
+        self.w_h2 = _aligned(_widen(_widen(np_(state.w_h2), 0, hp), 1, kp).ravel())
+        self.b_h2 = _aligned(_widen(np_(state.b_h2), 0, kp, _NO_CLASS))
+        self.embed = _aligned(_widen(np_(state.embed), 1, rp).ravel())
         self.frame_bias = np_(state.frame_bias)  # (F, L, B, 2R)
         self.dil = np.array(state.dilations, np.int64)
         self.ring_off = np.concatenate([[0], np.cumsum(self.dil)[:-1]]).astype(np.int64)
