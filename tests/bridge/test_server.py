@@ -90,7 +90,7 @@ def test_replies_also_go_to_a_subscribed_port(server, client):
 
 
 def test_ping_answers_within_50_ms_while_a_render_runs(server, client):
-    add_track(client, seconds=30.0)
+    add_track(client, seconds=240.0)  # the tiny model takes a few seconds to generate this
     client.send(f"{P}/generate", "keys")
     job = client.until(f"{P}/ack")[1][1]
     client.until(f"{P}/progress")

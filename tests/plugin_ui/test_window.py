@@ -144,7 +144,7 @@ def test_escape_cancels_the_running_job_and_tab_walks_the_form(server, open_wind
 
     window = open_window(server)
     add_tiny_track(window, server, pump)
-    finish(window.editor.seconds, 60.0)
+    finish(window.editor.seconds, 240.0)  # long enough to be running when Esc arrives
     window.activateWindow()
     QTest.keyClick(window, Qt.Key.Key_G, Qt.KeyboardModifier.ControlModifier)
     assert pump(lambda: window.jobs.state(1) == "running", timeout=30)
