@@ -151,7 +151,7 @@ def test_a_killed_server_leaves_no_partial_stem_and_an_intact_manifest(serve):
     while not manifest.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     before = manifest.read_text()
-    _send(port, "/wavestack/track/seconds", "sf", "a", 60.0)  # a long render …
+    _send(port, "/wavestack/track/seconds", "sf", "a", 300.0)  # a long render (~5 s for the tiny model) …
     _send(port, "/wavestack/generate", "s", "a")
     time.sleep(1.0)
     proc.kill()  # … killed in the middle
