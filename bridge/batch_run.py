@@ -199,15 +199,12 @@ def group_jobs(spec: Spec, jobs: list[Job], max_rows: int | None = None) -> list
     return groups
 
 
-
 def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
     """Render a group from ``group_jobs``: one batched generation, then each take on its own. Any
     failure is caught, recorded and reported per job; the batch goes on."""
-    global _MODELS
-    from .render import Models, check_track, finish_track, generate_rows
+    from .render import check_track, finish_track, generate_rows
 
-    if _MODELS is None:
-        _MODELS = Models()
+    models = _models()
     if len(jobs) == 1:
         return [render_job(spec, jobs[0])]
     t0, started = time.monotonic(), time.time()
@@ -215,12 +212,12 @@ def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
     plugins = {}
     for job in jobs:  # what can be checked before generating
         try:
-            plugins[job.index] = check_track(spec.session, job.track, _MODELS)
+            plugins[job.index] = check_track(spec.session, job.track, models)
         except Exception as exc:
             outcomes[job.index] = _failed(spec, job, exc, time.monotonic() - t0)
     ready = [job for job in jobs if job.index in plugins]
     try:
-        rows = generate_rows(spec.session, [job.track for job in ready], _MODELS, None, None) if ready else []
+        rows = generate_rows(spec.session, [job.track for job in ready], models, None, None) if ready else []
     except Exception as exc:  # the pass failed, so did every job in it
         for job in ready:
             outcomes[job.index] = _failed(spec, job, exc, (time.monotonic() - t0) / len(ready))
@@ -229,7 +226,7 @@ def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
     for job, audio in zip(ready, rows, strict=True):
         t1 = time.monotonic()
         try:
-            rendered = finish_track(spec.session, job.track, Project(spec.session.project), _MODELS,
+            rendered = finish_track(spec.session, job.track, Project(spec.session.project), models,
                                     plugins[job.index], job.track.seed, audio, started, _record(spec, job))
         except Exception as exc:
             outcomes[job.index] = _failed(spec, job, exc, share + time.monotonic() - t1)
@@ -242,19 +239,26 @@ def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
 
 def render_job(spec: Spec, job: Job) -> Outcome:
     """Render one job; any failure is caught and reported, the batch goes on."""
-    global _MODELS
-    from .render import Models, render_track
+    from .render import render_track
 
-    if _MODELS is None:
-        _MODELS = Models()
     t0 = time.monotonic()
     try:
-        rendered = render_track(spec.session, job.track, Project(spec.session.project), _MODELS,
+        rendered = render_track(spec.session, job.track, Project(spec.session.project), _models(),
                                 record=_record(spec, job))
     except Exception as exc:  # a late bad file, a plugin crash: recorded, not fatal
         return _failed(spec, job, exc, time.monotonic() - t0)
     return Outcome(job.index, job.track.name, True, str(rendered.path),
                    rendered.audio.shape[1] / spec.session.sample_rate, time.monotonic() - t0)
+
+
+def _models() -> Any:
+    """This process's loaded bundles, kept across the jobs it renders."""
+    global _MODELS
+    from .render import Models
+
+    if _MODELS is None:
+        _MODELS = Models()
+    return _MODELS
 
 
 def _record(spec: Spec, job: Job) -> dict[str, str]:
