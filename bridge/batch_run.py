@@ -112,7 +112,7 @@ def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
         (bar.write if show_progress else log)(text)
 
     # with worker processes, passes small enough that every worker gets one
-    groups = group_jobs(spec, todo, max_rows=max(1, min(MAX_ROWS, -(-len(todo) // max(workers, 1)))))
+    groups = group_jobs(spec, todo, max_rows=max(1, -(-len(todo) // max(workers, 1))))
     if workers <= 1:
         _init_worker(os.cpu_count() or 1)
         for group in groups:
@@ -174,29 +174,11 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-MAX_ROWS = 8  # rows of one batched pass: beyond this throughput hardly grows
-ROW_SECONDS = 120.0  # audio seconds of one pass (its conditioning is held in memory for every row)
-
-
 def group_jobs(spec: Spec, jobs: list[Job], max_rows: int | None = None) -> list[list[Job]]:
-    """Jobs that can be generated together (``render.batch_key``) in groups of up to ``max_rows``
-    (default ``MAX_ROWS``) rows and ``ROW_SECONDS`` audio seconds (what a pass holds in memory
-    grows with both); the others alone. Order is kept within a group."""
-    from .render import batch_key
+    """Jobs in groups that generate as rows of one pass (``render.group_rows``); the others alone."""
+    from .render import group_rows
 
-    groups: list[list[Job]] = []
-    open_groups: dict[Any, list[Job]] = {}
-    for job in jobs:
-        key = batch_key(spec.session, job.track)
-        group = open_groups.get(key) if key is not None else None
-        rows = max(1, min(max_rows or MAX_ROWS, int(ROW_SECONDS // spec.session.length_of(job.track))))
-        if group is None or len(group) >= rows:
-            group = []
-            groups.append(group)
-            if key is not None:
-                open_groups[key] = group
-        group.append(job)
-    return groups
+    return [[jobs[i] for i in group] for group in group_rows(spec.session, [j.track for j in jobs], max_rows)]
 
 
 def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:

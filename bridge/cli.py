@@ -310,7 +310,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from .progress import ProgressBar
     from .project import Project
-    from .render import Models, check_track, mix, render_track
+    from .render import Models, mix, render_tracks
     from .server import SESSION_FILE
     from .session import Session
 
@@ -324,14 +324,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     tracks = [session.track(name) for name in args.track] if args.track else session.tracks
     if not tracks:
         raise ValueError(f"{source} has no tracks")
-    models = Models()
-    for track in tracks:
-        check_track(session, track, models)  # every error before any audio is generated
-    stems = []
-    for track in tracks:
-        with ProgressBar(track.name, disable=args.quiet) as bar:
-            stems.append(render_track(session, track, project, models, progress=bar.update))
-        print(f"{stems[-1].path} (seed {stems[-1].seed})")
+    with ProgressBar("render", disable=args.quiet) as bar:  # everything is checked before any audio
+        stems = render_tracks(session, tracks, project, Models(), progress=bar.update)
+    for stem in stems:
+        print(f"{stem.path} (seed {stem.seed})")
     if not args.track:
         print(mix(session, project, stems).path)
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,10 @@ def generate(session: Session, track: Track, models: Models, seed: int,
     return _at_session_rate(session, audio, rate, None if track.vary else seconds)
 
 
+MAX_ROWS = 8  # rows of one batched pass: beyond this throughput hardly grows
+ROW_SECONDS = 120.0  # audio seconds of one pass (its conditioning is held in memory for every row)
+
+
 def batch_key(session: Session, track: Track) -> tuple[Any, ...] | None:
     """Tracks with equal keys can be generated together, as rows of one pass (``generate_rows``):
     same model, length, temperature and top-p, a fixed seed, no primer or source. None: alone."""
@@ -105,6 +109,25 @@ def generate_rows(session: Session, tracks: list[Track], models: Models, progres
     rows = bundle.stack.sample(seconds, seed=[t.seed for t in tracks], temperature=tracks[0].temperature,
                                top_p=tracks[0].top_p, progress=progress, should_cancel=should_cancel)
     return [_at_session_rate(session, row, bundle.sample_rate, seconds) for row in rows]
+
+
+def group_rows(session: Session, tracks: list[Track], max_rows: int | None = None) -> list[list[int]]:
+    """Indices of ``tracks`` grouped into passes: equal ``batch_key``, at most ``MAX_ROWS`` rows (or
+    ``max_rows`` if fewer) and ``ROW_SECONDS`` audio seconds each (what a pass holds in memory grows with
+    both); the others alone. Order is kept within a group."""
+    groups: list[list[int]] = []
+    open_groups: dict[Any, list[int]] = {}
+    for i, track in enumerate(tracks):
+        key = batch_key(session, track)
+        group = open_groups.get(key) if key is not None else None
+        rows = max(1, min(MAX_ROWS, max_rows or MAX_ROWS, int(ROW_SECONDS // session.length_of(track))))
+        if group is None or len(group) >= rows:
+            group = []
+            groups.append(group)
+            if key is not None:
+                open_groups[key] = group
+        group.append(i)
+    return groups
 
 
 def _at_session_rate(session: Session, audio: np.ndarray, rate: int, seconds: float | None) -> np.ndarray:
@@ -135,6 +158,31 @@ def render_track(session: Session, track: Track, project: Project, models: Model
     started = time.time()
     audio = generate(session, track, models, seed, progress, should_cancel)
     return finish_track(session, track, project, models, plugins, seed, audio, started, record)
+
+
+def render_tracks(session: Session, tracks: list[Track], project: Project, models: Models, *,
+                  progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
+                  record: dict[str, Any] | None = None) -> list[Rendered]:
+    """``render_track`` for each of ``tracks``, in order; random seeds are drawn first, so tracks
+    that can share a pass (``group_rows``) are generated as its rows, each as it renders alone.
+    Everything is checked before any audio is generated; ``progress`` spans all the tracks."""
+    plugins = [check_track(session, track, models) for track in tracks]
+    tracks = [replace(t, seed=t.seed if t.seed >= 0 else secrets.randbelow(2**31)) for t in tracks]
+    groups = group_rows(session, tracks)
+    out: dict[int, Rendered] = {}
+    for g, group in enumerate(groups):
+        def part(f: float, g: int = g) -> None:
+            if progress is not None:
+                progress((g + f) / len(groups))
+
+        started = time.time()
+        members = [tracks[i] for i in group]
+        audio = generate_rows(session, members, models, part, should_cancel) if len(members) > 1 else \
+            [generate(session, members[0], models, members[0].seed, part, should_cancel)]
+        for i, a in zip(group, audio, strict=True):
+            out[i] = finish_track(session, tracks[i], project, models, plugins[i], tracks[i].seed, a, started,
+                                  record)
+    return [out[i] for i in range(len(tracks))]
 
 
 def finish_track(session: Session, track: Track, project: Project, models: Models, plugins: list[Any],

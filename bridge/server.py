@@ -30,7 +30,7 @@ from .fx import FxError, catalog, parse_chain
 from .jobs import Job, JobQueue
 from .project import Project, ProjectError
 from .protocol import BY_PATH, PREFIX, ProtocolError
-from .render import Models, check_track, mix, render_track
+from .render import Models, check_track, mix, render_track, render_tracks
 from .session import Session, Track, check, check_track_name
 
 log = logging.getLogger("wavestack.server")
@@ -458,13 +458,12 @@ class Server:
         record = self._follow_record()
 
         def work(progress: Any, should_cancel: Any) -> list[Path]:
-            stems, n = [], len(session.tracks)
-            for i, track in enumerate(session.tracks):
-                rendered = render_track(session, track, project, self.models,
-                                        progress=lambda f, i=i: progress((i + f) / (n + 1)),
-                                        should_cancel=should_cancel, record=record)
-                self.send("/seed", track.name, rendered.seed, to=addr)
-                stems.append(rendered)
+            n = len(session.tracks)  # tracks that can share a pass are generated as its rows
+            stems = render_tracks(session, session.tracks, project, self.models,
+                                  progress=lambda f: progress(f * n / (n + 1)), should_cancel=should_cancel,
+                                  record=record)
+            for rendered in stems:
+                self.send("/seed", rendered.track, rendered.seed, to=addr)
             return [s.path for s in stems] + [mix(session, project, stems).path]
 
         self._submit(PREFIX + "/generate_all", work, addr)

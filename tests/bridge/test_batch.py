@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from bridge import batch_run
+from bridge import render as render_module
 from bridge.batch import SpecError, load_spec
 from bridge.batch_run import group_jobs, run_batch
 from bridge.cli import main
@@ -221,11 +221,11 @@ def test_jobs_that_can_share_a_pass_are_grouped_and_render_what_they_render_alon
     spec = load_spec(write_spec(tmp_path / "grouped"))
     groups = group_jobs(spec, spec.jobs)
     assert [[j.track.name for j in g] for g in groups] == [["keys"] * 3, ["pad"] * 3]  # lengths differ
-    monkeypatch.setattr(batch_run, "ROW_SECONDS", 0.5)  # two rows of 0.25 s per pass
+    monkeypatch.setattr(render_module, "ROW_SECONDS", 0.5)  # two rows of 0.25 s per pass
     assert [len(g) for g in group_jobs(spec, spec.jobs)] == [2, 1, 2, 1]
     monkeypatch.undo()
     assert not run_batch(spec, show_progress=False, log=lambda _: None).failed
-    monkeypatch.setattr(batch_run, "MAX_ROWS", 1)  # every job alone
+    monkeypatch.setattr(render_module, "MAX_ROWS", 1)  # every job alone
     alone = load_spec(write_spec(tmp_path / "alone"))
     assert all(len(g) == 1 for g in group_jobs(alone, alone.jobs))
     assert not run_batch(alone, show_progress=False, log=lambda _: None).failed

@@ -9,6 +9,7 @@ import struct
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -123,6 +124,13 @@ def test_generate_all_renders_every_track_and_the_mix(server, client):
     address, params = client.until(f"{P}/done", f"{P}/error")
     assert address == f"{P}/done" and params[0] == job
     assert [p.rsplit("/", 1)[1] for p in params[1:]] == ["01_a_take1.wav", "02_b_take1.wav", "mix_take1.wav"]
+    # a and b were generated as two rows of one pass; each is what it renders alone
+    audio = Path(server.session.project) / "Audio"
+    for name, stem in (("a", "01_a"), ("b", "02_b")):
+        client.send(f"{P}/generate", name)
+        assert client.until(f"{P}/done", f"{P}/error")[0] == f"{P}/done"
+        takes = [sf.read(audio / f"{stem}_take{k}.wav")[0] for k in (1, 2)]
+        assert np.array_equal(*takes)
 
 
 def test_state_round_trips_and_a_64k_datagram_is_received(server, client):
