@@ -97,11 +97,12 @@ class Stack(nn.Module):
         which can round differently) — many renders for the price of one batched pass.
         """
         n = check_seconds(seconds, self.sample_rate)
-        if not isinstance(seed, numbers.Integral) and isinstance(seed, Sequence):
-            if batch not in (1, len(seed)) or not seed:
+        rows = isinstance(seed, Sequence) and not isinstance(seed, str)  # one row per seed
+        if rows:
+            if not seed or batch not in (1, len(seed)):
                 raise ParameterError(f"give batch={batch} or {len(seed)} seeds (one per row), not both")
             batch = len(seed)
-        for s in [seed] if isinstance(seed, numbers.Integral) or not isinstance(seed, Sequence) else seed:
+        for s in seed if rows else [seed]:
             check_sampling(seed=s, temperature=temperature, top_p=top_p, batch=batch)
         top = -(-n // self.hops[-1])
         prefixes: list[torch.Tensor | None] = [None] * (len(self.levels) + 1)
