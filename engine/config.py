@@ -80,17 +80,24 @@ def _check(cond: bool, message: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class NetConfig:
-    """Shape of a WaveNet: residual/skip widths and dilations 1, 2, 4, … restarting every ``cycle``."""
+    """Shape of a WaveNet: residual/skip widths and dilations 1, 2, 4, … restarting every ``cycle``.
+
+    ``lpc_order`` > 0 (audio decoders only) centres the net on a backward-adaptive linear
+    prediction of each sample (engine.lpc): the prediction is an input, and the output classes are
+    counted from the prediction's class, so the net models the excitation around it.
+    """
 
     residual: int = 32
     skip: int = 128
     layers: int = 10
     cycle: int = 10
+    lpc_order: int = 0
 
     def __post_init__(self) -> None:
         for name in ("residual", "skip", "layers", "cycle"):
             _check(getattr(self, name) >= 1, f"net.{name} must be ≥ 1, got {getattr(self, name)}")
         _check(self.cycle <= 16, f"net.cycle must be ≤ 16 (dilation 32768), got {self.cycle}")
+        _check(0 <= self.lpc_order <= 64, f"net.lpc_order must be in [0, 64], got {self.lpc_order}")
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -164,6 +171,8 @@ class StackConfig:
         _check(self.mu == 255, f"mu must be 255 (8-bit μ-law), got {self.mu}")
         _check(1 <= len(self.levels) <= 4, f"a stack has 1 to 4 levels, got {len(self.levels)}")
         _check(self.prior_global_classes >= 0, "prior_global_classes must be ≥ 0")
+        above = [lv.decoder.lpc_order for lv in self.levels[1:]] + [self.prior.lpc_order]
+        _check(not any(above), "lpc_order applies to audio: only level 1's decoder may set it")
 
     @property
     def hops(self) -> tuple[int, ...]:

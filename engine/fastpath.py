@@ -29,6 +29,7 @@ try:
 except ImportError:  # the numpy path stays available
     numba = None
 
+from . import lpc
 from .wavenet import IncrementalState
 
 AVAILABLE = numba is not None
@@ -242,13 +243,18 @@ def _scratch(n):
 
 
 def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, ring, ring_off,
-         dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups):
+         dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups,
+         centre_w, lpc_buf, lpc_coef, lpc_order, levels):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
 
     ``dims`` = (layers, R, Rp, Sp, Hp, Kp, classes): R and the padded widths. ``frame_bias`` and
     ``ring`` are the state's own (2R wide rows); when R is not a multiple of 16 their rows are
     moved to and from the padded layout one element at a time. Rows are split into ``groups``
     contiguous groups, one per thread, whose rows advance in lockstep.
+
+    A centred net (``lpc_order`` > 0) runs each row's linear predictor (engine.lpc, the state's
+    tracker arrays ``lpc_buf``/``lpc_coef`` in place), adds the prediction's interpolated
+    ``centre_w`` row to the input, and reads its head outputs from the prediction's class.
     """
     steps, batch = uniforms.shape
     layers, r, rp, sp, hp, kp, classes = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6]
@@ -271,6 +277,10 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
         cand, order = np.empty(classes, np.float32), np.empty(classes, np.int64)  # for top-p draws
         last = prev[b0:b1].copy()
         zero = vsplat(np.float32(0.0))
+        lpc_tmp, lpc_acf = np.zeros(max(lpc_order, 1)), np.zeros(lpc_order + 1)
+        cent = np.zeros(n, np.int64)
+        rolled = _scratch(kp)
+        rolled[:] = _NO_CLASS
         for s in range(steps):
             t = position + s
             frame = t // hop
@@ -280,6 +290,16 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                 if last[g] >= 0:
                     for j in range(0, rp, V):
                         vstore(rs, g * rs_w + j, vload(embed, last[g] * rp + j))
+                if lpc_order > 0:
+                    value = levels[last[g]] if last[g] >= 0 else 0.0
+                    p = lpc._step(lpc_buf[b0 + g], lpc_coef[b0 + g], lpc_tmp, lpc_acf, t, value, lpc_order)
+                    u, cent[g] = lpc._centre(p, lpc.MU)
+                    low = min(max(int(np.floor(u)), 0), classes - 2)
+                    frac = vsplat(np.float32(u - low))
+                    for j in range(0, rp, V):
+                        e0 = vload(centre_w, low * rp + j)
+                        e = vfma(frac, vsub(vload(centre_w, (low + 1) * rp + j), e0), e0)
+                        vstore(rs, g * rs_w + j, vadd(vload(rs, g * rs_w + j), e))
             for i in range(layers):
                 slot = ((ring_off[i] + t % dil[i]) * batch + b0) * 2 * r
                 fb = ((frame * layers + i) * batch + b0) * 2 * r
@@ -320,9 +340,14 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                 vstore(hidden, q, vmax(vload(hidden, q), zero))
             _gemm(hidden, 0, hp, n, hp, w_h2, 0, kp, kp, logits, 0, kp, False)
             for g in range(n):
+                src, off = logits, g * kp
+                if lpc_order > 0:  # head output j stands for class (j + c - K/2) mod K
+                    for k in range(classes):
+                        rolled[k] = logits[g * kp + (k - cent[g] + classes // 2 + classes) % classes]
+                    src, off = rolled, 0
                 if keep_logits:
-                    logits_out[b0 + g, s] = logits[g * kp : g * kp + classes]
-                last[g] = _draw(logits, g * kp, classes, uniforms[s, b0 + g], temperature, top_p, probs, sums,
+                    logits_out[b0 + g, s] = src[off : off + classes]
+                last[g] = _draw(src, off, classes, uniforms[s, b0 + g], temperature, top_p, probs, sums,
                                 cand, order)
                 out[b0 + g, s] = last[g]
         prev[b0:b1] = last
@@ -419,6 +444,10 @@ class FastStepper:
         self.dil = np.array(state.dilations, np.int64)
         self.ring_off = np.concatenate([[0], np.cumsum(self.dil)[:-1]]).astype(np.int64)
         self.hop = state.hop if state.cond is not None else np.iinfo(np.int64).max
+        tracker = state.tracker
+        self.lpc_order = 0 if tracker is None else tracker.order
+        self.centre_w = _aligned(np.zeros(V) if tracker is None else
+                                 _widen(np_(state.net.centre_embed.weight), 1, rp).ravel())
 
     def run(self, prev: np.ndarray | None, uniforms: np.ndarray, temperature: float, top_p: float,
             logits_out: np.ndarray | None = None) -> np.ndarray:
@@ -436,6 +465,14 @@ class FastStepper:
         _run(self.embed, self.w_cur, self.w_past, self.w_rs, self.b_res, self.b_skip, self.w_h1, self.b_h1,
              self.w_h2, self.b_h2, self.frame_bias.ravel(), st.ring.numpy().ravel(), self.ring_off, self.dil,
              self.dims, self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32),
-             np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()))
+             np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()),
+             self.centre_w, *self._tracker_arrays(batch), self.lpc_order, lpc.LEVELS)
         st.position += steps
         return out
+
+    def _tracker_arrays(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The linear predictor's history and coefficients, updated in place (stand-ins if none)."""
+        tracker = self.state.tracker
+        if tracker is None:
+            return np.zeros((batch, 1)), np.zeros((batch, 1))
+        return tracker.buf, tracker.coef

@@ -117,6 +117,5 @@ class Level(nn.Module):
         """Training pass on classes (B, T): reconstruct ``x`` with the decoder given its codes."""
         x = self.crop(x)
         q = self.quantizer(self.encoder(x))
-        logits = self.decoder(x, self.cond_net(q.quantized))
-        nll = F.cross_entropy(logits, x)
+        nll = self.decoder.nll(x, self.cond_net(q.quantized))
         return LevelOutput(nll + q.loss, nll, q.codes, q.usage, q.perplexity)

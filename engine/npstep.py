@@ -36,11 +36,17 @@ class NumpyStepper:
         self.gates = np.zeros((layers, state.batch, r), np.float32)
         self.views = [(z[:, :r], z[:, r:], self.gates[i]) for i, z in enumerate(self.z)]
         self.zero_input = np.zeros((state.batch, r), np.float32)
+        self.centre = None if state.tracker is None else np_(state.net.centre_embed.weight)
 
     def step(self, prev: np.ndarray | None) -> np.ndarray:
         st = self.state
         t = st.position
         h = self.zero_input if prev is None else self.embed[prev]
+        if st.tracker is not None:  # a centred net: the linear prediction is an input
+            u, centre = st.tracker.step(t, prev)
+            low = np.clip(np.floor(u), 0, self.centre.shape[0] - 2).astype(np.int64)
+            frac = (u - low).astype(np.float32)[:, None]
+            h = h + self.centre[low] * (1 - frac) + self.centre[low + 1] * frac
         frame = t // st.hop if st.cond is not None else 0
         if frame >= self.frame_bias.shape[0]:
             raise IndexError(f"conditioning covers {self.frame_bias.shape[0]} frames; step {t} needs more")
@@ -67,6 +73,10 @@ class NumpyStepper:
         logits = out @ self.w_h2
         logits += self.b_h2
         st.position = t + 1
+        if st.tracker is not None:  # head outputs counted from the centre class → class order
+            k = logits.shape[1]
+            index = (np.arange(k) - centre[:, None] + k // 2) % k
+            logits = np.take_along_axis(logits, index, axis=1)
         return logits
 
     def run(self, prev: np.ndarray | None, uniforms: np.ndarray, temperature: float,

@@ -3,14 +3,22 @@
 Position ``t`` predicts element ``t`` from elements ``< t`` (the input is shifted right by one, the
 first position sees zeros) and from conditioning frame ``t // cond_hop``. Both modes use the same
 weights and the same arithmetic per position, so their logits agree to float rounding.
+
+A *centred* net (``lpc_order`` > 0, μ-law audio only) also gets the backward-adaptive linear
+prediction of position t (engine.lpc) as an input — its continuous μ-law class coordinate ``u``,
+read from an embedding table by linear interpolation — and its head scores classes counted from the
+prediction's class ``c``: head output j stands for class ``(j + c - K/2) mod K``. Logits are always
+returned in class order, so losses and draws need not know.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import lpc
 from .config import NetConfig
 
 
@@ -42,10 +50,15 @@ class WaveNet(nn.Module):
         cond_channels: int = 0,
         cond_hop: int = 1,
         global_classes: int = 0,
+        lpc_order: int = 0,
     ) -> None:
         super().__init__()
+        if lpc_order and classes != lpc.MU + 1:
+            raise ValueError(f"a centred WaveNet models μ-law audio ({lpc.MU + 1} classes), not {classes}")
         self.classes, self.residual, self.cond_hop = classes, residual, cond_hop
+        self.lpc_order = lpc_order
         self.embed = nn.Embedding(classes, residual)
+        self.centre_embed = nn.Embedding(classes, residual) if lpc_order else None
         self.layers = nn.ModuleList(
             ResidualLayer(residual=residual, skip=skip, dilation=2 ** (i % cycle))
             for i in range(layers)
@@ -63,7 +76,7 @@ class WaveNet(nn.Module):
     ) -> WaveNet:
         return cls(classes=classes, residual=cfg.residual, skip=cfg.skip, layers=cfg.layers,
                    cycle=cfg.cycle, cond_channels=cond_channels, cond_hop=cond_hop,
-                   global_classes=global_classes)
+                   global_classes=global_classes, lpc_order=cfg.lpc_order)
 
     @property
     def receptive_field(self) -> int:
@@ -88,21 +101,66 @@ class WaveNet(nn.Module):
         return bias
 
     def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None = None, label: torch.Tensor | None = None
+        self, x: torch.Tensor, cond: torch.Tensor | None = None, label: torch.Tensor | None = None,
+        centre: tuple[torch.Tensor, torch.Tensor] | None = None, *, nll: bool = False,
     ) -> torch.Tensor:
-        """Teacher-forced logits (B, K, T) for classes ``x`` (B, T); ``cond`` is (B, C, ≥T/hop)."""
-        return self.run(x, self.gate_bias(cond, label, x.shape[0]))
+        """Teacher-forced logits (B, K, T) for classes ``x`` (B, T); ``cond`` is (B, C, ≥T/hop).
+
+        A centred net takes ``centre`` = (u, c) from ``centres(x)``, or computes it. ``nll=True``
+        returns the mean cross-entropy instead (see ``nll``; through ``forward`` so DDP sees it).
+        """
+        if nll:
+            return self.nll(x, cond, label)
+        return self.run(x, self.gate_bias(cond, label, x.shape[0]), centre=centre)
+
+    def centres(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The linear prediction of every position of ``x`` (B, T), as (u (B, T) float, c (B, T) long),
+        with no history before ``x`` (as when sampling starts)."""
+        rows = [lpc.predict(row, self.lpc_order) for row in x.detach().cpu().numpy()]
+        u = torch.from_numpy(np.stack([r[1] for r in rows])).to(x.device)
+        c = torch.from_numpy(np.stack([r[2] for r in rows])).to(x.device)
+        return u, c
+
+    def centre_input(self, u: torch.Tensor) -> torch.Tensor:
+        """The prediction's input vectors (..., R): the centre table read at ``u`` by interpolation."""
+        low = u.floor().clamp(0, self.classes - 2)
+        frac = (u - low).unsqueeze(-1)
+        low = low.long()
+        w = self.centre_embed.weight
+        return F.embedding(low, w) * (1.0 - frac) + F.embedding(low + 1, w) * frac
+
+    def nll(self, x: torch.Tensor, cond: torch.Tensor | None = None,
+            label: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean teacher-forced cross-entropy (nats per element) of ``x`` (B, T).
+
+        A centred net's head is scored against the classes counted from each centre: the same
+        number as scoring class-order logits, without reordering (B, K, T) logits and gradients.
+        """
+        bias = self.gate_bias(cond, label, x.shape[0])
+        if not self.lpc_order:
+            return F.cross_entropy(self.run(x, bias), x)
+        u, c = self.centres(x)
+        head = self.run(x, bias, centre=(u, c), ordered=False)
+        return F.cross_entropy(head, (x - c + self.classes // 2) % self.classes)
 
     def run(
         self,
         x: torch.Tensor,
         bias: torch.Tensor | None,
         layer_inputs: list[torch.Tensor] | None = None,
+        centre: tuple[torch.Tensor, torch.Tensor] | None = None,
+        ordered: bool = True,
     ) -> torch.Tensor:
-        """Forward with precomputed frame-rate gate biases; optionally collects each layer's input."""
+        """Forward with precomputed frame-rate gate biases; optionally collects each layer's input.
+
+        ``ordered=False`` leaves a centred net's head outputs counted from the centre classes.
+        """
         length = x.shape[1]
         h = self.embed(x).transpose(1, 2)  # (B, R, T)
         h = F.pad(h, (1, -1))  # shift right: position t sees x[< t]
+        if self.lpc_order:
+            u, c = self.centres(x) if centre is None else centre
+            h = h + self.centre_input(u).transpose(1, 2)  # the prediction of t is known at t
         biases: tuple[torch.Tensor, ...] = ()
         frames = -(-length // self.cond_hop)
         if bias is not None:
@@ -124,7 +182,17 @@ class WaveNet(nn.Module):
             if i + 1 < len(self.layers):  # the last layer's residual output feeds nothing
                 h = h + layer.res(z)
             skip = skip + layer.skip(z)
-        return self.head2(F.relu(self.head1(F.relu(skip))))
+        logits = self.head2(F.relu(self.head1(F.relu(skip))))
+        return self.uncentre(logits, c, dim=1) if self.lpc_order and ordered else logits
+
+    def uncentre(self, logits: torch.Tensor, c: torch.Tensor, dim: int) -> torch.Tensor:
+        """Head outputs counted from the centre class ``c`` → logits in class order, along ``dim``."""
+        k = self.classes
+        shape = [1] * logits.dim()
+        shape[dim] = k
+        classes = torch.arange(k, device=logits.device).view(shape)
+        index = (classes - c.unsqueeze(dim) + k // 2) % k
+        return logits.gather(dim, index.expand_as(logits))
 
     def _add_frame_bias(self, z: torch.Tensor, bias: torch.Tensor, frames: int) -> torch.Tensor:
         """``z`` (B, C, T) plus ``bias`` (B, C, F, 1) held for ``cond_hop`` steps per frame."""
@@ -164,6 +232,8 @@ class IncrementalState:
         p = next(net.parameters())
         layers, r = len(net.layers), net.residual
         self.net, self.batch, self.position, self.hop = net, batch, 0, net.cond_hop
+        # a centred net's linear predictor, fed with every drawn sample (shared by all samplers)
+        self.tracker = lpc.Tracker(batch, net.lpc_order) if net.lpc_order else None
         self.cond = None if bias is None else bias.detach()  # (B, L·2R, F) for prime()
         self.dilations = [layer.dilation for layer in net.layers]
         # all layers' slots in one tensor (the fast sampler works on it in place); buffers are views
@@ -207,12 +277,17 @@ class IncrementalState:
         for buf, h, d, w in zip(self.buffers, inputs, self.dilations, self.w_past, strict=True):
             for k in range(max(0, length - d), length):  # element t lives in slot t % d
                 torch.mm(h[:, :, k], w, out=buf[k % d])
+        if self.tracker is not None:
+            self.tracker.prime(x.cpu().numpy())
         self.position = length
 
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """Logits (B, K) of the current position; call under ``torch.inference_mode()``."""
         t = self.position
         h = self.zero_input if prev is None else torch.embedding(self.embed, prev)
+        if self.tracker is not None:
+            u, centre = self.tracker.step(t, None if prev is None else prev.cpu().numpy())
+            h = h + self.net.centre_input(torch.from_numpy(u).to(h.device))
         frame = t // self.hop if self.cond is not None else 0
         if frame != self._frame:
             if frame >= self.frame_bias.shape[0]:
@@ -229,4 +304,7 @@ class IncrementalState:
         skip = torch.addmm(self.b_skip, self.gates, self.w_skip)
         out = torch.addmm(self.b_h1, skip.relu_(), self.w_h1)
         self.position = t + 1
-        return torch.addmm(self.b_h2, out.relu_(), self.w_h2)
+        logits = torch.addmm(self.b_h2, out.relu_(), self.w_h2)
+        if self.tracker is not None:
+            logits = self.net.uncentre(logits, torch.from_numpy(centre).to(logits.device), dim=1)
+        return logits

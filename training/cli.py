@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "since torchrun's own parser takes --run for its --run-path")
     fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set stages.level1.steps=500 (repeatable)")
+    fit.add_argument("--until", metavar="STAGE",
+                     help="stop after this stage (e.g. level1, for a quick comparison of recipes)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ev = sub.add_parser("eval", help="held-out metrics of a model bundle")
@@ -103,8 +105,10 @@ def _fit(args: argparse.Namespace) -> int:
 
     cfg = load(args.config, args.overrides)
     command = shlex.join(["wavestack-train", *args.argv])
-    manifest = fit(cfg, args.data, args.run, show_progress=not args.quiet, command=command)
-    print(f"{args.run}: all stages finished ({', '.join(manifest['config']['stages'])})")
+    manifest = fit(cfg, args.data, args.run, show_progress=not args.quiet, command=command,
+                   until=args.until)
+    done = "all stages" if args.until is None else f"stages up to {args.until}"
+    print(f"{args.run}: {done} finished ({', '.join(manifest['config']['stages'])})")
     return 0
 
 

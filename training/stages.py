@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -73,7 +72,7 @@ def step(name: str, model: nn.Module, x: torch.Tensor) -> StepResult:
     if level_index(name) is not None:
         out = model(x)
         return StepResult(out.loss, out.nll.item() / math.log(2), out.usage, out.perplexity)
-    nll = F.cross_entropy(model(x), x)
+    nll = model(x, nll=True)
     return StepResult(nll, nll.item() / math.log(2))
 
 

@@ -72,9 +72,14 @@ class Run:
 
 
 def fit(
-    cfg: TrainConfig, data_dir: Path, run_dir: Path, *, show_progress: bool = True, command: str = ""
+    cfg: TrainConfig, data_dir: Path, run_dir: Path, *, show_progress: bool = True, command: str = "",
+    until: str | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) every stage; returns the run manifest."""
+    """Train (or resume) every stage, or the stages up to ``until``; returns the run manifest."""
+    names = cfg.stage_names()
+    if until is not None and until not in names:
+        raise RunError(f"--until {until}: not a stage of this config ({', '.join(names)})")
+    names = names[: names.index(until) + 1] if until is not None else names
     world = setup()
     try:
         if cfg.threads:
@@ -88,15 +93,15 @@ def fit(
         manifest = _open_run(run, cfg, data, world, command)
         world.barrier()
         sequences: dict[int, list[np.ndarray]] = {0: data.sequences}
-        for index, name in enumerate(cfg.stage_names()):
+        for index, name in enumerate(names):
             src = stages.source(name, cfg.stack)
             if src not in sequences:
                 sequences[src] = _load_codes(run, src)
             model = _train_stage(run, cfg, name, index, sequences[src], world, show_progress)
             k = stages.level_index(name)
-            if k is not None:  # the next stage reads this level's codes
+            if k is not None and name != names[-1]:  # the next stage reads this level's codes
                 sequences[k + 1] = _encode_stage(run, model, k + 1, sequences[src], world, show_progress)
-        if world.main:
+        if world.main and names == cfg.stage_names():
             manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             write_json_atomic(run.manifest, manifest)
         return manifest

@@ -1,0 +1,207 @@
+"""Backward-adaptive linear prediction of μ-law audio, computed the same way in training and sampling.
+
+Every ``BLOCK`` samples the predictor's coefficients are refitted by Levinson-Durbin to the
+autocorrelation of the previous ``WINDOW`` samples (zeros before the start); each sample's
+prediction is ``p[t] = Σ_i a[i] · x[t - 1 - i]``. Nothing about the future is used, so a sampler can
+compute it from what it has drawn so far.
+
+One set of compiled functions (numba, strict IEEE arithmetic: no reassociation) computes it for a
+whole sequence (training data, evaluation) and step by step (the samplers). They read the same
+values in the same order, so the predictions agree bit for bit, and so do the μ-law classes of the
+predictions, which a centred decoder uses to place its output distribution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps import errors readable
+    njit = None
+
+WINDOW = 1024  # samples the coefficients are fitted to
+BLOCK = 128  # samples between refits
+WHITE_NOISE = 1e-4  # relative white-noise correction of the zero lag: keeps the recursion stable
+MU = 255
+LEVELS = np.asarray(  # the linear value of every μ-law class, as the decoder's float32 output
+    np.sign(np.arange(MU + 1) * (2.0 / MU) - 1.0)
+    * np.expm1(np.abs(np.arange(MU + 1) * (2.0 / MU) - 1.0) * math.log1p(MU)) / MU,
+    dtype=np.float32,
+).astype(np.float64)
+
+
+def _coefficients(hist, order, a, tmp, acf):
+    """Fit ``a[:order]`` to ``hist`` (WINDOW samples) by the autocorrelation method."""
+    n = hist.shape[0]
+    for lag in range(order + 1):
+        acf[lag] = 0.0
+    for i in range(n):  # lags innermost: each lag's sum still runs in index order
+        x = hist[i]
+        top = min(order, i)
+        for lag in range(top + 1):
+            acf[lag] += x * hist[i - lag]
+    for k in range(order):
+        a[k] = 0.0
+    if acf[0] <= 0.0:
+        return
+    acf[0] *= 1.0 + WHITE_NOISE
+    err = acf[0]
+    for m in range(order):
+        acc = acf[m + 1]
+        for k in range(m):
+            acc -= a[k] * acf[m - k]
+        refl = acc / err
+        for k in range(m):
+            tmp[k] = a[k] - refl * a[m - 1 - k]
+        for k in range(m):
+            a[k] = tmp[k]
+        a[m] = refl
+        err *= 1.0 - refl * refl
+        if err <= 0.0:
+            break
+
+
+def _dot_past(buf, end, a, order):
+    """Σ_i a[i] · buf[end - 1 - i]: the prediction of the sample after ``buf[end - 1]``."""
+    p = 0.0
+    for i in range(order):
+        p += a[i] * buf[end - 1 - i]
+    return p
+
+
+def _centre(p, mu):
+    """The continuous μ-law class coordinate of ``p`` and its nearest class (as ``mulaw.encode``)."""
+    x = min(1.0, max(-1.0, p))
+    y = math.log1p(mu * abs(x)) / math.log1p(mu)
+    if x < 0.0:
+        y = -y
+    u = (y + 1.0) * (mu / 2.0)
+    return u, int(np.rint(u))
+
+
+def _predict(classes, levels, order, p_out, u_out, c_out):
+    """Predictions, centre coordinates and centre classes of a whole class sequence."""
+    n = classes.shape[0]
+    xpad = np.zeros(WINDOW + n)
+    for t in range(n):
+        xpad[WINDOW + t] = levels[classes[t]]
+    a, tmp, acf = np.zeros(max(order, 1)), np.zeros(max(order, 1)), np.zeros(order + 1)
+    for t in range(n):
+        if t % BLOCK == 0:
+            _coefficients(xpad[t : t + WINDOW], order, a, tmp, acf)
+        p = _dot_past(xpad, WINDOW + t, a, order)
+        u, c = _centre(p, MU)
+        p_out[t], u_out[t], c_out[t] = p, u, c
+
+
+def _step(buf, a, tmp, acf, t, prev_value, order):
+    """One sampler step of the tracker ``buf`` (WINDOW + BLOCK): take x[t-1], return p[t].
+
+    ``buf[:WINDOW]`` holds the WINDOW samples before the current block; the block's samples follow.
+    """
+    j = t % BLOCK
+    if t > 0:
+        buf[WINDOW + (t - 1) % BLOCK] = prev_value
+    if j == 0:
+        if t > 0:
+            for i in range(WINDOW):
+                buf[i] = buf[BLOCK + i]
+        _coefficients(buf[:WINDOW], order, a, tmp, acf)
+    return _dot_past(buf, WINDOW + j, a, order)
+
+
+def _prime(buf, a, tmp, acf, classes, levels, order):
+    """``_step`` over a known prefix: steps 0 .. len - 1."""
+    for t in range(classes.shape[0]):
+        _step(buf, a, tmp, acf, t, levels[classes[t - 1]] if t > 0 else 0.0, order)
+
+
+if njit is not None:
+    _coefficients = njit(cache=True, nogil=True)(_coefficients)
+    _dot_past = njit(cache=True, nogil=True)(_dot_past)
+    _centre = njit(cache=True, nogil=True)(_centre)
+    _predict = njit(cache=True, nogil=True)(_predict)
+    _step = njit(cache=True, nogil=True)(_step)
+    _prime = njit(cache=True, nogil=True)(_prime)
+
+
+def predict(classes: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear predictions (float64), centre coordinates (float32) and centre classes (int64) of
+    every position of a μ-law class sequence (T,)."""
+    classes = np.ascontiguousarray(classes, dtype=np.int64)
+    n = classes.shape[0]
+    p, u, c = np.empty(n), np.empty(n), np.empty(n, np.int64)
+    _predict(classes, LEVELS, order, p, u, c)
+    return p, u.astype(np.float32), c
+
+
+class Tracker:
+    """The step-by-step predictor of ``batch`` sequences: ``step(t, prev)`` gives p[t] per row.
+
+    It holds WINDOW + BLOCK past samples per row; ``prime`` fills it from a known prefix.
+    """
+
+    def __init__(self, batch: int, order: int) -> None:
+        self.order = order
+        self.buf = np.zeros((batch, WINDOW + BLOCK))
+        self.coef = np.zeros((batch, max(order, 1)))
+        self.tmp = np.zeros(max(order, 1))
+        self.acf = np.zeros(order + 1)
+
+    def step(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Centre coordinates (B,) float32 and classes (B,) int64 of step ``t``; ``prev`` = x[t-1]."""
+        batch = self.buf.shape[0]
+        u, c = np.empty(batch, np.float32), np.empty(batch, np.int64)
+        for b in range(batch):
+            value = 0.0 if prev is None else LEVELS[int(prev[b])]
+            p = _step(self.buf[b], self.coef[b], self.tmp, self.acf, t, value, self.order)
+            u[b], c[b] = _centre(p, MU)
+        return u, c
+
+    def prime(self, prefix: np.ndarray) -> None:
+        """Run the tracker over a known prefix (B, P), ready for step P."""
+        prefix = np.ascontiguousarray(prefix, dtype=np.int64)
+        for b in range(self.buf.shape[0]):
+            _prime(self.buf[b], self.coef[b], self.tmp, self.acf, prefix[b], LEVELS, self.order)
+
+
+def reference_nll(classes: np.ndarray, order: int, floor: float = 1e-4) -> float:
+    """Bits per sample of a linear-prediction coder of a μ-law class sequence: a logistic centred
+    on the prediction, whose scale is the mean absolute residual of the previous WINDOW samples
+    (refreshed every BLOCK), integrated over each class's interval. A ``floor`` share of uniform
+    probability keeps every class possible (it costs at most log2(1/(1 - floor)) bits)."""
+    classes = np.asarray(classes, dtype=np.int64)
+    p, _, _ = predict(classes, order)
+    x = LEVELS[classes]
+    err = np.abs(x - p)
+    n = len(classes)
+    csum = np.concatenate([[0.0], np.cumsum(err)])
+    starts = np.arange(0, n, BLOCK)
+    lo = np.maximum(starts - WINDOW, 0)
+    count = starts - lo
+    mad = np.where(count > 0, (csum[starts] - csum[lo]) / np.maximum(count, 1), 0.0)
+    scale_block = np.maximum(mad / (2.0 * math.log(2.0)), 1e-5)  # logistic: mean |e| = 2 ln2 · s
+    scale = np.repeat(scale_block, BLOCK)[:n]
+    edges = _edges()
+    upper = np.where(classes < MU, edges[np.minimum(classes, MU - 1)], np.inf)
+    lower = np.where(classes > 0, edges[np.maximum(classes - 1, 0)], -np.inf)
+    zu, zl = (upper - p) / scale, (lower - p) / scale
+    # the difference of the two tails that are small, so far-off classes keep their precision
+    prob = np.where(zl + zu > 0, _logistic_cdf(-zl) - _logistic_cdf(-zu),
+                    _logistic_cdf(zu) - _logistic_cdf(zl))
+    prob = (1.0 - floor) * np.maximum(prob, 0.0) + floor / (MU + 1)
+    return float(-np.log2(prob).mean())
+
+
+def _edges() -> np.ndarray:
+    """Linear values halfway (in the μ-law domain) between neighbouring classes: MU boundaries."""
+    y = (np.arange(MU) + 0.5) * (2.0 / MU) - 1.0
+    return np.sign(y) * np.expm1(np.abs(y) * math.log1p(MU)) / MU
+
+
+def _logistic_cdf(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-z))
