@@ -233,9 +233,29 @@ class Server:
         return True
 
     # ------------------------------------------------------------------ handlers: session
-    def on_project(self, args: dict, addr: Addr | None) -> None:
-        self.session.project = str(Project(args["folder"]).root)
-        self._save()
+    def on_project(self, args: dict, addr: Addr | None) -> bool:
+        """Open a project folder: the session saved there is loaded, never replaced. A folder with
+        no saved session takes the current one (so tracks set up before choosing a folder stay)."""
+        root = Project(args["folder"]).root
+        saved = root / SESSION_FILE
+        if saved.is_file():
+            try:
+                session = Session.from_dict(json.loads(saved.read_text()))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, ProtocolError) as exc:
+                raise ProjectError(f"{saved} cannot be read ({_text(exc)}); it is left as it is: "
+                                   "fix or move it, then open the folder again") from None
+            self._save()  # the session being left stays in its own folder
+            session.project = str(root)
+            self.session = session
+            said = f"opened {root}: its saved session, {len(session.tracks)} track(s)"
+        else:
+            self.session.project = str(root)
+            self._save()
+            said = f"opened {root}: no saved session there, the current one ({len(self.session.tracks)} " \
+                   "track(s)) is saved into it"
+        log.info("%s", said)
+        self.send("/ack", PREFIX + "/project", said, to=addr)
+        return True
 
     def on_tempo(self, args: dict, addr: Addr | None) -> None:
         self.session.tempo = args["bpm"]

@@ -46,18 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after this stage (e.g. level1, for a quick comparison of recipes)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    ev = sub.add_parser("eval", help="held-out metrics of a model bundle")
-    ev.add_argument("bundle", help="bundle name or directory")
+    ev = sub.add_parser("eval", help="held-out metrics of a model bundle or a run's finished stages",
+                        description="Measure a bundle (or the finished stages of a run directory, e.g. "
+                        "after fit --until level1) on held-out audio, each figure next to its references: "
+                        "linear prediction and n-gram coders, the μ-law round trip, white noise.")
+    ev.add_argument("bundle", help="bundle name or directory, or a run directory")
     ev.add_argument("--data", type=Path, required=True, help="held-out audio folder")
     ev.add_argument("--baseline", type=Path,
                     help="run directory whose finished baseline stage to compare with")
     ev.add_argument("--max-seconds", type=float, default=120.0, help="held-out audio to use (default 120)")
-    ev.add_argument("--decode-seconds", type=float, default=2.0,
-                    help="audio sampled from true level-1 codes for the sampled-decode distance (default 2)")
-    ev.add_argument("--generate-seconds", type=float, default=10.0,
-                    help="audio generated from scratch for the music-likeness figures (default 10; 0: skip)")
+    ev.add_argument("--decode-seconds", type=float, default=8.0,
+                    help="audio sampled from the true codes of each level for the reconstruction "
+                    "figures (default 8)")
+    ev.add_argument("--generate-seconds", type=float, default=20.0,
+                    help="audio generated from scratch for the music-likeness figures (default 20; 0: skip)")
     ev.add_argument("--seed", type=int, default=1, help="seed of the sampled parts (default 1)")
     ev.add_argument("--json", type=Path, help="also write the metrics to this file")
+    ev.add_argument("--figures", type=Path, metavar="DIR",
+                    help="write the clips (original, μ-law, reconstructions, generated, white noise) as "
+                    "WAV files and their spectrograms as spectrograms.png into DIR")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ex = sub.add_parser("export", help="write a finished run as a model bundle")
@@ -113,13 +120,19 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluate import evaluate, evaluate_run
 
-    metrics = evaluate(
-        args.bundle, args.data, baseline_run=args.baseline, max_seconds=args.max_seconds,
-        decode_seconds=args.decode_seconds, generate_seconds=args.generate_seconds, seed=args.seed,
-        show_progress=not args.quiet,
-    )
+    options = dict(max_seconds=args.max_seconds, decode_seconds=args.decode_seconds,
+                   generate_seconds=args.generate_seconds, seed=args.seed, show_progress=not args.quiet,
+                   figures=args.figures)
+    if (Path(args.bundle) / "run.json").is_file():
+        if args.baseline:
+            print("wavestack-train eval: --baseline is for bundles; a run directory's own baseline is used",
+                  file=sys.stderr)
+            return 2
+        metrics = evaluate_run(Path(args.bundle), args.data, **options)
+    else:
+        metrics = evaluate(args.bundle, args.data, baseline_run=args.baseline, **options)
     text = json.dumps(metrics, indent=1)
     if args.json:
         from .jsonfile import write_json_atomic

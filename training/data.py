@@ -33,6 +33,7 @@ class Folder:
     sequences: list[np.ndarray] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     sample_rate: int = 16000
+    audio: list[np.ndarray] = field(default_factory=list)  # float32, when loaded with keep_audio
 
     @property
     def samples(self) -> int:
@@ -66,7 +67,9 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
     return mono
 
 
-def load_folder(root: Path, *, sample_rate: int, mu: int = 255, show_progress: bool = False) -> Folder:
+def load_folder(root: Path, *, sample_rate: int, mu: int = 255, show_progress: bool = False,
+                keep_audio: bool = False) -> Folder:
+    """The usable audio under ``root`` as μ-law classes (and as float32 with ``keep_audio``)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
@@ -88,6 +91,8 @@ def load_folder(root: Path, *, sample_rate: int, mu: int = 255, show_progress: b
             folder.skipped.append((name, "silence only"))
             continue
         folder.files.append(name)
+        if keep_audio:
+            folder.audio.append(np.clip(audio, -1.0, 1.0))
         folder.sequences.append(mulaw.encode_np(np.clip(audio, -1.0, 1.0), mu).astype(np.uint8))
     if not folder.files:
         reasons = "; ".join(f"{f}: {r}" for f, r in folder.skipped[:5])

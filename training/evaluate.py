@@ -7,6 +7,12 @@
   sample given the true past and the codes) and sampled (level 1 generated from the true codes);
 - the NLL of the run's unconditional baseline decoder, when one is given: the codes must beat it;
 - RMS, spectral flatness and centroid of audio generated from scratch next to the held-out audio's.
+
+Every model figure has its references beside it (training.references, training.music): the
+backward-adaptive linear predictors (orders 16, 32, 64) and an adaptive unigram for level 1, adaptive
+unigram and bigram models for the codes above; reconstructions from each level's true codes next
+to the μ-law round trip and to white noise; generated audio's Fréchet distance next to that between
+two halves of the held-out audio and that of white noise.
 """
 
 from __future__ import annotations
@@ -21,15 +27,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine import mulaw
+from engine import lpc, mulaw
 from engine.bundle import load_bundle
 from engine.level import Level
 from engine.stack import Stack
 from engine.wavenet import WaveNet
 
-from . import stages
+from . import music, references, stages
 from .checkpoint import load_checkpoint
-from .config import BASELINE, parse
+from .config import BASELINE, PRIOR, parse
 from .data import load_folder
 from .errors import RunError
 from .metrics import describe, mr_stft_distance
@@ -40,58 +46,170 @@ LogitsFn = Callable[[int, int], torch.Tensor]
 
 
 def evaluate(
-    bundle_ref: str | Path,
-    data_dir: Path,
-    *,
-    baseline_run: Path | None = None,
-    max_seconds: float = 120.0,
-    decode_seconds: float = 2.0,
-    generate_seconds: float = 10.0,
-    seed: int = 1,
-    show_progress: bool = False,
+    bundle_ref: str | Path, data_dir: Path, *, baseline_run: Path | None = None, **options: Any
 ) -> dict[str, Any]:
+    """Every metric of a bundle on held-out audio (options: see ``_evaluate``)."""
     bundle = load_bundle(bundle_ref)
-    stack, rate = bundle.stack, bundle.sample_rate
-    data = load_folder(data_dir, sample_rate=rate, mu=stack.cfg.mu)
+    baseline = _baseline(baseline_run, bundle.stack.cfg) if baseline_run else None
+    header = {"bundle": bundle.name, "model_hash": bundle.hash}
+    out = _evaluate(bundle.stack, header, data_dir, len(bundle.stack.levels), True, baseline, **options)
+    if baseline is not None:
+        out["baseline"]["run"] = str(baseline_run)
+    return out
+
+
+def evaluate_run(run_dir: Path, data_dir: Path, **options: Any) -> dict[str, Any]:
+    """The metrics of a run's finished stages, before export: its finished levels from the bottom
+    up, and the prior and generated audio once everything is trained (``fit --until level1``
+    runs compared on held-out audio)."""
+    run = Run(Path(run_dir))
+    cfg = parse(run.read()["config"], str(run.manifest))
+    stack = Stack(cfg.stack)
+    steps = {}
+    for name, module in [*((f"level{k + 1}", lv) for k, lv in enumerate(stack.levels)), (PRIOR, stack.prior)]:
+        meta = run.stage_meta(name)
+        if meta is None or not meta["done"]:
+            break
+        load_checkpoint(run.checkpoint(name), module)
+        steps[name] = meta["step"]
+    levels = sum(name.startswith("level") for name in steps)
+    if levels == 0:
+        raise RunError(f"{run_dir} has no finished level yet")
+    finished = (run.stage_meta(BASELINE) or {}).get("done", False)
+    baseline = _baseline(run.root, cfg.stack) if finished else None
+    header = {"run": str(run.root), "steps": steps}
+    return _evaluate(stack.eval(), header, data_dir, levels, PRIOR in steps, baseline, **options)
+
+
+def _evaluate(
+    stack: Stack, header: dict[str, Any], data_dir: Path, levels: int, with_prior: bool,
+    baseline: WaveNet | None, *, max_seconds: float = 120.0, decode_seconds: float = 8.0,
+    generate_seconds: float = 20.0, seed: int = 1, show_progress: bool = False,
+    figures: Path | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``stack``'s first ``levels`` levels (and its prior), each next to its references;
+    ``figures``: a folder for the audio clips and their spectrograms."""
+    rate = stack.sample_rate
+    data = load_folder(data_dir, sample_rate=rate, mu=stack.cfg.mu, keep_audio=True)
     audio_classes = _take(data.sequences, int(max_seconds * rate), stack.hops[-1])
+    audio = [a[: len(c)] for a, c in zip(data.audio, audio_classes, strict=False)]
     out: dict[str, Any] = {
-        "bundle": bundle.name,
-        "model_hash": bundle.hash,
+        **header,
         "data": {**data.describe(), "seconds_used": round(sum(map(len, audio_classes)) / rate, 1)},
     }
-    baseline = _baseline(baseline_run, stack.cfg) if baseline_run else None
-    bar = tqdm(total=len(stack.levels) + 3, desc="eval", disable=not show_progress)
-    sequences = audio_classes
+    bar = tqdm(total=levels + 4, desc="eval", disable=not show_progress)
+    sequences, all_codes = audio_classes, []
     with torch.inference_mode():
-        for k, level in enumerate(stack.levels):
+        for k, level in enumerate(stack.levels[:levels]):
             codes = stages.encode_sequences(level, sequences)
-            nll, count, preds = _score_level(level, sequences, codes)
-            unit = "bits_per_sample" if k == 0 else "bits_per_code"
-            out[f"level{k + 1}"] = {unit: _bits(nll, count), **_usage(codes, level.num_codes)}
+            out[f"level{k + 1}"], preds = _level_metrics(level, k, sequences, codes)
             if k == 0:
                 original = np.concatenate([mulaw.decode_np(s[: len(p)], stack.cfg.mu) for s, p in
                                            zip(sequences, preds, strict=True)])
                 rebuilt = mulaw.decode_np(np.concatenate(preds), stack.cfg.mu)
                 out["reconstruction"] = {"teacher_forced_stft": round(mr_stft_distance(original, rebuilt), 4)}
-                level1_codes = codes
             sequences = codes
+            all_codes.append(codes)
             bar.update(1)
-        nll, count, _ = _score_net(stack.prior, sequences)
-        out["prior"] = {"bits_per_code": _bits(nll, count)}
+        if with_prior:
+            nll, count, _ = _score_net(stack.prior, sequences)
+            out["prior"] = {"bits_per_code": _bits(nll, count),
+                            "references": references.ngram_bits(sequences, stack.prior.classes)}
         bar.update(1)
         if baseline is not None:
             nll, count, _ = _score_net(baseline, audio_classes, hop=stack.hops[0])
-            out["baseline"] = {"bits_per_sample": _bits(nll, count), "run": str(baseline_run)}
+            out["baseline"] = {"bits_per_sample": _bits(nll, count)}
         bar.update(1)
-        out["reconstruction"].update(_sampled_decode(stack, audio_classes[0], level1_codes[0],
-                                                     decode_seconds, seed))
+        recon, clips = _reconstructions(stack, audio[0], audio_classes[0], [c[0] for c in all_codes],
+                                        decode_seconds, seed)
+        out["reconstruction"].update(recon)
         bar.update(1)
-    out["heldout_audio"] = describe(original, rate)
-    if generate_seconds > 0:
+    out["heldout_audio"] = {**describe(original, rate), "harmonicity_db": music.harmonicity_db(original)}
+    if with_prior and generate_seconds > 0:
         generated = stack.sample(generate_seconds, seed=seed)[0]
-        out["generated"] = {"seconds": generate_seconds, "seed": seed, **describe(generated, rate)}
+        out["generated"] = {"seconds": generate_seconds, "seed": seed, **describe(generated, rate),
+                            **_likeness(generated, audio, rate)}
+        clips["generated"] = generated
+    bar.update(1)
     bar.close()
+    if figures is not None:
+        from .figures import write_figures
+
+        out["figures"] = str(write_figures(Path(figures), clips, rate))
     return out
+
+
+def _level_metrics(level: Level, k: int, sequences: list[np.ndarray], codes: list[np.ndarray]):
+    """Bits per element, codebook use and references of level ``k`` (0-based); also the decoder's
+    most likely next elements (teacher-forced)."""
+    nll, count, preds = _score_level(level, sequences, codes)
+    if k == 0:  # what a coder with no training reaches on the same audio
+        refs = {**references.lpc_bits(sequences), **_unigram(sequences, level.input_classes)}
+    else:
+        refs = references.ngram_bits(sequences, level.input_classes)
+    unit = "bits_per_sample" if k == 0 else "bits_per_code"
+    return {unit: _bits(nll, count), **_usage(codes, level.num_codes), "references": refs}, preds
+
+
+def _unigram(sequences: list[np.ndarray], classes: int) -> dict[str, float]:
+    return {"unigram": references.ngram_bits(sequences, classes)["unigram"]}
+
+
+def _figures(original: np.ndarray, estimate: np.ndarray, rate: int) -> dict[str, float]:
+    """How close ``estimate`` is to ``original``: STFT distance, pitch agreement, noise between the
+    original's partials, and the estimate's own harmonicity."""
+    return {"stft": round(mr_stft_distance(original, estimate), 4),
+            "chroma_agreement": music.chroma_agreement(original, estimate, rate),
+            "interpartial_db": music.interpartial_db(original, estimate),
+            "harmonicity_db": music.harmonicity_db(estimate)}
+
+
+def _reconstructions(stack: Stack, audio: np.ndarray, classes: np.ndarray, codes: list[np.ndarray],
+                     seconds: float, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Audio sampled from the true codes of each given level, next to the μ-law round trip (the
+    best an 8-bit decoder can do) and white noise (the far end), all against the original; and
+    the clips themselves."""
+    rate, top = stack.sample_rate, stack.hops[len(codes) - 1]
+    n = min(len(classes), max(top, int(seconds * rate) // top * top))
+    clips = {"original": audio[:n], "mulaw_roundtrip": mulaw.decode_np(classes[:n], stack.cfg.mu),
+             "white_noise": references.white_noise(audio[:n], seed)}
+    for k, level_codes in enumerate(codes, start=1):
+        frames = n // stack.hops[k - 1]
+        clips[f"from_level{k}"] = stack.decode(
+            torch.from_numpy(level_codes[None, :frames].astype(np.int64)), k, seed=seed)[0]
+    out: dict[str, Any] = {"sampled_seconds": round(n / rate, 3)}
+    for name, clip in clips.items():
+        if name != "original":
+            out[name] = _figures(clips["original"], clip, rate)
+    out["sampled_stft"] = out["from_level1"]["stft"]
+    out["mulaw_roundtrip"]["snr_db"] = _snr(clips["original"], clips["mulaw_roundtrip"])
+    return out, clips
+
+
+def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    noise = np.mean((reference.astype(np.float64) - estimate) ** 2)
+    return round(10 * math.log10(np.mean(reference.astype(np.float64) ** 2) / max(noise, 1e-30)), 2)
+
+
+def _likeness(generated: np.ndarray, heldout: list[np.ndarray], rate: int) -> dict[str, Any]:
+    """Fréchet distance of the generated audio's 1-s window statistics to the held-out audio's,
+    with the held-out audio's two halves (near end) and white noise (far end) as references."""
+    windows = [music.window_features(a, rate) for a in heldout]
+    windows = [w for w in windows if len(w)]
+    if not windows or len(generated) < 2 * rate:
+        return {"harmonicity_db": music.harmonicity_db(generated)}
+    held = np.concatenate(windows)
+    half = len(held) // 2
+    noise = references.white_noise(generated, 0)
+    return {
+        "harmonicity_db": music.harmonicity_db(generated),
+        "frechet": music.frechet(music.window_features(generated, rate), held),
+        "references": {
+            "frechet_heldout_halves": music.frechet(held[:half], held[half:]),
+            "frechet_white_noise": music.frechet(music.window_features(noise, rate), held),
+            "harmonicity_db_white_noise": music.harmonicity_db(noise),
+        },
+    }
 
 
 def _take(sequences: list[np.ndarray], budget: int, multiple: int) -> list[np.ndarray]:
@@ -123,7 +241,7 @@ def _windowed(x: torch.Tensor, logits_fn: LogitsFn, context: int) -> tuple[float
 
 def _score_level(level: Level, sequences: list[np.ndarray], codes: list[np.ndarray]):
     hop = level.hop
-    context = -(-level.decoder.receptive_field // hop) * hop
+    context = -(-_context(level.decoder) // hop) * hop
     nll, count, preds = 0.0, 0, []
     for seq, c in zip(sequences, codes, strict=True):
         x = torch.from_numpy(seq[: len(c) * hop].astype(np.int64))
@@ -139,8 +257,14 @@ def _score_level(level: Level, sequences: list[np.ndarray], codes: list[np.ndarr
     return nll, count, preds
 
 
+def _context(net: WaveNet) -> int:
+    """Past elements a window needs for its first scored position: the receptive field, and for a
+    centred net the linear predictor's history as well."""
+    return net.receptive_field + (lpc.WINDOW + lpc.BLOCK if net.lpc_order else 0)
+
+
 def _score_net(net: WaveNet, sequences: list[np.ndarray], hop: int = 1):
-    context = -(-net.receptive_field // hop) * hop
+    context = -(-_context(net) // hop) * hop
     nll, count = 0.0, 0
     for seq in sequences:
         x = torch.from_numpy(seq.astype(np.int64))
@@ -158,17 +282,6 @@ def _usage(codes: list[np.ndarray], num_codes: int) -> dict[str, float]:
 
 def _bits(nats: float, count: int) -> float:
     return round(nats / count / math.log(2), 4)
-
-
-def _sampled_decode(
-    stack: Stack, classes: np.ndarray, codes: np.ndarray, seconds: float, seed: int
-) -> dict[str, Any]:
-    hop = stack.hops[0]
-    frames = min(len(codes), max(1, int(seconds * stack.sample_rate) // hop))
-    audio = stack.decode(torch.from_numpy(codes[None, :frames].astype(np.int64)), 1, seed=seed)[0]
-    original = mulaw.decode_np(classes[: frames * hop], stack.cfg.mu)
-    return {"sampled_stft": round(mr_stft_distance(original, audio), 4),
-            "sampled_seconds": round(frames * hop / stack.sample_rate, 3)}
 
 
 def _baseline(run_dir: Path, stack_cfg) -> WaveNet:

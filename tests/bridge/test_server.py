@@ -276,3 +276,38 @@ def test_polled_queries_stay_out_of_the_log_and_edits_are_logged(server, client,
     lines = [r.getMessage() for r in caplog.records]
     assert not any("/ping" in line or "/state/get" in line for line in lines)
     assert any(line.startswith(f"{P}/tempo 99") for line in lines)
+
+
+def test_reopening_a_project_loads_its_saved_session_and_never_empties_it(server, client, tmp_path):
+    add_track(client, "keys", seconds=2.0, seed=5)
+    add_track(client, "pad")
+    assert client.ask(f"{P}/tempo", 97.0)[0] == f"{P}/ack"
+    project = Path(server.session.project)
+    saved = (project / "wavestack-session.json").read_text()
+    server.shutdown()
+    again = Server(port=0, project=str(project))  # `wavestack serve --project DIR` run again
+    again.start()
+    try:
+        assert [t.name for t in again.session.tracks] == ["keys", "pad"] and again.session.tempo == 97.0
+        assert (project / "wavestack-session.json").read_text() == saved
+        c = Client(again.address)
+        other = tmp_path / "other"  # a folder with no session: the current one moves in with it
+        address, args = c.ask(f"{P}/project", str(other))
+        assert address == f"{P}/ack" and "no saved session" in args[1] and "2 track(s)" in args[1]
+        assert c.ask(f"{P}/track/remove", "pad")[0] == f"{P}/ack"
+        address, args = c.ask(f"{P}/project", str(project))  # back: its own session, both tracks
+        assert address == f"{P}/ack" and "its saved session, 2 track(s)" in args[1]
+        assert [t.name for t in again.session.tracks] == ["keys", "pad"]
+        assert [t["name"] for t in json.loads((other / "wavestack-session.json").read_text())["tracks"]] == ["keys"]
+        c.close()
+    finally:
+        again.shutdown()
+
+
+def test_a_project_whose_saved_session_is_unreadable_is_refused_and_left_as_it_is(client, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "wavestack-session.json").write_text('{"tracks": [')
+    address, args = client.ask(f"{P}/project", str(broken))
+    assert address == f"{P}/error" and "cannot be read" in args[1] and "left as it is" in args[1]
+    assert (broken / "wavestack-session.json").read_text() == '{"tracks": ['

@@ -1,0 +1,111 @@
+"""The backward-adaptive linear predictor and the decoders centred on it."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine import lpc, mulaw
+from engine.config import NetConfig, StackConfig
+from engine.errors import ConfigError
+from engine.fastpath import FastStepper
+from engine.npstep import NumpyStepper
+from tests.tiny import TINY_NET, make_net, tiny_level
+
+
+def piano_like(seconds: float = 0.6, rate: int = 8000, seed: int = 0) -> np.ndarray:
+    """Decaying partials with a little noise, as μ-law classes."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = sum(0.3 / k * np.sin(2 * np.pi * 196 * k * t) for k in range(1, 5)) * np.exp(-2 * t)
+    x = x + 0.01 * np.random.default_rng(seed).standard_normal(len(t))
+    return mulaw.encode_np(x)
+
+
+def test_step_by_step_predictions_equal_the_whole_sequence_ones_bit_for_bit():
+    classes = piano_like()
+    _, u, c = lpc.predict(classes, 16)
+    tracker = lpc.Tracker(2, 16)
+    both = np.stack([classes, classes[::-1].copy()])
+    _, u_rev, c_rev = lpc.predict(both[1], 16)
+    for t in range(len(classes)):
+        ut, ct = tracker.step(t, None if t == 0 else both[:, t - 1])
+        assert ut[0] == u[t] and ct[0] == c[t] and ut[1] == u_rev[t] and ct[1] == c_rev[t]
+
+
+def test_a_primed_tracker_continues_like_one_that_stepped_through_the_prefix():
+    classes = piano_like()[None]
+    primed, stepped = lpc.Tracker(1, 32), lpc.Tracker(1, 32)
+    primed.prime(classes[:, :700])
+    for t in range(700):
+        stepped.step(t, None if t == 0 else classes[:, t - 1])
+    for t in range(700, 900):
+        assert primed.step(t, classes[:, t - 1]) == stepped.step(t, classes[:, t - 1])
+
+
+def test_the_predictor_uses_only_the_past():
+    classes = piano_like()
+    changed = classes.copy()
+    changed[500:] = 128
+    a, b = lpc.predict(classes, 32)[0], lpc.predict(changed, 32)[0]
+    assert np.array_equal(a[:501], b[:501]) and not np.array_equal(a[501:], b[501:])
+
+
+def test_a_pure_tone_is_nearly_free_and_white_noise_costs_its_histogram_entropy():
+    t = np.arange(32000) / 16000
+    tone = mulaw.encode_np(0.3 * np.sin(2 * np.pi * 440 * t))
+    noise = mulaw.encode_np(np.clip(0.2 * np.random.default_rng(0).standard_normal(32000), -1, 1))
+    hist = np.bincount(noise, minlength=256) / len(noise)
+    entropy = -(hist[hist > 0] * np.log2(hist[hist > 0])).sum()
+    assert lpc.reference_nll(tone, 32) < 2.0  # of 8 bits: the prediction is within a class or two
+    assert abs(lpc.reference_nll(noise, 32) - entropy) < 0.25
+    assert lpc.reference_nll(tone, 32) < lpc.reference_nll(tone, 2)
+
+
+def test_centred_nets_take_audio_and_only_level_one_may_set_it():
+    with pytest.raises(ValueError, match="μ-law audio"):
+        make_net(4, 4, classes=32, lpc_order=8)
+    level = tiny_level()
+    upper = tiny_level(strides=(2,))
+    bad = NetConfig(residual=8, skip=16, layers=4, cycle=4, lpc_order=8)
+    with pytest.raises(ConfigError, match="only level 1"):
+        StackConfig(levels=(level, upper), prior=bad)
+    StackConfig(levels=(tiny_level(),), prior=TINY_NET)
+
+
+def _teacher_forced(step, classes):
+    return np.stack([step(None if t == 0 else classes[:, t - 1]) for t in range(classes.shape[1])], 1)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 9])
+@pytest.mark.parametrize("residual", [8, 32])
+def test_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(batch, residual):
+    net = make_net(6, 3, cond=5, hop=4, classes=256, residual=residual, lpc_order=16)
+    length = lpc.WINDOW + 2 * lpc.BLOCK + 50  # past the first refit that sees a full window
+    cond = torch.randn(batch, 5, length // 4 + 1, generator=torch.Generator().manual_seed(1))
+    u = np.random.default_rng(batch).random((length, batch), dtype=np.float32)
+    fast_logits = np.empty((batch, length, 256), np.float32)
+    x = FastStepper(net.incremental(batch, cond)).run(None, u, 1.0, 0.95, fast_logits)
+    with torch.no_grad():
+        full = net(torch.from_numpy(x), cond)
+        nll = float(net(torch.from_numpy(x), cond, nll=True))
+    assert nll == pytest.approx(float(torch.nn.functional.cross_entropy(full, torch.from_numpy(x))), rel=1e-5)
+    state = net.incremental(batch, cond)
+    with torch.inference_mode():
+        torch_logits = _teacher_forced(lambda p: state.step(None if p is None else torch.from_numpy(p)).numpy(),
+                                       x)
+    numpy_logits = _teacher_forced(NumpyStepper(net.incremental(batch, cond)).step, x)
+    for logits in (torch_logits, numpy_logits, fast_logits):
+        assert np.abs(logits - full.permute(0, 2, 1).numpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.9)])
+def test_centred_fast_and_numpy_draws_are_the_same_and_hand_over_mid_sequence(temperature, top_p):
+    net = make_net(4, 4, cond=5, hop=4, classes=256, lpc_order=8)
+    cond = torch.randn(2, 5, 1000, generator=torch.Generator().manual_seed(3))
+    u = np.random.default_rng(5).random((3000, 2), dtype=np.float32)
+    fast = FastStepper(net.incremental(2, cond)).run(None, u, temperature, top_p)
+    slow = NumpyStepper(net.incremental(2, cond)).run(None, u, temperature, top_p)
+    assert np.array_equal(fast, slow)
+    state = net.incremental(2, cond)  # the fast path, then numpy from the same tracker and rings
+    first = FastStepper(state).run(None, u[:1700], temperature, top_p)
+    second = NumpyStepper(state).run(first[:, -1], u[1700:], temperature, top_p)
+    assert np.array_equal(np.concatenate([first, second], 1), slow)
