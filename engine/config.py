@@ -82,9 +82,11 @@ def _check(cond: bool, message: str) -> None:
 class NetConfig:
     """Shape of a WaveNet: residual/skip widths and dilations 1, 2, 4, … restarting every ``cycle``.
 
-    ``lpc_order`` > 0 (audio decoders only) centres the net on a backward-adaptive linear
-    prediction of each sample (engine.lpc): the prediction is an input, and the output classes are
-    counted from the prediction's class, so the net models the excitation around it.
+    ``lpc_order`` > 0 (audio decoders only) centres the net on a linear prediction of each sample
+    (engine.lpc): the prediction is an input, and the output classes are counted from the
+    prediction's class, so the net models the excitation around it. ``lpc_source``: ``past``
+    fits the predictor to the previous samples (backward-adaptive), ``codes`` takes it from the
+    level's codes (per frame, stable by construction; a level decoder only).
     """
 
     residual: int = 32
@@ -92,6 +94,7 @@ class NetConfig:
     layers: int = 10
     cycle: int = 10
     lpc_order: int = 0
+    lpc_source: Literal["past", "codes"] = "past"
 
     def __post_init__(self) -> None:
         for name in ("residual", "skip", "layers", "cycle"):

@@ -244,7 +244,7 @@ def _scratch(n):
 
 def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, ring, ring_off,
          dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups,
-         centre_w, lpc_buf, lpc_coef, lpc_order, levels):
+         centre_w, lpc_buf, lpc_coef, lpc_mode, lpc_order, levels):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
 
     ``dims`` = (layers, R, Rp, Sp, Hp, Kp, classes): R and the padded widths. ``frame_bias`` and
@@ -252,9 +252,11 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
     moved to and from the padded layout one element at a time. Rows are split into ``groups``
     contiguous groups, one per thread, whose rows advance in lockstep.
 
-    A centred net (``lpc_order`` > 0) runs each row's linear predictor (engine.lpc, the state's
-    tracker arrays ``lpc_buf``/``lpc_coef`` in place), adds the prediction's interpolated
-    ``centre_w`` row to the input, and reads its head outputs from the prediction's class.
+    A centred net (``lpc_mode`` 1: predictor fitted to the past, 2: from the codes, with
+    coefficients per frame and row in ``lpc_coef`` rows frame · batch + row) runs each row's linear
+    predictor (engine.lpc, on the state's tracker arrays in place), adds the prediction's
+    interpolated ``centre_w`` row to the input, and reads its head outputs from the prediction's
+    class.
     """
     steps, batch = uniforms.shape
     layers, r, rp, sp, hp, kp, classes = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6]
@@ -290,9 +292,14 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                 if last[g] >= 0:
                     for j in range(0, rp, V):
                         vstore(rs, g * rs_w + j, vload(embed, last[g] * rp + j))
-                if lpc_order > 0:
+                if lpc_mode > 0:
                     value = levels[last[g]] if last[g] >= 0 else 0.0
-                    p = lpc._step(lpc_buf[b0 + g], lpc_coef[b0 + g], lpc_tmp, lpc_acf, t, value, lpc_order)
+                    if lpc_mode == 1:
+                        p = lpc._step(lpc_buf[b0 + g], lpc_coef[b0 + g], lpc_tmp, lpc_acf, t, value,
+                                      lpc_order)
+                    else:
+                        p = lpc._step_codes(lpc_buf[b0 + g], lpc_coef[frame * batch + b0 + g], t, value,
+                                            lpc_order)
                     u, cent[g] = lpc._centre(p, lpc.MU)
                     low = min(max(int(np.floor(u)), 0), classes - 2)
                     frac = vsplat(np.float32(u - low))
@@ -341,7 +348,7 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
             _gemm(hidden, 0, hp, n, hp, w_h2, 0, kp, kp, logits, 0, kp, False)
             for g in range(n):
                 src, off = logits, g * kp
-                if lpc_order > 0:  # head output j stands for class (j + c - K/2) mod K
+                if lpc_mode > 0:  # head output j stands for class (j + c - K/2) mod K
                     for k in range(classes):
                         rolled[k] = logits[g * kp + (k - cent[g] + classes // 2 + classes) % classes]
                     src, off = rolled, 0
@@ -446,6 +453,7 @@ class FastStepper:
         self.hop = state.hop if state.cond is not None else np.iinfo(np.int64).max
         tracker = state.tracker
         self.lpc_order = 0 if tracker is None else tracker.order
+        self.lpc_mode = 0 if tracker is None else tracker.mode
         self.centre_w = _aligned(np.zeros(V) if tracker is None else
                                  _widen(np_(state.net.centre_embed.weight), 1, rp).ravel())
 
@@ -466,7 +474,7 @@ class FastStepper:
              self.w_h2, self.b_h2, self.frame_bias.ravel(), st.ring.numpy().ravel(), self.ring_off, self.dil,
              self.dims, self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32),
              np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()),
-             self.centre_w, *self._tracker_arrays(batch), self.lpc_order, lpc.LEVELS)
+             self.centre_w, *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order, lpc.LEVELS)
         st.position += steps
         return out
 
@@ -475,4 +483,4 @@ class FastStepper:
         tracker = self.state.tracker
         if tracker is None:
             return np.zeros((batch, 1)), np.zeros((batch, 1))
-        return tracker.buf, tracker.coef
+        return tracker.buf, tracker.coef.reshape(-1, tracker.coef.shape[-1])

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import lpc
 from .config import LevelConfig
 from .quantizers import ArgmaxQuantizer, VectorQuantizer
 from .wavenet import WaveNet
@@ -60,7 +61,7 @@ class CondNet(nn.Module):
 
 @dataclass
 class LevelOutput:
-    loss: torch.Tensor  # NLL (nats per element) + quantiser loss
+    loss: torch.Tensor  # NLL (nats per element) + quantiser loss (+ the code predictor's residual)
     nll: torch.Tensor  # decoder cross-entropy, nats per element
     codes: torch.Tensor  # (B, F)
     usage: float
@@ -96,6 +97,9 @@ class Level(nn.Module):
         self.decoder = WaveNet.from_config(
             cfg.decoder, classes=input_classes, cond_channels=cfg.cond_channels, cond_hop=self.hop
         )
+        # a decoder centred on a prediction from codes: reflection coefficients per frame
+        from_codes = cfg.decoder.lpc_order and cfg.decoder.lpc_source == "codes"
+        self.lpc_head = nn.Conv1d(cfg.cond_channels, cfg.decoder.lpc_order, 1) if from_codes else None
 
     @property
     def num_codes(self) -> int:
@@ -113,9 +117,31 @@ class Level(nn.Module):
         """Codes (B, F) → decoder conditioning features (B, C, F)."""
         return self.cond_net(self.quantizer.lookup(codes))
 
-    def forward(self, x: torch.Tensor) -> LevelOutput:
-        """Training pass on classes (B, T): reconstruct ``x`` with the decoder given its codes."""
+    def lpc_coefficients(self, cond: torch.Tensor) -> torch.Tensor | None:
+        """The decoder's predictor per frame (B, order, F) from conditioning features, or None."""
+        if self.lpc_head is None:
+            return None
+        k = 0.999 * torch.tanh(self.lpc_head(cond))  # reflection coefficients: a stable predictor
+        return lpc.predictor_from_reflections(k.transpose(1, 2)).transpose(1, 2)
+
+    def decode_logits(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced decoder logits (B, K, T) of ``x`` (B, T) given its codes (B, ≥T/hop)."""
+        cond = self.condition(codes)
+        return self.decoder(x, cond, lpc_coef=self.lpc_coefficients(cond))
+
+    def forward(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> LevelOutput:
+        """Training pass on classes (B, T): reconstruct ``x`` with the decoder given its codes;
+        the decoder reads ``inputs`` (a noisy copy of ``x``) as the past when given."""
         x = self.crop(x)
         q = self.quantizer(self.encoder(x))
-        nll = self.decoder.nll(x, self.cond_net(q.quantized))
-        return LevelOutput(nll + q.loss, nll, q.codes, q.usage, q.perplexity)
+        inputs = None if inputs is None else self.crop(inputs)
+        cond = self.cond_net(q.quantized)
+        coef = self.lpc_coefficients(cond)
+        nll = self.decoder.nll(x, cond, inputs=inputs, lpc_coef=coef)
+        loss = nll + q.loss
+        if coef is not None:  # fit the predictor itself: log of its residual power (a Gaussian NLL)
+            past = x if inputs is None else inputs
+            linear = torch.from_numpy(lpc.LEVELS).to(x.device)[x]
+            residual = linear - lpc.predict_from_codes(past, coef, self.hop)
+            loss = loss + 0.5 * torch.log(residual.pow(2).mean() + 1e-8).float()
+        return LevelOutput(loss, nll, q.codes, q.usage, q.perplexity)

@@ -9,6 +9,15 @@ One set of compiled functions (numba, strict IEEE arithmetic: no reassociation) 
 whole sequence (training data, evaluation) and step by step (the samplers). They read the same
 values in the same order, so the predictions agree bit for bit, and so do the μ-law classes of the
 predictions, which a centred decoder uses to place its output distribution.
+
+The other source of a prediction is the codes (``CodeTracker``, ``predict_from_codes``): a level
+turns its conditioning into reflection coefficients per frame (a stable predictor by
+construction), so the prediction never adapts to the decoder's own samples, as in LPCNet, where
+the coefficients come from the conditioning features.
+
+The fast sampler's compiled loop embeds these functions; numba's cache does not follow that
+dependency, so after editing this file delete ``engine/__pycache__/fastpath*`` (an installed
+package is never edited in place, so users never meet a stale loop).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 try:
     from numba import njit
@@ -113,6 +123,19 @@ def _step(buf, a, tmp, acf, t, prev_value, order):
     return _dot_past(buf, WINDOW + j, a, order)
 
 
+def _step_codes(hist, a, t, prev_value, order):
+    """One step of a code-driven predictor: ``hist[i]`` = x[t-1-i] after taking x[t-1]; returns
+    Σ_i a[i] · x[t-1-i] with the frame's coefficients ``a``."""
+    if t > 0:
+        for i in range(order - 1, 0, -1):
+            hist[i] = hist[i - 1]
+        hist[0] = prev_value
+    p = 0.0
+    for i in range(order):
+        p += a[i] * hist[i]
+    return p
+
+
 def _prime(buf, a, tmp, acf, classes, levels, order):
     """``_step`` over a known prefix: steps 0 .. len - 1."""
     for t in range(classes.shape[0]):
@@ -126,6 +149,7 @@ if njit is not None:
     _predict = njit(cache=True, nogil=True)(_predict)
     _step = njit(cache=True, nogil=True)(_step)
     _prime = njit(cache=True, nogil=True)(_prime)
+    _step_codes = njit(cache=True, nogil=True)(_step_codes)
 
 
 def predict(classes: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -143,6 +167,8 @@ class Tracker:
 
     It holds WINDOW + BLOCK past samples per row; ``prime`` fills it from a known prefix.
     """
+
+    mode = 1  # the fast loop's name for it (2: CodeTracker)
 
     def __init__(self, batch: int, order: int) -> None:
         self.order = order
@@ -166,6 +192,65 @@ class Tracker:
         prefix = np.ascontiguousarray(prefix, dtype=np.int64)
         for b in range(self.buf.shape[0]):
             _prime(self.buf[b], self.coef[b], self.tmp, self.acf, prefix[b], LEVELS, self.order)
+
+
+class CodeTracker:
+    """The step-by-step code-driven predictor of ``batch`` rows: coefficients ``coef`` (F, B, order)
+    per frame of ``hop`` samples, the last ``order`` samples per row."""
+
+    mode = 2  # the fast loop's name for it (1: Tracker)
+
+    def __init__(self, coef: np.ndarray, hop: int) -> None:
+        self.coef = np.ascontiguousarray(coef, dtype=np.float64)
+        _, batch, self.order = self.coef.shape
+        self.hop = hop
+        self.buf = np.zeros((batch, self.order))
+
+    def step(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        frame = t // self.hop
+        if frame >= self.coef.shape[0]:
+            have = self.coef.shape[0]
+            raise IndexError(f"the predictor's coefficients cover {have} frames; step {t} needs more")
+        batch = self.buf.shape[0]
+        u, c = np.empty(batch, np.float32), np.empty(batch, np.int64)
+        for b in range(batch):
+            value = 0.0 if prev is None else LEVELS[int(prev[b])]
+            p = _step_codes(self.buf[b], self.coef[frame, b], t, value, self.order)
+            u[b], c[b] = _centre(p, MU)
+        return u, c
+
+    def prime(self, prefix: np.ndarray) -> None:
+        for t in range(prefix.shape[1]):
+            self.step(t, None if t == 0 else prefix[:, t - 1])
+
+
+def predictor_from_reflections(k: torch.Tensor) -> torch.Tensor:
+    """Direct-form predictor coefficients (..., order) from reflection coefficients in (-1, 1)
+    (Levinson step-up; |k| < 1 makes the synthesis filter stable); differentiable."""
+    a = k[..., :1]
+    for m in range(1, k.shape[-1]):
+        km = k[..., m : m + 1]
+        a = torch.cat([a - km * a.flip(-1), km], dim=-1)
+    return a
+
+
+def predict_from_codes(classes: torch.Tensor, coef: torch.Tensor, hop: int) -> torch.Tensor:
+    """Σ_i a[i] · x[t-1-i] for classes (B, T) and per-frame coefficients (B, order, F), in float64
+    (zeros before the start), differentiable in ``coef``."""
+    order = coef.shape[1]
+    x = torch.from_numpy(LEVELS).to(classes.device)[classes]  # (B, T) float64
+    past = torch.nn.functional.pad(x, (order, -1)).unfold(1, order, 1).flip(-1)  # (B, T, order): x[t-1-i]
+    frames = coef.transpose(1, 2).to(torch.float64)  # (B, F, order)
+    per_sample = frames.repeat_interleave(hop, dim=1)[:, : classes.shape[1]]
+    return (past * per_sample).sum(-1)
+
+
+def centre_torch(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_centre`` for a tensor of predictions: (u float32, differentiable; c long)."""
+    x = p.clamp(-1.0, 1.0)
+    y = torch.sign(x) * torch.log1p(MU * x.abs()) / math.log1p(MU)
+    u = (y + 1.0) * (MU / 2.0)
+    return u.to(torch.float32), torch.round(u.detach()).long()
 
 
 def reference_nll(classes: np.ndarray, order: int, floor: float = 1e-4) -> float:

@@ -229,7 +229,8 @@ class Stack(nn.Module):
                                temperature, top_p, work)
         for k in range(start, 0, -1):
             level = self.levels[k - 1]
-            state = level.decoder.incremental(batch, cond=level.condition(seq))
+            cond = level.condition(seq)
+            state = level.decoder.incremental(batch, cond=cond, lpc_coef=level.lpc_coefficients(cond))
             seq = self._extend(state, prefixes[k - 1], lengths[k - 1], rngs[k - 1],
                                temperature, top_p, work)
         work.finish()

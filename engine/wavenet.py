@@ -51,12 +51,15 @@ class WaveNet(nn.Module):
         cond_hop: int = 1,
         global_classes: int = 0,
         lpc_order: int = 0,
+        lpc_source: str = "past",
     ) -> None:
         super().__init__()
         if lpc_order and classes != lpc.MU + 1:
             raise ValueError(f"a centred WaveNet models μ-law audio ({lpc.MU + 1} classes), not {classes}")
         self.classes, self.residual, self.cond_hop = classes, residual, cond_hop
-        self.lpc_order = lpc_order
+        self.lpc_order, self.lpc_source = lpc_order, lpc_source
+        if lpc_order and lpc_source == "codes" and not cond_channels:
+            raise ValueError("a WaveNet centred on a prediction from codes must be locally conditioned")
         self.embed = nn.Embedding(classes, residual)
         self.centre_embed = nn.Embedding(classes, residual) if lpc_order else None
         self.layers = nn.ModuleList(
@@ -76,7 +79,7 @@ class WaveNet(nn.Module):
     ) -> WaveNet:
         return cls(classes=classes, residual=cfg.residual, skip=cfg.skip, layers=cfg.layers,
                    cycle=cfg.cycle, cond_channels=cond_channels, cond_hop=cond_hop,
-                   global_classes=global_classes, lpc_order=cfg.lpc_order)
+                   global_classes=global_classes, lpc_order=cfg.lpc_order, lpc_source=cfg.lpc_source)
 
     @property
     def receptive_field(self) -> int:
@@ -103,19 +106,28 @@ class WaveNet(nn.Module):
     def forward(
         self, x: torch.Tensor, cond: torch.Tensor | None = None, label: torch.Tensor | None = None,
         centre: tuple[torch.Tensor, torch.Tensor] | None = None, *, nll: bool = False,
+        inputs: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Teacher-forced logits (B, K, T) for classes ``x`` (B, T); ``cond`` is (B, C, ≥T/hop).
 
-        A centred net takes ``centre`` = (u, c) from ``centres(x)``, or computes it. ``nll=True``
-        returns the mean cross-entropy instead (see ``nll``; through ``forward`` so DDP sees it).
+        A centred net takes ``centre`` = (u, c) from ``centres(x)``, or computes it (from
+        ``lpc_coef`` (B, order, frames) when it predicts from codes). ``nll=True`` returns the mean
+        cross-entropy instead (see ``nll``; through ``forward`` so DDP sees it).
         """
         if nll:
-            return self.nll(x, cond, label)
+            return self.nll(x, cond, label, inputs, lpc_coef)
+        if self.lpc_order and centre is None:
+            centre = self.centres(x, lpc_coef)
         return self.run(x, self.gate_bias(cond, label, x.shape[0]), centre=centre)
 
-    def centres(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def centres(self, x: torch.Tensor, lpc_coef: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """The linear prediction of every position of ``x`` (B, T), as (u (B, T) float, c (B, T) long),
         with no history before ``x`` (as when sampling starts)."""
+        if self.lpc_source == "codes":
+            if lpc_coef is None:
+                raise ValueError("this WaveNet predicts from codes: pass lpc_coef (B, order, frames)")
+            return lpc.centre_torch(lpc.predict_from_codes(x, lpc_coef, self.cond_hop))
         rows = [lpc.predict(row, self.lpc_order) for row in x.detach().cpu().numpy()]
         u = torch.from_numpy(np.stack([r[1] for r in rows])).to(x.device)
         c = torch.from_numpy(np.stack([r[2] for r in rows])).to(x.device)
@@ -129,18 +141,20 @@ class WaveNet(nn.Module):
         w = self.centre_embed.weight
         return F.embedding(low, w) * (1.0 - frac) + F.embedding(low + 1, w) * frac
 
-    def nll(self, x: torch.Tensor, cond: torch.Tensor | None = None,
-            label: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean teacher-forced cross-entropy (nats per element) of ``x`` (B, T).
+    def nll(self, x: torch.Tensor, cond: torch.Tensor | None = None, label: torch.Tensor | None = None,
+            inputs: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean teacher-forced cross-entropy (nats per element) of ``x`` (B, T), the net reading
+        ``inputs`` (default ``x``; a noisy copy in training) as the past.
 
         A centred net's head is scored against the classes counted from each centre: the same
         number as scoring class-order logits, without reordering (B, K, T) logits and gradients.
         """
+        inputs = x if inputs is None else inputs
         bias = self.gate_bias(cond, label, x.shape[0])
         if not self.lpc_order:
-            return F.cross_entropy(self.run(x, bias), x)
-        u, c = self.centres(x)
-        head = self.run(x, bias, centre=(u, c), ordered=False)
+            return F.cross_entropy(self.run(inputs, bias), x)
+        u, c = self.centres(inputs, lpc_coef)
+        head = self.run(inputs, bias, centre=(u, c), ordered=False)
         return F.cross_entropy(head, (x - c + self.classes // 2) % self.classes)
 
     def run(
@@ -159,7 +173,9 @@ class WaveNet(nn.Module):
         h = self.embed(x).transpose(1, 2)  # (B, R, T)
         h = F.pad(h, (1, -1))  # shift right: position t sees x[< t]
         if self.lpc_order:
-            u, c = self.centres(x) if centre is None else centre
+            if centre is None:
+                raise ValueError("a centred WaveNet's run needs centre=(u, c) (see centres)")
+            u, c = centre
             h = h + self.centre_input(u).transpose(1, 2)  # the prediction of t is known at t
         biases: tuple[torch.Tensor, ...] = ()
         frames = -(-length // self.cond_hop)
@@ -208,9 +224,10 @@ class WaveNet(nn.Module):
         batch: int,
         cond: torch.Tensor | None = None,
         label: torch.Tensor | None = None,
+        lpc_coef: torch.Tensor | None = None,
     ) -> IncrementalState:
         """A generation state with empty ring buffers (same as the zero padding of ``forward``)."""
-        return IncrementalState(self, batch, self.gate_bias(cond, label, batch))
+        return IncrementalState(self, batch, self.gate_bias(cond, label, batch), lpc_coef)
 
 
 class IncrementalState:
@@ -228,12 +245,21 @@ class IncrementalState:
     preallocated buffers.
     """
 
-    def __init__(self, net: WaveNet, batch: int, bias: torch.Tensor | None) -> None:
+    def __init__(self, net: WaveNet, batch: int, bias: torch.Tensor | None,
+                 lpc_coef: torch.Tensor | None = None) -> None:
         p = next(net.parameters())
         layers, r = len(net.layers), net.residual
         self.net, self.batch, self.position, self.hop = net, batch, 0, net.cond_hop
         # a centred net's linear predictor, fed with every drawn sample (shared by all samplers)
-        self.tracker = lpc.Tracker(batch, net.lpc_order) if net.lpc_order else None
+        self.lpc_coef = None if lpc_coef is None else lpc_coef.detach()
+        self.tracker: lpc.Tracker | lpc.CodeTracker | None = None
+        if net.lpc_order and net.lpc_source == "codes":
+            if lpc_coef is None:
+                raise ValueError("this WaveNet predicts from codes: pass lpc_coef (B, order, frames)")
+            coef = self.lpc_coef.expand(batch, -1, -1).permute(2, 0, 1).to(torch.float64)
+            self.tracker = lpc.CodeTracker(coef.cpu().numpy(), net.cond_hop)
+        elif net.lpc_order:
+            self.tracker = lpc.Tracker(batch, net.lpc_order)
         self.cond = None if bias is None else bias.detach()  # (B, L·2R, F) for prime()
         self.dilations = [layer.dilation for layer in net.layers]
         # all layers' slots in one tensor (the fast sampler works on it in place); buffers are views
@@ -273,7 +299,8 @@ class IncrementalState:
         if length == 0:
             return
         inputs: list[torch.Tensor] = []
-        self.net.run(x, self.cond, inputs)
+        centre = self.net.centres(x, self.lpc_coef) if self.tracker is not None else None
+        self.net.run(x, self.cond, inputs, centre=centre)
         for buf, h, d, w in zip(self.buffers, inputs, self.dilations, self.w_past, strict=True):
             for k in range(max(0, length - d), length):  # element t lives in slot t % d
                 torch.mm(h[:, :, k], w, out=buf[k % d])

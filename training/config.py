@@ -36,6 +36,11 @@ class StageConfig:
     checkpoint_every: int = 200  # steps; also every checkpoint_seconds of wall time
     checkpoint_seconds: float = 300.0
     log_every: int = 10
+    # audio decoders only (level 1, baseline): the decoder's inputs (and a centred decoder's linear
+    # prediction) are read from a copy of the audio with Gaussian noise of up to this many μ-law
+    # classes (a level drawn per example, rounded to whole classes); targets stay clean, so the
+    # decoder learns to recover from the errors its own samples make
+    input_noise: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "segment", "checkpoint_every", "log_every"):
@@ -43,6 +48,8 @@ class StageConfig:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if not 0 < self.lr_final <= self.lr:
             raise ConfigError(f"need 0 < lr_final ≤ lr, got lr={self.lr}, lr_final={self.lr_final}")
+        if self.input_noise < 0:
+            raise ConfigError(f"input_noise must be ≥ 0, got {self.input_noise}")
         if self.warmup < 0 or self.grad_clip <= 0 or self.checkpoint_seconds <= 0:
             raise ConfigError("warmup must be ≥ 0, grad_clip and checkpoint_seconds > 0")
 

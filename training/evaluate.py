@@ -248,8 +248,7 @@ def _score_level(level: Level, sequences: list[np.ndarray], codes: list[np.ndarr
         cz = torch.from_numpy(c.astype(np.int64))
 
         def logits(lo: int, hi: int, x=x, cz=cz) -> torch.Tensor:
-            cond = level.condition(cz[None, lo // hop: -(-hi // hop)])
-            return level.decoder(x[None, lo:hi], cond)[0]
+            return level.decode_logits(x[None, lo:hi], cz[None, lo // hop: -(-hi // hop)])[0]
 
         total, p = _windowed(x, logits, context)
         nll, count = nll + total, count + len(x)

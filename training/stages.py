@@ -8,6 +8,7 @@ much the codes help.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -61,6 +62,8 @@ def build(name: str, stack: StackConfig) -> nn.Module:
         net = model.decoder
     else:
         cfg = stack.prior if name == PRIOR else stack.levels[0].decoder
+        if cfg.lpc_source == "codes":  # an unconditioned baseline can only predict from its past
+            cfg = dataclasses.replace(cfg, lpc_source="past")
         model = net = WaveNet.from_config(cfg, classes=classes)
     # the last layer's residual 1×1 conv feeds nothing (only its skip output is used): it gets no
     # gradient, which DDP would report as an error, so it is left out of training
@@ -68,12 +71,20 @@ def build(name: str, stack: StackConfig) -> nn.Module:
     return model
 
 
-def step(name: str, model: nn.Module, x: torch.Tensor) -> StepResult:
+def step(name: str, model: nn.Module, x: torch.Tensor, inputs: torch.Tensor | None = None) -> StepResult:
+    """One training step's loss on ``x``; ``inputs``: what the decoder reads instead (noisy)."""
     if level_index(name) is not None:
-        out = model(x)
+        out = model(x, inputs)
         return StepResult(out.loss, out.nll.item() / math.log(2), out.usage, out.perplexity)
-    nll = model(x, nll=True)
+    nll = model(x, nll=True, inputs=inputs)
     return StepResult(nll, nll.item() / math.log(2))
+
+
+def noisy(x: torch.Tensor, classes: int, level: float, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (B, T) with rounded Gaussian noise, its standard deviation drawn per row in [0, level]."""
+    scale = torch.rand(x.shape[0], 1, generator=generator) * level
+    noise = torch.randn(x.shape, generator=generator) * scale
+    return (x + noise.round().long()).clamp_(0, classes - 1)
 
 
 @torch.no_grad()

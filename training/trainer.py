@@ -191,7 +191,12 @@ def _train_stage(
         for group in optimizer.param_groups:
             group["lr"] = _lr(stage, step)
         x = torch.from_numpy(sampler.next()).to(world.device)
-        result = stages.step(name, net, x)
+        inputs = None
+        if stage.input_noise > 0 and stages.source(name, cfg.stack) == 0:  # audio: classes are ordered
+            rng = torch.Generator().manual_seed(((cfg.seed * 1000 + index) * 64 + world.rank) * 10**6 + step)
+            inputs = stages.noisy(x.cpu(), stages.input_classes(name, cfg.stack), stage.input_noise,
+                                  rng).to(world.device)
+        result = stages.step(name, net, x, inputs)
         optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)

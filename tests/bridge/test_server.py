@@ -298,7 +298,8 @@ def test_reopening_a_project_loads_its_saved_session_and_never_empties_it(server
         address, args = c.ask(f"{P}/project", str(project))  # back: its own session, both tracks
         assert address == f"{P}/ack" and "its saved session, 2 track(s)" in args[1]
         assert [t.name for t in again.session.tracks] == ["keys", "pad"]
-        assert [t["name"] for t in json.loads((other / "wavestack-session.json").read_text())["tracks"]] == ["keys"]
+        moved = json.loads((other / "wavestack-session.json").read_text())
+        assert [t["name"] for t in moved["tracks"]] == ["keys"]
         c.close()
     finally:
         again.shutdown()

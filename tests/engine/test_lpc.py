@@ -1,14 +1,19 @@
 """The backward-adaptive linear predictor and the decoders centred on it."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from engine import lpc, mulaw
+from engine.bundle import load_bundle, save_bundle
 from engine.config import NetConfig, StackConfig
 from engine.errors import ConfigError
 from engine.fastpath import FastStepper
+from engine.level import Level
 from engine.npstep import NumpyStepper
+from engine.stack import Stack
 from tests.tiny import TINY_NET, make_net, tiny_level
 
 
@@ -90,8 +95,8 @@ def test_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(bat
     assert nll == pytest.approx(float(torch.nn.functional.cross_entropy(full, torch.from_numpy(x))), rel=1e-5)
     state = net.incremental(batch, cond)
     with torch.inference_mode():
-        torch_logits = _teacher_forced(lambda p: state.step(None if p is None else torch.from_numpy(p)).numpy(),
-                                       x)
+        torch_logits = _teacher_forced(
+            lambda p: state.step(None if p is None else torch.from_numpy(p)).numpy(), x)
     numpy_logits = _teacher_forced(NumpyStepper(net.incremental(batch, cond)).step, x)
     for logits in (torch_logits, numpy_logits, fast_logits):
         assert np.abs(logits - full.permute(0, 2, 1).numpy()).max() < 1e-4
@@ -109,3 +114,69 @@ def test_centred_fast_and_numpy_draws_are_the_same_and_hand_over_mid_sequence(te
     first = FastStepper(state).run(None, u[:1700], temperature, top_p)
     second = NumpyStepper(state).run(first[:, -1], u[1700:], temperature, top_p)
     assert np.array_equal(np.concatenate([first, second], 1), slow)
+
+
+def test_reflection_coefficients_give_a_stable_predictor_equal_to_the_step_up_recursion():
+    k = torch.rand(4, 12, generator=torch.Generator().manual_seed(0)) * 1.98 - 0.99
+    a = lpc.predictor_from_reflections(k)
+    for row, ks in zip(a.numpy(), k.numpy(), strict=True):
+        ref = np.zeros(0)
+        for m, km in enumerate(ks.astype(np.float64)):
+            ref = np.concatenate([ref - km * ref[::-1], [km]]) if m else np.array([km])
+        assert np.allclose(row, ref, atol=1e-5)
+        assert np.abs(np.roots(np.concatenate([[1.0], -row]))).max() < 1.0
+
+
+def test_code_predictions_step_by_step_equal_the_whole_sequence_ones():
+    classes = torch.from_numpy(np.stack([piano_like(), piano_like(seed=1)]))[:, :800]
+    coef = torch.randn(2, 6, 100, generator=torch.Generator().manual_seed(2)) * 0.2
+    u, c = lpc.centre_torch(lpc.predict_from_codes(classes, coef, 8))
+    tracker = lpc.CodeTracker(coef.permute(2, 0, 1).numpy(), 8)
+    for t in range(800):
+        ut, ct = tracker.step(t, None if t == 0 else classes[:, t - 1].numpy())
+        assert np.allclose(ut, u[:, t].numpy(), atol=1e-4) and np.array_equal(ct, c[:, t].numpy())
+
+
+def code_centred_level(seed: int = 0) -> Level:
+    torch.manual_seed(seed)
+    decoder = NetConfig(residual=8, skip=16, layers=4, cycle=4, lpc_order=8, lpc_source="codes")
+    cfg = dataclasses.replace(tiny_level("argmax"), decoder=decoder)
+    return Level(cfg, input_classes=256).eval()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_code_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(batch):
+    level = code_centred_level()
+    length = 600
+    codes = torch.randint(0, 16, (batch, length // level.hop), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        cond = level.condition(codes)
+        coef = level.lpc_coefficients(cond)
+    u = np.random.default_rng(batch).random((length, batch), dtype=np.float32)
+    fast_logits = np.empty((batch, length, 256), np.float32)
+    x = FastStepper(level.decoder.incremental(batch, cond, lpc_coef=coef)).run(None, u, 1.0, 1.0, fast_logits)
+    with torch.no_grad():
+        full = level.decode_logits(torch.from_numpy(x), codes).permute(0, 2, 1).numpy()
+    state = level.decoder.incremental(batch, cond, lpc_coef=coef)
+    with torch.inference_mode():
+        torch_logits = _teacher_forced(
+            lambda p: state.step(None if p is None else torch.from_numpy(p)).numpy(), x)
+    stepper = NumpyStepper(level.decoder.incremental(batch, cond, lpc_coef=coef))
+    numpy_logits = _teacher_forced(stepper.step, x)
+    for logits in (torch_logits, numpy_logits, fast_logits):
+        assert np.abs(logits - full).max() < 1e-4
+
+
+def test_a_code_centred_level_trains_its_predictor_and_a_stack_with_it_round_trips(tmp_path):
+    level = code_centred_level().train()
+    x = torch.from_numpy(np.stack([piano_like(1.0), piano_like(1.0, seed=1)]))[:, :4096]
+    out = level(x)
+    out.loss.backward()
+    assert level.lpc_head.weight.grad.abs().sum() > 0  # the residual and the NLL reach the predictor
+    cfg = StackConfig(sample_rate=8000, levels=(level.cfg,), prior=TINY_NET)
+    stack = Stack(cfg).eval()
+    audio = stack.sample(0.2, seed=3)
+    assert audio.shape == (1, 1600) and np.isfinite(audio).all()
+    save_bundle(stack, tmp_path / "b", name="b", trained=False)
+    again = load_bundle(tmp_path / "b").stack
+    assert np.array_equal(again.sample(0.2, seed=3), audio)
