@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "since torchrun's own parser takes --run for its --run-path")
     fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set stages.level1.steps=500 (repeatable)")
+    fit.add_argument("--init", metavar="BUNDLE",
+                     help="start every stage from this bundle's weights (same stack config): train a "
+                     "shipped model further; the bundle's own training history is kept in the export")
     fit.add_argument("--until", metavar="STAGE",
                      help="stop after this stage (e.g. level1, for a quick comparison of recipes)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -113,7 +116,7 @@ def _fit(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.overrides)
     command = shlex.join(["wavestack-train", *args.argv])
     manifest = fit(cfg, args.data, args.run, show_progress=not args.quiet, command=command,
-                   until=args.until)
+                   until=args.until, init=args.init)
     done = "all stages" if args.until is None else f"stages up to {args.until}"
     print(f"{args.run}: {done} finished ({', '.join(manifest['config']['stages'])})")
     return 0

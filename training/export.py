@@ -47,8 +47,11 @@ def export(run_dir: Path, *, name: str, out: Path | None = None, metrics_file: P
         "data": manifest["data"],
         "corpus_recipe": _corpus_recipe(Path(manifest["data"]["folder"])),
         "steps": {n: m["step"] for n, m in stage_meta.items() if m},
+        "total_steps": _total_steps(manifest, stage_meta),
         "wall_seconds": {n: m["seconds"] for n, m in stage_meta.items() if m},
         "fits": manifest["fits"],
+        # a run started with --init: the bundle it went on from, whose own history this extends
+        **({"initialised_from": manifest["init"]} if "init" in manifest else {}),
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -56,6 +59,13 @@ def export(run_dir: Path, *, name: str, out: Path | None = None, metrics_file: P
     metrics = read_json(metrics_file) if metrics_file else {}
     target = Path(out) if out else user_models_dir() / name
     return save_bundle(stack, target, name=name, trained=True, provenance=provenance, metrics=metrics)
+
+
+def _total_steps(manifest: dict[str, Any], stage_meta: dict[str, Any]) -> dict[str, int]:
+    """Steps per stage including those of the bundle a run started from (``fit --init``)."""
+    before = manifest.get("init", {}).get("provenance", {})
+    earlier = before.get("total_steps", before.get("steps", {}))
+    return {n: m["step"] + int(earlier.get(n, 0)) for n, m in stage_meta.items() if m}
 
 
 def _corpus_recipe(data_folder: Path) -> dict[str, Any] | None:

@@ -73,9 +73,13 @@ class Run:
 
 def fit(
     cfg: TrainConfig, data_dir: Path, run_dir: Path, *, show_progress: bool = True, command: str = "",
-    until: str | None = None,
+    until: str | None = None, init: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) every stage, or the stages up to ``until``; returns the run manifest."""
+    """Train (or resume) every stage, or the stages up to ``until``; returns the run manifest.
+
+    ``init``: a bundle of the same stack whose weights each stage starts from (training goes on
+    from a shipped model: the run's ``steps`` are added to the bundle's).
+    """
     names = cfg.stage_names()
     if until is not None and until not in names:
         raise RunError(f"--until {until}: not a stage of this config ({', '.join(names)})")
@@ -90,14 +94,16 @@ def fit(
             for file, reason in data.skipped:
                 print(f"skipped {file}: {reason}", file=sys.stderr, flush=True)
         run = Run(Path(run_dir))
-        manifest = _open_run(run, cfg, data, world, command)
+        start = _init_weights(init, cfg) if init is not None else None
+        manifest = _open_run(run, cfg, data, world, command, start)
         world.barrier()
         sequences: dict[int, list[np.ndarray]] = {0: data.sequences}
         for index, name in enumerate(names):
             src = stages.source(name, cfg.stack)
             if src not in sequences:
                 sequences[src] = _load_codes(run, src)
-            model = _train_stage(run, cfg, name, index, sequences[src], world, show_progress)
+            weights = None if start is None else start[1].get(name)
+            model = _train_stage(run, cfg, name, index, sequences[src], world, show_progress, weights)
             k = stages.level_index(name)
             if k is not None and name != names[-1]:  # the next stage reads this level's codes
                 sequences[k + 1] = _encode_stage(run, model, k + 1, sequences[src], world, show_progress)
@@ -109,10 +115,29 @@ def fit(
         teardown(world)
 
 
-def _open_run(run: Run, cfg: TrainConfig, data: Folder, world: World, command: str) -> dict[str, Any]:
+def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, dict]]:
+    """The bundle a run starts from (its identity and provenance) and its weights per stage."""
+    from engine.bundle import components, load_bundle
+
+    bundle = load_bundle(init)
+    if to_dict(bundle.stack.cfg) != to_dict(cfg.stack):
+        raise RunError(f"--init {init}: the bundle's stack differs from the config's; a run can only "
+                       "start from a bundle of the same shape")
+    weights = {name: module.state_dict() for name, module in components(bundle.stack).items()}
+    origin = {"bundle": bundle.name, "model_hash": bundle.hash,
+              "provenance": bundle.meta.get("provenance", {})}
+    return origin, weights
+
+
+def _open_run(run: Run, cfg: TrainConfig, data: Folder, world: World, command: str,
+              start: tuple[dict[str, Any], dict[str, dict]] | None = None) -> dict[str, Any]:
     described = data.describe()
+    origin = None if start is None else start[0]
     if run.manifest.is_file():
         manifest = run.read()
+        if manifest.get("init", {}).get("model_hash") != (origin or {}).get("model_hash"):
+            raise RunError(f"{run.root} was started from another --init bundle (or none); use the same "
+                           "--init or a new --run directory")
         old = manifest["config"]
         if old["stack"] != to_dict(cfg.stack) or old["seed"] != cfg.seed:
             raise RunError(
@@ -126,6 +151,8 @@ def _open_run(run: Run, cfg: TrainConfig, data: Folder, world: World, command: s
             )
     else:
         manifest = {"data": described, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "fits": []}
+        if origin is not None:
+            manifest["init"] = origin
     manifest["config"] = cfg.to_dict()
     manifest["fits"].append({
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -151,11 +178,14 @@ def _lr(stage: StageConfig, step: int) -> float:
 
 def _train_stage(
     run: Run, cfg: TrainConfig, name: str, index: int, sequences: list[np.ndarray], world: World,
-    show_progress: bool,
+    show_progress: bool, weights: dict[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     stage = cfg.stages[name]
     torch.manual_seed(cfg.seed * 1000 + index)
-    model = stages.build(name, cfg.stack).to(world.device)
+    model = stages.build(name, cfg.stack)
+    if weights is not None:  # --init: start from a bundle's weights (a checkpoint, if any, wins)
+        model.load_state_dict(weights)
+    model = model.to(world.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=stage.lr)
     sampler = SegmentSampler(sequences, segment=stage.segment, batch=stage.batch,
                              seed=np.random.SeedSequence(cfg.seed, spawn_key=(index, world.rank)))

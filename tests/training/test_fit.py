@@ -131,3 +131,28 @@ def test_cli_reports_bad_input_in_one_line(tiny_toml, tmp_path, capsys):
     assert main(["fit", "--config", str(tiny_toml), "--data", str(tmp_path), "--run", str(tmp_path / "r"),
                  "--set", "stages.prior.batch=zero"]) == 2
     assert "stages.prior.batch: expected an integer" in capsys.readouterr().err
+
+
+def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_toml, tone_dir, tmp_path):
+    first = tmp_path / "first"
+    fit(load(tiny_toml), tone_dir, first, show_progress=False)
+    bundle = export(first, name="tones", out=tmp_path / "bundle")
+    # no learning in the second run: its weights must be the bundle's (all but the VQ codebook,
+    # which moves by its running averages, not by the optimiser)
+    still = [f"stages.{s}.{k}={v}" for s in ("level1", "level2", "prior", "baseline")
+             for k, v in (("steps", 2), ("lr", 1e-30), ("lr_final", 1e-30))]
+    second = tmp_path / "second"
+    fit(load(tiny_toml, still), tone_dir, second, show_progress=False, init=bundle, until="prior")
+    again = export(second, name="tones2", out=tmp_path / "bundle2")
+    old, new = load_bundle(bundle), load_bundle(again)
+    moved = {k for k in old.stack.state_dict() if not torch.allclose(
+        old.stack.state_dict()[k].float(), new.stack.state_dict()[k].float(), atol=1e-6)}
+    assert moved == {f"levels.0.quantizer.{k}" for k in ("codebook", "ema_count", "ema_sum")}
+    prov = new.meta["provenance"]
+    assert prov["initialised_from"]["model_hash"] == old.hash
+    assert prov["total_steps"] == {"level1": 32, "level2": 22, "prior": 22}
+    with pytest.raises(RunError, match="another --init"):  # resuming must name the same start
+        fit(load(tiny_toml, still), tone_dir, second, show_progress=False, until="prior")
+    other = load(tiny_toml, ["stack.levels.0.decoder.residual=16"])
+    with pytest.raises(RunError, match="same shape"):
+        fit(other, tone_dir, tmp_path / "third", show_progress=False, init=bundle)
