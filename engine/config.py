@@ -86,7 +86,10 @@ class NetConfig:
     (engine.lpc): the prediction is an input, and the output classes are counted from the
     prediction's class, so the net models the excitation around it. ``lpc_source``: ``past``
     fits the predictor to the previous samples (backward-adaptive), ``codes`` takes it from the
-    level's codes (per frame, stable by construction; a level decoder only).
+    level's codes (per frame, stable by construction; a level decoder only). ``lpc_centre``:
+    ``classes`` counts the output classes from the prediction's class; ``logistic`` (codes only)
+    adds to the output logits a discretised logistic around the prediction whose linear width
+    comes from the codes, so the excitation's size does not grow with the prediction's.
     """
 
     residual: int = 32
@@ -95,12 +98,15 @@ class NetConfig:
     cycle: int = 10
     lpc_order: int = 0
     lpc_source: Literal["past", "codes"] = "past"
+    lpc_centre: Literal["classes", "logistic"] = "classes"
 
     def __post_init__(self) -> None:
         for name in ("residual", "skip", "layers", "cycle"):
             _check(getattr(self, name) >= 1, f"net.{name} must be ≥ 1, got {getattr(self, name)}")
         _check(self.cycle <= 16, f"net.cycle must be ≤ 16 (dilation 32768), got {self.cycle}")
         _check(0 <= self.lpc_order <= 64, f"net.lpc_order must be in [0, 64], got {self.lpc_order}")
+        _check(self.lpc_centre == "classes" or self.lpc_source == "codes",
+               "net.lpc_centre = logistic needs lpc_source = codes (its width comes from the codes)")
 
     @property
     def dilations(self) -> tuple[int, ...]:

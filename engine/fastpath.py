@@ -419,6 +419,8 @@ class FastStepper:
         if state.ring.dtype != torch.float32 or state.ring.device.type != "cpu":
             where = f"{state.ring.dtype} on {state.ring.device}"
             raise ValueError(f"the fast sampler runs float32 on the CPU, not {where}")
+        if state.net.lpc_centre == "logistic":
+            raise ValueError("the fast sampler does not run logistic-centred decoders yet; use sampler torch")
         self.state = state
 
         def np_(t):  # no copy for contiguous float32

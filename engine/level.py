@@ -98,8 +98,10 @@ class Level(nn.Module):
             cfg.decoder, classes=input_classes, cond_channels=cfg.cond_channels, cond_hop=self.hop
         )
         # a decoder centred on a prediction from codes: reflection coefficients per frame
-        from_codes = cfg.decoder.lpc_order and cfg.decoder.lpc_source == "codes"
-        self.lpc_head = nn.Conv1d(cfg.cond_channels, cfg.decoder.lpc_order, 1) if from_codes else None
+        dec = cfg.decoder
+        from_codes = dec.lpc_order and dec.lpc_source == "codes"
+        width = dec.lpc_order + (dec.lpc_centre == "logistic")  # (+ the logistic's width)
+        self.lpc_head = nn.Conv1d(cfg.cond_channels, width, 1) if from_codes else None
 
     @property
     def num_codes(self) -> int:
@@ -118,11 +120,18 @@ class Level(nn.Module):
         return self.cond_net(self.quantizer.lookup(codes))
 
     def lpc_coefficients(self, cond: torch.Tensor) -> torch.Tensor | None:
-        """The decoder's predictor per frame (B, order, F) from conditioning features, or None."""
+        """The decoder's predictor per frame (B, order, F) from conditioning features, or None;
+        a logistic centre adds its linear width as row ``order``."""
         if self.lpc_head is None:
             return None
-        k = 0.999 * torch.tanh(self.lpc_head(cond))  # reflection coefficients: a stable predictor
-        return lpc.predictor_from_reflections(k.transpose(1, 2)).transpose(1, 2)
+        raw = self.lpc_head(cond)
+        order = self.cfg.decoder.lpc_order
+        k = 0.999 * torch.tanh(raw[:, :order])  # reflection coefficients: a stable predictor
+        a = lpc.predictor_from_reflections(k.transpose(1, 2)).transpose(1, 2)
+        if raw.shape[1] == order:
+            return a
+        scale = 0.02 * F.softplus(raw[:, order:]) + 1e-5  # about a μ-law class near -20 dBFS
+        return torch.cat([a, scale], dim=1)
 
     def decode_logits(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Teacher-forced decoder logits (B, K, T) of ``x`` (B, T) given its codes (B, ≥T/hop)."""
@@ -142,6 +151,7 @@ class Level(nn.Module):
         if coef is not None:  # fit the predictor itself: log of its residual power (a Gaussian NLL)
             past = x if inputs is None else inputs
             linear = torch.from_numpy(lpc.LEVELS).to(x.device)[x]
-            residual = linear - lpc.predict_from_codes(past, coef, self.hop)
+            order = self.cfg.decoder.lpc_order
+            residual = linear - lpc.predict_from_codes(past, coef[:, :order], self.hop)
             loss = loss + 0.5 * torch.log(residual.pow(2).mean() + 1e-8).float()
         return LevelOutput(loss, nll, q.codes, q.usage, q.perplexity)

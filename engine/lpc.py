@@ -177,15 +177,16 @@ class Tracker:
         self.tmp = np.zeros(max(order, 1))
         self.acf = np.zeros(order + 1)
 
-    def step(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Centre coordinates (B,) float32 and classes (B,) int64 of step ``t``; ``prev`` = x[t-1]."""
+    def step(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centre coordinates (B,) float32, classes (B,) int64 and predictions (B,) of step ``t``;
+        ``prev`` = x[t-1]."""
         batch = self.buf.shape[0]
-        u, c = np.empty(batch, np.float32), np.empty(batch, np.int64)
+        u, c, p = np.empty(batch, np.float32), np.empty(batch, np.int64), np.empty(batch)
         for b in range(batch):
             value = 0.0 if prev is None else LEVELS[int(prev[b])]
-            p = _step(self.buf[b], self.coef[b], self.tmp, self.acf, t, value, self.order)
-            u[b], c[b] = _centre(p, MU)
-        return u, c
+            p[b] = _step(self.buf[b], self.coef[b], self.tmp, self.acf, t, value, self.order)
+            u[b], c[b] = _centre(p[b], MU)
+        return u, c, p
 
     def prime(self, prefix: np.ndarray) -> None:
         """Run the tracker over a known prefix (B, P), ready for step P."""
@@ -206,18 +207,18 @@ class CodeTracker:
         self.hop = hop
         self.buf = np.zeros((batch, self.order))
 
-    def step(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         frame = t // self.hop
         if frame >= self.coef.shape[0]:
             have = self.coef.shape[0]
             raise IndexError(f"the predictor's coefficients cover {have} frames; step {t} needs more")
         batch = self.buf.shape[0]
-        u, c = np.empty(batch, np.float32), np.empty(batch, np.int64)
+        u, c, p = np.empty(batch, np.float32), np.empty(batch, np.int64), np.empty(batch)
         for b in range(batch):
             value = 0.0 if prev is None else LEVELS[int(prev[b])]
-            p = _step_codes(self.buf[b], self.coef[frame, b], t, value, self.order)
-            u[b], c[b] = _centre(p, MU)
-        return u, c
+            p[b] = _step_codes(self.buf[b], self.coef[frame, b], t, value, self.order)
+            u[b], c[b] = _centre(p[b], MU)
+        return u, c, p
 
     def prime(self, prefix: np.ndarray) -> None:
         for t in range(prefix.shape[1]):
@@ -251,6 +252,17 @@ def centre_torch(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     y = torch.sign(x) * torch.log1p(MU * x.abs()) / math.log1p(MU)
     u = (y + 1.0) * (MU / 2.0)
     return u.to(torch.float32), torch.round(u.detach()).long()
+
+
+def logistic_prior(p: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities (..., MU + 1) of every μ-law class under a logistic of linear ``scale``
+    centred on ``p`` (both (...)), floored at 1e-12; differentiable in both."""
+    edges = torch.from_numpy(_edges()).to(device=p.device, dtype=torch.float32)
+    z = (edges - p.float().unsqueeze(-1)) / scale.float().unsqueeze(-1)  # (..., MU)
+    cdf = torch.sigmoid(z)
+    below = torch.nn.functional.pad(cdf, (1, 0), value=0.0)
+    above = torch.nn.functional.pad(cdf, (0, 1), value=1.0)
+    return torch.log((above - below).clamp_min(1e-12))
 
 
 def reference_nll(classes: np.ndarray, order: int, floor: float = 1e-4) -> float:

@@ -17,6 +17,8 @@ class NumpyStepper:
     """``step(prev)`` like ``IncrementalState.step`` with numpy arrays in and out (CPU only)."""
 
     def __init__(self, state: IncrementalState) -> None:
+        if state.net.lpc_centre == "logistic":
+            raise ValueError("the numpy sampler does not run logistic-centred decoders; use sampler torch")
         self.state = state
         r, layers = state.net.residual, len(state.buffers)
 
@@ -43,7 +45,7 @@ class NumpyStepper:
         t = st.position
         h = self.zero_input if prev is None else self.embed[prev]
         if st.tracker is not None:  # a centred net: the linear prediction is an input
-            u, centre = st.tracker.step(t, prev)
+            u, centre, _ = st.tracker.step(t, prev)
             low = np.clip(np.floor(u), 0, self.centre.shape[0] - 2).astype(np.int64)
             frac = (u - low).astype(np.float32)[:, None]
             h = h + self.centre[low] * (1 - frac) + self.centre[low + 1] * frac

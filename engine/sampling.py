@@ -113,6 +113,8 @@ def sample_sequence(
     on_cpu = state.embed.device.type == "cpu"
     if sampler == "auto":
         sampler = ("fast" if fastpath.AVAILABLE else "numpy") if on_cpu else "torch"
+        if state.net.lpc_centre == "logistic":  # an experimental decoder only the torch path runs
+            sampler = "torch"
     if sampler in ("fast", "numpy"):
         stepper, block = (fastpath.FastStepper(state), _FAST_CHUNK) if sampler == "fast" else \
             (NumpyStepper(state), _NUMPY_BLOCK)

@@ -21,6 +21,9 @@ from torch import nn
 from . import lpc
 from .config import NetConfig
 
+# a centred net's prediction per position: u (B, T) float, c (B, T) long, prior logits (B, K, T) or None
+Centre = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
 
 class ResidualLayer(nn.Module):
     def __init__(self, *, residual: int, skip: int, dilation: int) -> None:
@@ -52,12 +55,13 @@ class WaveNet(nn.Module):
         global_classes: int = 0,
         lpc_order: int = 0,
         lpc_source: str = "past",
+        lpc_centre: str = "classes",
     ) -> None:
         super().__init__()
         if lpc_order and classes != lpc.MU + 1:
             raise ValueError(f"a centred WaveNet models μ-law audio ({lpc.MU + 1} classes), not {classes}")
         self.classes, self.residual, self.cond_hop = classes, residual, cond_hop
-        self.lpc_order, self.lpc_source = lpc_order, lpc_source
+        self.lpc_order, self.lpc_source, self.lpc_centre = lpc_order, lpc_source, lpc_centre
         if lpc_order and lpc_source == "codes" and not cond_channels:
             raise ValueError("a WaveNet centred on a prediction from codes must be locally conditioned")
         self.embed = nn.Embedding(classes, residual)
@@ -79,7 +83,8 @@ class WaveNet(nn.Module):
     ) -> WaveNet:
         return cls(classes=classes, residual=cfg.residual, skip=cfg.skip, layers=cfg.layers,
                    cycle=cfg.cycle, cond_channels=cond_channels, cond_hop=cond_hop,
-                   global_classes=global_classes, lpc_order=cfg.lpc_order, lpc_source=cfg.lpc_source)
+                   global_classes=global_classes, lpc_order=cfg.lpc_order, lpc_source=cfg.lpc_source,
+                   lpc_centre=cfg.lpc_centre)
 
     @property
     def receptive_field(self) -> int:
@@ -105,7 +110,7 @@ class WaveNet(nn.Module):
 
     def forward(
         self, x: torch.Tensor, cond: torch.Tensor | None = None, label: torch.Tensor | None = None,
-        centre: tuple[torch.Tensor, torch.Tensor] | None = None, *, nll: bool = False,
+        centre: Centre | None = None, *, nll: bool = False,
         inputs: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Teacher-forced logits (B, K, T) for classes ``x`` (B, T); ``cond`` is (B, C, ≥T/hop).
@@ -120,18 +125,24 @@ class WaveNet(nn.Module):
             centre = self.centres(x, lpc_coef)
         return self.run(x, self.gate_bias(cond, label, x.shape[0]), centre=centre)
 
-    def centres(self, x: torch.Tensor, lpc_coef: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The linear prediction of every position of ``x`` (B, T), as (u (B, T) float, c (B, T) long),
-        with no history before ``x`` (as when sampling starts)."""
+    def centres(self, x: torch.Tensor, lpc_coef: torch.Tensor | None = None) -> Centre:
+        """The linear prediction of every position of ``x`` (B, T), as u (B, T) float, c (B, T) long
+        and, for a logistic centre, the prior's logits (B, K, T); no history before ``x`` (as when
+        sampling starts)."""
         if self.lpc_source == "codes":
             if lpc_coef is None:
                 raise ValueError("this WaveNet predicts from codes: pass lpc_coef (B, order, frames)")
-            return lpc.centre_torch(lpc.predict_from_codes(x, lpc_coef, self.cond_hop))
+            order = self.lpc_order
+            p = lpc.predict_from_codes(x, lpc_coef[:, :order], self.cond_hop)
+            u, c = lpc.centre_torch(p)
+            if self.lpc_centre != "logistic":
+                return u, c, None
+            scale = lpc_coef[:, order].repeat_interleave(self.cond_hop, dim=1)[:, : x.shape[1]]
+            return u, c, lpc.logistic_prior(p, scale).transpose(1, 2)
         rows = [lpc.predict(row, self.lpc_order) for row in x.detach().cpu().numpy()]
         u = torch.from_numpy(np.stack([r[1] for r in rows])).to(x.device)
         c = torch.from_numpy(np.stack([r[2] for r in rows])).to(x.device)
-        return u, c
+        return u, c, None
 
     def centre_input(self, u: torch.Tensor) -> torch.Tensor:
         """The prediction's input vectors (..., R): the centre table read at ``u`` by interpolation."""
@@ -153,16 +164,18 @@ class WaveNet(nn.Module):
         bias = self.gate_bias(cond, label, x.shape[0])
         if not self.lpc_order:
             return F.cross_entropy(self.run(inputs, bias), x)
-        u, c = self.centres(inputs, lpc_coef)
-        head = self.run(inputs, bias, centre=(u, c), ordered=False)
-        return F.cross_entropy(head, (x - c + self.classes // 2) % self.classes)
+        centre = self.centres(inputs, lpc_coef)
+        head = self.run(inputs, bias, centre=centre, ordered=False)
+        if centre[2] is not None:  # a logistic centre: the prior is added, classes stay in order
+            return F.cross_entropy(head, x)
+        return F.cross_entropy(head, (x - centre[1] + self.classes // 2) % self.classes)
 
     def run(
         self,
         x: torch.Tensor,
         bias: torch.Tensor | None,
         layer_inputs: list[torch.Tensor] | None = None,
-        centre: tuple[torch.Tensor, torch.Tensor] | None = None,
+        centre: Centre | None = None,
         ordered: bool = True,
     ) -> torch.Tensor:
         """Forward with precomputed frame-rate gate biases; optionally collects each layer's input.
@@ -175,7 +188,7 @@ class WaveNet(nn.Module):
         if self.lpc_order:
             if centre is None:
                 raise ValueError("a centred WaveNet's run needs centre=(u, c) (see centres)")
-            u, c = centre
+            u, c, prior = centre
             h = h + self.centre_input(u).transpose(1, 2)  # the prediction of t is known at t
         biases: tuple[torch.Tensor, ...] = ()
         frames = -(-length // self.cond_hop)
@@ -199,6 +212,8 @@ class WaveNet(nn.Module):
                 h = h + layer.res(z)
             skip = skip + layer.skip(z)
         logits = self.head2(F.relu(self.head1(F.relu(skip))))
+        if self.lpc_order and prior is not None:
+            return logits + prior
         return self.uncentre(logits, c, dim=1) if self.lpc_order and ordered else logits
 
     def uncentre(self, logits: torch.Tensor, c: torch.Tensor, dim: int) -> torch.Tensor:
@@ -257,7 +272,9 @@ class IncrementalState:
             if lpc_coef is None:
                 raise ValueError("this WaveNet predicts from codes: pass lpc_coef (B, order, frames)")
             coef = self.lpc_coef.expand(batch, -1, -1).permute(2, 0, 1).to(torch.float64)
-            self.tracker = lpc.CodeTracker(coef.cpu().numpy(), net.cond_hop)
+            self.tracker = lpc.CodeTracker(coef[:, :, : net.lpc_order].cpu().numpy(), net.cond_hop)
+            if net.lpc_centre == "logistic":  # (F, B): the prior's linear width per frame
+                self.lpc_scale = coef[:, :, net.lpc_order].to(torch.float32)
         elif net.lpc_order:
             self.tracker = lpc.Tracker(batch, net.lpc_order)
         self.cond = None if bias is None else bias.detach()  # (B, L·2R, F) for prime()
@@ -313,7 +330,7 @@ class IncrementalState:
         t = self.position
         h = self.zero_input if prev is None else torch.embedding(self.embed, prev)
         if self.tracker is not None:
-            u, centre = self.tracker.step(t, None if prev is None else prev.cpu().numpy())
+            u, centre, pred = self.tracker.step(t, None if prev is None else prev.cpu().numpy())
             h = h + self.net.centre_input(torch.from_numpy(u).to(h.device))
         frame = t // self.hop if self.cond is not None else 0
         if frame != self._frame:
@@ -332,6 +349,9 @@ class IncrementalState:
         out = torch.addmm(self.b_h1, skip.relu_(), self.w_h1)
         self.position = t + 1
         logits = torch.addmm(self.b_h2, out.relu_(), self.w_h2)
-        if self.tracker is not None:
+        if self.tracker is not None and self.net.lpc_centre == "logistic":
+            scale = self.lpc_scale[t // self.hop].to(logits.device)
+            logits = logits + lpc.logistic_prior(torch.from_numpy(pred).to(logits.device), scale)
+        elif self.tracker is not None:
             logits = self.net.uncentre(logits, torch.from_numpy(centre).to(logits.device), dim=1)
         return logits
