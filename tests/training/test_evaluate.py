@@ -45,3 +45,22 @@ def test_eval_reports_every_metric_and_the_baseline(tiny_toml, tone_dir, tmp_pat
     again = evaluate(bundle, tone_dir, max_seconds=2.0, decode_seconds=0.1, generate_seconds=0.2, seed=3)
     assert "baseline" not in again
     assert again["level1"] == m["level1"] and again["generated"] == m["generated"]  # deterministic
+
+
+def test_eval_of_a_run_measures_its_finished_levels_with_references_and_writes_figures(
+        tiny_toml, tone_dir, tmp_path):
+    from training.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    fit(load(tiny_toml), tone_dir, run, show_progress=False, until="level1")
+    m = evaluate_run(run, tone_dir, max_seconds=2.0, decode_seconds=0.5, seed=3, figures=tmp_path / "fig")
+    assert m["steps"] == {"level1": 30} and "level2" not in m and "prior" not in m and "generated" not in m
+    refs = m["level1"]["references"]
+    assert set(refs) == {"lpc16", "lpc32", "lpc64", "unigram"}
+    assert refs["lpc32"] < refs["unigram"]  # slow tones: linear prediction beats a histogram
+    rec = m["reconstruction"]
+    assert set(rec["from_level1"]) == {"stft", "chroma_agreement", "interpartial_db", "harmonicity_db"}
+    assert rec["mulaw_roundtrip"]["chroma_agreement"] > 0.9 and rec["mulaw_roundtrip"]["snr_db"] > 20
+    assert rec["white_noise"]["harmonicity_db"] < rec["mulaw_roundtrip"]["harmonicity_db"]
+    names = {p.name for p in (tmp_path / "fig").iterdir()}
+    assert {"spectrograms.png", "original.wav", "from_level1.wav", "white_noise.wav"} <= names
