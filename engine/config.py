@@ -89,7 +89,8 @@ class NetConfig:
     level's codes (per frame, stable by construction; a level decoder only). ``lpc_centre``:
     ``classes`` counts the output classes from the prediction's class; ``logistic`` (codes only)
     adds to the output logits a discretised logistic around the prediction whose linear width
-    comes from the codes, so the excitation's size does not grow with the prediction's.
+    comes from the codes, so the excitation's size does not grow with the prediction's;
+    ``input`` gives the prediction as an input only (output classes stay in class order).
     """
 
     residual: int = 32
@@ -98,14 +99,14 @@ class NetConfig:
     cycle: int = 10
     lpc_order: int = 0
     lpc_source: Literal["past", "codes"] = "past"
-    lpc_centre: Literal["classes", "logistic"] = "classes"
+    lpc_centre: Literal["classes", "logistic", "input"] = "classes"
 
     def __post_init__(self) -> None:
         for name in ("residual", "skip", "layers", "cycle"):
             _check(getattr(self, name) >= 1, f"net.{name} must be ≥ 1, got {getattr(self, name)}")
         _check(self.cycle <= 16, f"net.cycle must be ≤ 16 (dilation 32768), got {self.cycle}")
         _check(0 <= self.lpc_order <= 64, f"net.lpc_order must be in [0, 64], got {self.lpc_order}")
-        _check(self.lpc_centre == "classes" or self.lpc_source == "codes",
+        _check(self.lpc_centre != "logistic" or self.lpc_source == "codes",
                "net.lpc_centre = logistic needs lpc_source = codes (its width comes from the codes)")
 
     @property

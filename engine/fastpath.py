@@ -244,7 +244,7 @@ def _scratch(n):
 
 def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, ring, ring_off,
          dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups,
-         centre_w, lpc_buf, lpc_coef, lpc_mode, lpc_order, levels):
+         centre_w, lpc_buf, lpc_coef, lpc_mode, lpc_order, lpc_roll, levels):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
 
     ``dims`` = (layers, R, Rp, Sp, Hp, Kp, classes): R and the padded widths. ``frame_bias`` and
@@ -255,8 +255,8 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
     A centred net (``lpc_mode`` 1: predictor fitted to the past, 2: from the codes, with
     coefficients per frame and row in ``lpc_coef`` rows frame · batch + row) runs each row's linear
     predictor (engine.lpc, on the state's tracker arrays in place), adds the prediction's
-    interpolated ``centre_w`` row to the input, and reads its head outputs from the prediction's
-    class.
+    interpolated ``centre_w`` row to the input, and (``lpc_roll``) reads its head outputs from the
+    prediction's class.
     """
     steps, batch = uniforms.shape
     layers, r, rp, sp, hp, kp, classes = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6]
@@ -348,7 +348,7 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
             _gemm(hidden, 0, hp, n, hp, w_h2, 0, kp, kp, logits, 0, kp, False)
             for g in range(n):
                 src, off = logits, g * kp
-                if lpc_mode > 0:  # head output j stands for class (j + c - K/2) mod K
+                if lpc_roll:  # head output j stands for class (j + c - K/2) mod K
                     for k in range(classes):
                         rolled[k] = logits[g * kp + (k - cent[g] + classes // 2 + classes) % classes]
                     src, off = rolled, 0
@@ -476,7 +476,8 @@ class FastStepper:
              self.w_h2, self.b_h2, self.frame_bias.ravel(), st.ring.numpy().ravel(), self.ring_off, self.dil,
              self.dims, self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32),
              np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()),
-             self.centre_w, *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order, lpc.LEVELS)
+             self.centre_w, *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order,
+             self.lpc_mode > 0 and st.net.lpc_centre == "classes", lpc.LEVELS)
         st.position += steps
         return out
 

@@ -75,7 +75,7 @@ class NumpyStepper:
         logits = out @ self.w_h2
         logits += self.b_h2
         st.position = t + 1
-        if st.tracker is not None:  # head outputs counted from the centre class → class order
+        if st.tracker is not None and st.net.lpc_centre == "classes":  # counted from the centre
             k = logits.shape[1]
             index = (np.arange(k) - centre[:, None] + k // 2) % k
             logits = np.take_along_axis(logits, index, axis=1)

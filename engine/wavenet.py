@@ -166,7 +166,7 @@ class WaveNet(nn.Module):
             return F.cross_entropy(self.run(inputs, bias), x)
         centre = self.centres(inputs, lpc_coef)
         head = self.run(inputs, bias, centre=centre, ordered=False)
-        if centre[2] is not None:  # a logistic centre: the prior is added, classes stay in order
+        if centre[2] is not None or self.lpc_centre == "input":  # classes stay in class order
             return F.cross_entropy(head, x)
         return F.cross_entropy(head, (x - centre[1] + self.classes // 2) % self.classes)
 
@@ -214,7 +214,8 @@ class WaveNet(nn.Module):
         logits = self.head2(F.relu(self.head1(F.relu(skip))))
         if self.lpc_order and prior is not None:
             return logits + prior
-        return self.uncentre(logits, c, dim=1) if self.lpc_order and ordered else logits
+        counted = self.lpc_order and self.lpc_centre == "classes"
+        return self.uncentre(logits, c, dim=1) if counted and ordered else logits
 
     def uncentre(self, logits: torch.Tensor, c: torch.Tensor, dim: int) -> torch.Tensor:
         """Head outputs counted from the centre class ``c`` → logits in class order, along ``dim``."""
@@ -352,6 +353,6 @@ class IncrementalState:
         if self.tracker is not None and self.net.lpc_centre == "logistic":
             scale = self.lpc_scale[t // self.hop].to(logits.device)
             logits = logits + lpc.logistic_prior(torch.from_numpy(pred).to(logits.device), scale)
-        elif self.tracker is not None:
+        elif self.tracker is not None and self.net.lpc_centre == "classes":
             logits = self.net.uncentre(logits, torch.from_numpy(centre).to(logits.device), dim=1)
         return logits

@@ -83,8 +83,9 @@ def _teacher_forced(step, classes):
 
 @pytest.mark.parametrize("batch", [1, 3, 9])
 @pytest.mark.parametrize("residual", [8, 32])
-def test_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(batch, residual):
-    net = make_net(6, 3, cond=5, hop=4, classes=256, residual=residual, lpc_order=16)
+@pytest.mark.parametrize("centre", ["classes", "input"])
+def test_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(batch, residual, centre):
+    net = make_net(6, 3, cond=5, hop=4, classes=256, residual=residual, lpc_order=16, lpc_centre=centre)
     length = lpc.WINDOW + 2 * lpc.BLOCK + 50  # past the first refit that sees a full window
     cond = torch.randn(batch, 5, length // 4 + 1, generator=torch.Generator().manual_seed(1))
     u = np.random.default_rng(batch).random((length, batch), dtype=np.float32)
