@@ -152,7 +152,7 @@ def _level_metrics(level: Level, k: int, sequences: list[np.ndarray], codes: lis
 
 
 def _unigram(sequences: list[np.ndarray], classes: int) -> dict[str, float]:
-    return {"unigram": references.ngram_bits(sequences, classes)["unigram"]}
+    return {"unigram": references.unigram_bits(sequences, classes)}
 
 
 def _figures(original: np.ndarray, estimate: np.ndarray, rate: int) -> dict[str, float]:

@@ -32,6 +32,20 @@ def lpc_bits(sequences: list[np.ndarray], orders: tuple[int, ...] = LPC_ORDERS) 
     return out
 
 
+def unigram_bits(sequences: list[np.ndarray], classes: int) -> float:
+    """Bits/element of the adaptive unigram of ``ngram_bits``, in closed form: the k-th occurrence
+    of a class costs log2((t + K/2) / (k - 1/2)) at position t (counts so far, add-½)."""
+    seq = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences])
+    n = len(seq)
+    if n == 0:
+        return 0.0
+    counts = np.bincount(seq, minlength=classes)
+    occurrences = np.arange(1, counts.max() + 1)
+    per_class = np.concatenate([[0.0], np.cumsum(np.log2(occurrences - 0.5))])
+    bits = np.log2(np.arange(n) + 0.5 * classes).sum() - per_class[counts].sum()
+    return round(float(bits / n), 4)
+
+
 def ngram_bits(sequences: list[np.ndarray], classes: int) -> dict[str, float]:
     """``{"unigram": bits/element, "bigram": bits/element}`` of adaptive models that read the
     sequences in order (counts carry over from one sequence to the next)."""

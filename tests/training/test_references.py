@@ -34,6 +34,8 @@ def test_adaptive_ngrams_learn_repetition_and_cost_log2_k_on_uniform_codes():
     cycle = np.tile(np.arange(64), 300)  # every code predicts the next
     c = references.ngram_bits([cycle], 64)
     assert c["unigram"] == pytest.approx(6.0, abs=0.05) and c["bigram"] < 1.0
+    skewed = [np.random.default_rng(1).choice(64, 3000, p=np.arange(1, 65) / 2080), cycle[:100]]
+    assert references.unigram_bits(skewed, 64) == references.ngram_bits(skewed, 64)["unigram"]
 
 
 def test_white_noise_has_the_loudness_asked_for():
