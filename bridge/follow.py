@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket
 
+from . import wire
 from .protocol import DAWS
 
 log = logging.getLogger("wavestack.follow")
@@ -223,7 +223,7 @@ class Follower:
         t = self.transport
         before = (t.tempo, t.numerator, t.denominator, t.playing, t.position)
         try:
-            messages = [m.message for m in OscPacket(data).messages]
+            messages, _ = wire.parse(data)  # the server's checks: a broken bundle must not hang us
         except Exception as exc:  # a DAW's garbage must not stop following
             log.debug("unreadable packet from %s: %s", self.daw, exc)
             return

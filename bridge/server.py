@@ -19,12 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket
-from pythonosc.parsing import osc_types
 
-from . import __version__
+from . import __version__, wire
 from .follow import Follower, Transport
 from .fx import FxError, catalog, parse_chain
 from .jobs import Job, JobQueue
@@ -117,11 +114,7 @@ class Server:
     def handle(self, data: bytes, addr: Addr) -> None:
         self.stats["received"] += 1
         try:
-            _check_frame(data)  # python-osc loops forever on some broken bundles: check them first
-            messages = [m.message for m in OscPacket(data).messages]
-            if not messages:
-                raise ValueError("no message in the packet (an empty or broken bundle)")
-            tags = [_check_typetags(message) for message in messages]
+            messages, tags = wire.parse(data)
         except Exception as exc:  # python-osc raises several kinds on garbage
             self.stats["malformed"] += 1
             log.warning("malformed packet (%d bytes) from %s:%d: %s", len(data), *addr, exc)
@@ -509,63 +502,6 @@ class Server:
                 fh.write((json.dumps(self.session.to_dict(), indent=1) + "\n").encode())
         except OSError as exc:
             log.warning("cannot save the session: %s", exc)
-
-
-BUNDLE = b"#bundle\0"
-MAX_NESTING = 8
-
-
-def _check_frame(data: bytes, depth: int = 0) -> None:
-    """A message starts with '/'; a bundle is a time tag then elements of positive, 4-aligned,
-    in-bounds sizes (nested at most MAX_NESTING deep)."""
-    if not data.startswith(BUNDLE):
-        if not data.startswith(b"/"):
-            raise ValueError("an OSC packet starts with '/' (a message) or '#bundle'")
-        return
-    if depth >= MAX_NESTING:
-        raise ValueError(f"bundles nested more than {MAX_NESTING} deep")
-    if len(data) < 16:
-        raise ValueError("bundle shorter than its header and time tag")
-    at = 16
-    while at < len(data):
-        if at + 4 > len(data):
-            raise ValueError("bundle element size is cut off")
-        size = int.from_bytes(data[at:at + 4], "big", signed=True)
-        if size <= 0 or size % 4 or at + 4 + size > len(data):
-            raise ValueError(f"bundle element of size {size} at byte {at} does not fit the packet")
-        _check_frame(data[at + 4:at + 4 + size], depth + 1)
-        at += 4 + size
-
-
-KNOWN_TAGS = set("ifsbhdtcrmTFN[]")  # what python-osc parses into values
-
-
-def _check_typetags(message: OscMessage) -> str:
-    """Refuse what python-osc lets through: unknown type tags, or fewer values than tags promise.
-    Returns the type tags (without the comma)."""
-    dgram = message.dgram
-    _, index = osc_types.get_string(dgram, 0)
-    tags, _ = osc_types.get_string(dgram, index) if index < len(dgram) else (",", index)
-    if not tags.startswith(","):
-        raise ValueError(f"type tag string {tags!r} does not start with ','")
-    unknown = set(tags[1:]) - KNOWN_TAGS
-    if unknown:
-        raise ValueError(f"unknown type tag(s) {''.join(sorted(unknown))}")
-    at = index + (len(tags) // 4 + 1) * 4 if index < len(dgram) else index
-    for tag in tags[1:]:  # python-osc reads missing bytes as zeros: walk the values ourselves
-        if tag in "ifcrm":
-            at += 4
-        elif tag in "hdt":
-            at += 8
-        elif tag == "s":
-            end = dgram.find(b"\0", at)
-            at = len(dgram) + 1 if end < 0 else (end // 4 + 1) * 4
-        elif tag == "b":
-            size = int.from_bytes(dgram[at:at + 4], "big") if at + 4 <= len(dgram) else len(dgram)
-            at += 4 + -(-size // 4) * 4
-        if at > len(dgram):
-            raise ValueError(f"type tags {tags!r} promise more bytes than the packet's {len(dgram)}")
-    return tags[1:]
 
 
 def _decimal_floats(values: list[Any], typetags: str) -> list[Any]:

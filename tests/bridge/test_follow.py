@@ -122,6 +122,20 @@ def test_a_silent_daw_keeps_its_last_values_and_garbage_is_survived(daw):
         follower.stop()
 
 
+def test_a_broken_bundle_sent_to_the_follower_does_not_stop_it(daw):
+    follower = Follower("reaper", lambda t, changed: None, listen_port=0, send_port=daw.port).start()
+    try:
+        daw.expect("/action")
+        # 24 bytes: '#bundle', a time tag, then an element whose size is negative (python-osc
+        # alone would loop on it forever)
+        daw.sock.sendto(b"#bundle\0" + b"\0" * 7 + b"\1" + (-4).to_bytes(4, "big", signed=True) + b"\0" * 4,
+                        daw.peer)
+        daw.send("/tempo/raw", 101.0)
+        assert until(lambda: follower.transport.tempo == 101.0)
+    finally:
+        follower.stop()
+
+
 def test_ardour_registers_as_a_surface_and_follows_transport_and_position(daw):
     follower = Follower("ardour", lambda t, changed: None, listen_port=0, send_port=daw.port).start()
     try:
