@@ -312,3 +312,11 @@ def test_a_project_whose_saved_session_is_unreadable_is_refused_and_left_as_it_i
     address, args = client.ask(f"{P}/project", str(broken))
     assert address == f"{P}/error" and "cannot be read" in args[1] and "left as it is" in args[1]
     assert (broken / "wavestack-session.json").read_text() == '{"tracks": ['
+
+
+def test_a_packet_with_arrays_nested_1000_deep_is_answered_and_survived(client):
+    tags = "," + "[" * 1000 + "]" * 1000
+    client.raw(b"/wavestack/ping\0" + tags.encode() + b"\0" * (4 - len(tags) % 4))
+    address, args = client.recv()
+    assert address == f"{P}/error" and "nested more than" in args[1]
+    assert client.ask(f"{P}/ping")[0] == f"{P}/pong"
