@@ -27,8 +27,8 @@ def test_a_message_and_a_bundle_of_messages_parse():
     (b"#bund", "starts with"),
     (b"hello", "starts with"),
     (b"/x\0\0,q\0\0", "unknown type tag"),
-    (b"/x\0\0,i\0\0", ""),  # python-osc's own message, as a ValueError
-    (b"/x\0\0,s\0\0abcd", ""),
+    (b"/x\0\0,i\0\0", "not a valid OSC packet"),  # python-osc's own message, as a ValueError
+    (b"/x\0\0,s\0\0abcd", "not a valid OSC packet"),
 ])
 def test_broken_packets_are_refused_with_what_is_wrong(data, says):
     with pytest.raises(ValueError, match=says):
