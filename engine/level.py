@@ -146,12 +146,14 @@ class Level(nn.Module):
         inputs = None if inputs is None else self.crop(inputs)
         cond = self.cond_net(q.quantized)
         coef = self.lpc_coefficients(cond)
-        nll = self.decoder.nll(x, cond, inputs=inputs, lpc_coef=coef)
-        loss = nll + q.loss
-        if coef is not None:  # fit the predictor itself: log of its residual power (a Gaussian NLL)
+        centre = pred = None
+        if coef is not None:  # the code-driven prediction, computed once for the NLL and its own fit
             past = x if inputs is None else inputs
-            linear = torch.from_numpy(lpc.LEVELS).to(x.device)[x]
-            order = self.cfg.decoder.lpc_order
-            residual = linear - lpc.predict_from_codes(past, coef[:, :order], self.hop)
+            pred = lpc.predict_from_codes(past, coef[:, : self.cfg.decoder.lpc_order], self.hop)
+            centre = self.decoder.code_centres(pred, coef)
+        nll = self.decoder.nll(x, cond, inputs=inputs, lpc_coef=coef, centre=centre)
+        loss = nll + q.loss
+        if pred is not None:  # fit the predictor itself: log of its residual power (a Gaussian NLL)
+            residual = torch.from_numpy(lpc.LEVELS).to(x.device)[x] - pred
             loss = loss + 0.5 * torch.log(residual.pow(2).mean() + 1e-8).float()
         return LevelOutput(loss, nll, q.codes, q.usage, q.perplexity)

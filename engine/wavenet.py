@@ -132,17 +132,20 @@ class WaveNet(nn.Module):
         if self.lpc_source == "codes":
             if lpc_coef is None:
                 raise ValueError("this WaveNet predicts from codes: pass lpc_coef (B, order, frames)")
-            order = self.lpc_order
-            p = lpc.predict_from_codes(x, lpc_coef[:, :order], self.cond_hop)
-            u, c = lpc.centre_torch(p)
-            if self.lpc_centre != "logistic":
-                return u, c, None
-            scale = lpc_coef[:, order].repeat_interleave(self.cond_hop, dim=1)[:, : x.shape[1]]
-            return u, c, lpc.logistic_prior(p, scale).transpose(1, 2)
+            return self.code_centres(lpc.predict_from_codes(x, lpc_coef[:, : self.lpc_order], self.cond_hop),
+                                     lpc_coef)
         rows = [lpc.predict(row, self.lpc_order) for row in x.detach().cpu().numpy()]
         u = torch.from_numpy(np.stack([r[1] for r in rows])).to(x.device)
         c = torch.from_numpy(np.stack([r[2] for r in rows])).to(x.device)
         return u, c, None
+
+    def code_centres(self, p: torch.Tensor, lpc_coef: torch.Tensor) -> Centre:
+        """``centres`` of a net that predicts from codes, given its predictions ``p`` (B, T)."""
+        u, c = lpc.centre_torch(p)
+        if self.lpc_centre != "logistic":
+            return u, c, None
+        scale = lpc_coef[:, self.lpc_order].repeat_interleave(self.cond_hop, dim=1)[:, : p.shape[1]]
+        return u, c, lpc.logistic_prior(p, scale).transpose(1, 2)
 
     def centre_input(self, u: torch.Tensor) -> torch.Tensor:
         """The prediction's input vectors (..., R): the centre table read at ``u`` by interpolation."""
@@ -153,9 +156,11 @@ class WaveNet(nn.Module):
         return F.embedding(low, w) * (1.0 - frac) + F.embedding(low + 1, w) * frac
 
     def nll(self, x: torch.Tensor, cond: torch.Tensor | None = None, label: torch.Tensor | None = None,
-            inputs: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None) -> torch.Tensor:
+            inputs: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None,
+            centre: Centre | None = None) -> torch.Tensor:
         """Mean teacher-forced cross-entropy (nats per element) of ``x`` (B, T), the net reading
-        ``inputs`` (default ``x``; a noisy copy in training) as the past.
+        ``inputs`` (default ``x``; a noisy copy in training) as the past; ``centre``: the inputs'
+        ``centres`` when the caller has them already.
 
         A centred net's head is scored against the classes counted from each centre: the same
         number as scoring class-order logits, without reordering (B, K, T) logits and gradients.
@@ -164,7 +169,7 @@ class WaveNet(nn.Module):
         bias = self.gate_bias(cond, label, x.shape[0])
         if not self.lpc_order:
             return F.cross_entropy(self.run(inputs, bias), x)
-        centre = self.centres(inputs, lpc_coef)
+        centre = self.centres(inputs, lpc_coef) if centre is None else centre
         head = self.run(inputs, bias, centre=centre, ordered=False)
         if centre[2] is not None or self.lpc_centre == "input":  # classes stay in class order
             return F.cross_entropy(head, x)
