@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .protocol import BY_PATH, PREFIX, ProtocolError
+from bridge.protocol import BY_PATH, PREFIX, ProtocolError
 
 TRACK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.\-]{0,63}$")
 
@@ -81,7 +81,7 @@ class Track:
         if (track.seconds is None) == (track.bars is None):
             raise ProtocolError(f"track {track.name}: give its length as seconds or as bars (exactly one)")
         if "fx" in data:
-            from .fx import parse_chain  # pedalboard is only needed once a chain is given
+            from bridge.render.fx import parse_chain  # pedalboard is only needed once a chain is given
 
             track.fx = parse_chain(data["fx"])
         return track
@@ -154,7 +154,7 @@ class Session:
         if len(set(names)) != len(names):
             raise ProtocolError("session: track names must be unique")
         if data.get("master_fx"):
-            from .fx import parse_chain
+            from bridge.render.fx import parse_chain
 
             s.master_fx = parse_chain(data["master_fx"])
         return s

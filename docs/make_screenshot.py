@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from bridge.server import Server
+from bridge.osc.server import Server
 from plugin_ui.client import OscClient
 from plugin_ui.window import MainWindow
 

@@ -20,19 +20,18 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .catalog import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    model_hash,
+    read_manifest,
+    resolve,
+)
 from .config import StackConfig, from_dict, to_dict
-from .errors import BundleError, ConfigError, ModelNotFoundError
+from .errors import BundleError, ConfigError
 from .stack import Stack
 
-FORMAT = "wavestack-bundle"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
-MODELS_ENV = "WAVESTACK_MODELS"
-MANIFEST = "bundle.json"
-_KEYS = {
-    "format", "format_version", "name", "trained", "sample_rate", "mu", "config",
-    "components", "provenance", "metrics",
-}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol ≥ 2; torch.save zip archives
 
@@ -58,12 +57,6 @@ class Bundle:
     def hash(self) -> str:
         """sha256 of the config and every weight file: equal hashes ⇒ identical model."""
         return model_hash(self.meta)
-
-
-def model_hash(meta: dict[str, Any]) -> str:
-    weights = {k: v["sha256"] for k, v in meta["components"].items()}
-    blob = json.dumps({"config": meta["config"], "weights": weights}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def components(stack: Stack) -> dict[str, torch.nn.Module]:
@@ -136,75 +129,7 @@ def save_bundle(
     return target
 
 
-# ----------------------------------------------------------------------------------- finding
-def user_models_dir() -> Path:
-    """``$WAVESTACK_MODELS``, else ``$XDG_DATA_HOME/wavestack/models`` (~/.local/share/…)."""
-    if os.environ.get(MODELS_ENV):
-        return Path(os.environ[MODELS_ENV]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "wavestack" / "models"
-
-
-def package_models_dir() -> Path:
-    return Path(__file__).resolve().parent / "models"
-
-
-def installed_models() -> dict[str, Path]:
-    """Bundle name → directory; a user bundle shadows a built-in one of the same name."""
-    found: dict[str, Path] = {}
-    for root in (package_models_dir(), user_models_dir()):
-        if root.is_dir():
-            for sub in sorted(root.iterdir()):
-                if (sub / MANIFEST).is_file():
-                    found[sub.name] = sub
-    return found
-
-
-def resolve(name_or_path: str | os.PathLike[str]) -> Path:
-    """A bundle directory from a path, or from a name in the user or built-in models directory."""
-    text = os.fspath(name_or_path)
-    path = Path(text).expanduser()
-    if os.sep in text or text.startswith(".") or path.is_dir():
-        if not path.is_dir():
-            raise ModelNotFoundError(f"model directory {path} does not exist")
-        return path
-    models = installed_models()
-    if text not in models:
-        names = ", ".join(sorted(models)) or "none"
-        raise ModelNotFoundError(
-            f"model {text!r} not found; installed: {names} (user models live in {user_models_dir()})"
-        )
-    return models[text]
-
-
 # ----------------------------------------------------------------------------------- loading
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """Parse and check ``bundle.json`` (format, version, keys) without touching the weights."""
-    manifest = directory / MANIFEST
-    if not manifest.is_file():
-        raise BundleError(f"{directory} is not a model bundle: it has no {MANIFEST}")
-    try:
-        meta = json.loads(manifest.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{manifest} is not valid JSON ({exc}); the bundle is corrupt") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise BundleError(f"{manifest} is not a {FORMAT} manifest")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise BundleError(f"{manifest}: format_version must be a positive integer, got {version!r}")
-    if version > max(SUPPORTED_VERSIONS):
-        raise BundleError(
-            f"{directory.name} uses bundle format {version}, newer than this wavestack reads "
-            f"({max(SUPPORTED_VERSIONS)}); upgrade wavestack to load it"
-        )
-    if version not in SUPPORTED_VERSIONS:
-        raise BundleError(f"bundle format {version} is no longer supported")
-    if set(meta) != _KEYS:
-        extra, missing = sorted(set(meta) - _KEYS), sorted(_KEYS - set(meta))
-        raise BundleError(f"{manifest}: unknown keys {extra}, missing keys {missing}")
-    return meta
-
-
 def load_bundle(name_or_path: str | os.PathLike[str]) -> Bundle:
     """Load a bundle by name (user dir, then built-in) or by directory path; verify everything."""
     directory = resolve(name_or_path)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.server import Server
+from bridge.osc.server import Server
 from engine.bundle import save_bundle
 from engine.stack import Stack
 from tests.tiny import make_stack

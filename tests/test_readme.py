@@ -18,7 +18,7 @@ def test_readme_python_examples_run():
 
 
 def test_readme_setup_commands_use_the_real_cli():
-    from bridge.cli import build_parser
+    from bridge.cli.main import build_parser
 
     text = README.read_text()
     assert ".venv/bin/python -m pytest -q" in text  # the command .ci/run runs

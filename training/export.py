@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from engine.bundle import components, save_bundle, user_models_dir
+from engine.bundle import components, save_bundle
+from engine.catalog import user_models_dir
 from engine.stack import Stack
 
 from .checkpoint import load_checkpoint

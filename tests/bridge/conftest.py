@@ -11,7 +11,7 @@ import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from bridge.server import Server
+from bridge.osc.server import Server
 
 
 class Client:

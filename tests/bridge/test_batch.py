@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from bridge import render as render_module
-from bridge.batch import SpecError, load_spec
-from bridge.batch_run import group_jobs, run_batch
-from bridge.cli import main
+from bridge.batch.run import group_jobs, run_batch
+from bridge.batch.spec import SpecError, load_spec
+from bridge.cli.main import main
+from bridge.render import generate as render_module
 
 ROOT = Path(__file__).parents[2]
 
@@ -76,6 +76,16 @@ def test_jobs_2_gives_the_same_audio_as_jobs_1(tmp_path, tiny_model):
     assert main(["batch", str(one), "--quiet"]) == 0
     assert main(["batch", str(two), "--jobs", "2", "--quiet"]) == 0
     assert audio_by_key(tmp_path / "one" / "out") == audio_by_key(tmp_path / "two" / "out")
+
+
+def test_workers_render_the_jobs_they_are_sent_even_if_the_spec_file_changes(tmp_path, tiny_model):
+    one, two = write_spec(tmp_path / "one"), write_spec(tmp_path / "two")
+    assert main(["batch", str(one), "--quiet"]) == 0
+    spec = load_spec(two)
+    two.write_text(SPEC.replace("seeds = [1, 2, 3]", "seeds = [97, 98, 99]"))  # edited mid-run
+    summary = run_batch(spec, workers=2, show_progress=False, log=lambda _: None)
+    assert len(summary.outcomes) == 6 and not summary.failed
+    assert audio_by_key(tmp_path / "two" / "out") == audio_by_key(tmp_path / "one" / "out")
 
 
 def test_shards_split_the_jobs_deterministically(tmp_path, tiny_model):
@@ -221,9 +231,10 @@ def test_jobs_that_can_share_a_pass_are_grouped_and_render_what_they_render_alon
     spec = load_spec(write_spec(tmp_path / "grouped"))
     groups = group_jobs(spec, spec.jobs)
     assert [[j.track.name for j in g] for g in groups] == [["keys"] * 3, ["pad"] * 3]  # lengths differ
+    row_seconds = render_module.ROW_SECONDS
     monkeypatch.setattr(render_module, "ROW_SECONDS", 0.5)  # two rows of 0.25 s per pass
     assert [len(g) for g in group_jobs(spec, spec.jobs)] == [2, 1, 2, 1]
-    monkeypatch.undo()
+    monkeypatch.setattr(render_module, "ROW_SECONDS", row_seconds)
     assert not run_batch(spec, show_progress=False, log=lambda _: None).failed
     monkeypatch.setattr(render_module, "MAX_ROWS", 1)  # every job alone
     alone = load_spec(write_spec(tmp_path / "alone"))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bridge.bwf import read_bext, write_bwf
+from bridge.render.bwf import read_bext, write_bwf
 from engine.wavfile import atomic_output
 
 

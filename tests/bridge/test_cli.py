@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bridge.cli import main
+from bridge.cli.main import main
 from engine import load_bundle
 
 

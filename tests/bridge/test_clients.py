@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from bridge.bwf import read_bext
+from bridge.render.bwf import read_bext
 
 ROOT = Path(__file__).parents[2]
 needs_liblo = pytest.mark.skipif(shutil.which("oscsend") is None or shutil.which("oscdump") is None,

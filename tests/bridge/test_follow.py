@@ -13,7 +13,7 @@ import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 
-from bridge.follow import Ardour, Follower, Reaper
+from bridge.osc.follow import Ardour, Follower, Reaper
 
 from .conftest import Client
 from .test_clients import free_port

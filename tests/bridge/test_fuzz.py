@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from bridge.osc.server import Server
 from bridge.protocol import TABLE
-from bridge.server import Server
 
 NOWHERE = ("127.0.0.1", 9)  # replies to the discard port go nowhere
 

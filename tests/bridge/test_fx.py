@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.fx import FxError, apply_chain, build_board, parse_chain
+from bridge.render.fx import FxError, apply_chain, build_board, parse_chain
 
 VST3 = Path("/usr/lib/vst3")
 needs_zam = pytest.mark.skipif(not (VST3 / "ZamCompX2.vst3").exists(),

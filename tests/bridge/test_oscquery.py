@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from bridge.osc.server import Server
 from bridge.protocol import TABLE
-from bridge.server import Server
 
 from .conftest import Client
 

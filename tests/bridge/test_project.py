@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bridge.bwf import read_bext
-from bridge.project import Project, ProjectError
-from bridge.render import Models, mix, render_track
+from bridge.render.bwf import read_bext
+from bridge.render.project import Project, ProjectError
+from bridge.render.stems import mix, render_track
 from bridge.session import Session
 
 
@@ -20,7 +20,7 @@ def session(tmp_path, **track):
 def test_a_track_renders_to_a_positioned_stem_with_a_manifest_and_rpp(tmp_path, tiny_model):
     s = session(tmp_path, bars=0.25, at_bar=2)
     project = Project(s.project)
-    r = render_track(s, s.tracks[0], project, Models())
+    r = render_track(s, s.tracks[0], project)
     assert r.path == project.root / "Audio" / "01_keys_take1.wav"
     info = sf.info(r.path)
     seconds_per_bar = 4 * 60 / 100
@@ -39,11 +39,11 @@ def test_a_track_renders_to_a_positioned_stem_with_a_manifest_and_rpp(tmp_path, 
 def test_the_manifest_renders_the_take_again_bit_identically(tmp_path, tiny_model):
     s = session(tmp_path, seconds=0.3, seed=-1)
     project = Project(s.project)
-    first = render_track(s, s.tracks[0], project, Models())
+    first = render_track(s, s.tracks[0], project)
     recorded = json.loads((project.root / "wavestack.json").read_text())["renders"][0]
     again = Session.from_dict({**recorded["session"], "project": s.project,
                                "tracks": [recorded["parameters"]]})
-    second = render_track(again, again.tracks[0], project, Models())
+    second = render_track(again, again.tracks[0], project)
     assert second.take == 2 and second.seed == first.seed
     assert np.array_equal(sf.read(first.path)[0], sf.read(second.path)[0])
 
@@ -51,7 +51,7 @@ def test_the_manifest_renders_the_take_again_bit_identically(tmp_path, tiny_mode
 def test_takes_never_overwrite_and_a_failed_write_leaves_no_trace(tmp_path, tiny_model, monkeypatch):
     s = session(tmp_path, seconds=0.1)
     project = Project(s.project)
-    render_track(s, s.tracks[0], project, Models())
+    render_track(s, s.tracks[0], project)
     manifest_before = (project.root / "wavestack.json").read_bytes()
 
     def full_disk(*args, **kwargs):
@@ -59,18 +59,18 @@ def test_takes_never_overwrite_and_a_failed_write_leaves_no_trace(tmp_path, tiny
 
     with monkeypatch.context() as patch, pytest.raises(OSError, match="No space"):
         patch.setattr("engine.wavfile.os.fsync", full_disk)  # the disk fills while the stem is written
-        render_track(s, s.tracks[0], project, Models())
+        render_track(s, s.tracks[0], project)
     assert (project.root / "wavestack.json").read_bytes() == manifest_before
     assert sorted(p.name for p in (project.root / "Audio").iterdir()) == ["01_keys_take1.wav"]
-    assert render_track(s, s.tracks[0], project, Models()).take == 2
+    assert render_track(s, s.tracks[0], project).take == 2
 
 
 def test_the_mix_sums_stems_at_their_positions(tmp_path, tiny_model):
     s = Session.from_dict({"project": str(tmp_path / "p"), "sample_rate": 48000, "bit_depth": 32, "tracks": [
         {"name": "a", "model": "tiny", "seconds": 0.2, "position": 1.0, "seed": 1},
         {"name": "b", "model": "tiny", "seconds": 0.2, "position": 1.5, "seed": 2, "gain_db": -6}]})
-    project, models = Project(s.project), Models()
-    stems = [render_track(s, t, project, models) for t in s.tracks]
+    project = Project(s.project)
+    stems = [render_track(s, t, project) for t in s.tracks]
     out = mix(s, project, stems)
     audio, _rate = sf.read(out.path, dtype="float32")
     a, b = (sf.read(x.path, dtype="float32")[0] for x in stems)

@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from bridge.project import Project
-from bridge.render import Models, group_rows, render_track, render_tracks
+from bridge.render.generate import group_rows
+from bridge.render.project import Project
+from bridge.render.stems import render_track, render_tracks
 from bridge.session import Session, Track
 
 
@@ -19,10 +20,10 @@ def test_tracks_that_can_share_a_pass_render_as_they_render_alone(tmp_path, tiny
     assert group_rows(session, seeded) == [[0, 1], [2], [3]]  # c: another length, d: another top-p
     assert group_rows(session, seeded, max_rows=1) == [[0], [1], [2], [3]]
     assert group_rows(session, tracks)[0] == [0]  # a random seed is drawn at render time
-    project, models = Project(session.project), Models()
-    together = render_tracks(session, tracks, project, models)
+    project = Project(session.project)
+    together = render_tracks(session, tracks, project)
     assert [r.track for r in together] == ["a", "b", "c", "d"]
     assert together[0].seed >= 0 and [r.seed for r in together[1:]] == [7, 7, 9]
     for track, rendered in zip(tracks, together, strict=True):
-        alone = render_track(session, replace(track, seed=rendered.seed), project, models)
+        alone = render_track(session, replace(track, seed=rendered.seed), project)
         assert alone.take == rendered.take + 1 and np.array_equal(alone.audio, rendered.audio)

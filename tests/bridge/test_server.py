@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bridge.bwf import read_bext
-from bridge.server import Server
+from bridge.osc.server import Server
+from bridge.render.bwf import read_bext
 
 from .conftest import Client
 
@@ -245,7 +245,7 @@ def test_rename_and_takes_list_newest_first_with_their_seeds(server, client):
 
 
 def test_fx_catalog_lists_builtins_whose_defaults_build(client):
-    from bridge.fx import parse_chain
+    from bridge.render.fx import parse_chain
 
     address, (text,) = client.ask(f"{P}/fx/catalog")
     catalog = json.loads(text)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.fx import FxError
 from bridge.protocol import ProtocolError
+from bridge.render.fx import FxError
 from bridge.session import Session, Track
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bridge import wire
+from bridge.osc import wire
 
 PING = b"/wavestack/ping\0,\0\0\0"
 TIME_TAG = b"\0\0\0\0\0\0\0\1"

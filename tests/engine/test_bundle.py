@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine import bundle as bundle_mod
+from engine import catalog
 from engine.bundle import load_bundle, save_bundle
 from engine.errors import BundleError, ModelNotFoundError
 from tests.tiny import make_stack
@@ -159,9 +160,9 @@ def test_weights_file_must_stay_inside_the_bundle(saved):
 def test_lookup_by_name_in_user_dir_and_package(saved, monkeypatch, tmp_path):
     _, path = saved
     monkeypatch.setenv("WAVESTACK_MODELS", str(tmp_path))
-    assert bundle_mod.user_models_dir() == tmp_path
+    assert catalog.user_models_dir() == tmp_path
     assert load_bundle("tiny").path == path
-    assert load_bundle("default").path == bundle_mod.package_models_dir() / "default"
+    assert load_bundle("default").path == catalog.package_models_dir() / "default"
     with pytest.raises(ModelNotFoundError, match="model 'piano' not found; installed: default, tiny"):
         load_bundle("piano")
 
@@ -169,7 +170,7 @@ def test_lookup_by_name_in_user_dir_and_package(saved, monkeypatch, tmp_path):
 def test_xdg_data_home_is_the_default_user_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("WAVESTACK_MODELS", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
-    assert bundle_mod.user_models_dir() == tmp_path / "wavestack" / "models"
+    assert catalog.user_models_dir() == tmp_path / "wavestack" / "models"
 
 
 def test_missing_directory_path(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import load_bundle
-from engine.bundle import package_models_dir
+from engine.catalog import package_models_dir
 from training.config import load
 
 ROOT = Path(__file__).parents[2]

@@ -15,7 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from bridge.server import Server
+from bridge.osc.server import Server
 from plugin_ui.client import OscClient
 from plugin_ui.window import MainWindow
 

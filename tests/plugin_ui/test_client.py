@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.osc.server import Server
 from bridge.protocol import ProtocolError
-from bridge.server import Server
 from plugin_ui.client import OscClient
 
 

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QUrl
 from PySide6.QtWidgets import QComboBox
 
-from bridge.server import Server
+from bridge.osc.server import Server
 
 
 def choose(combo: QComboBox, data) -> None:

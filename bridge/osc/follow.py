@@ -31,8 +31,8 @@ from typing import Any
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from . import wire
-from .protocol import DAWS
+from bridge.osc import wire
+from bridge.protocol import DAWS
 
 log = logging.getLogger("wavestack.follow")
 SILENT_AFTER = 10.0  # seconds without a message before the DAW counts as silent

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import ProtocolError
-from .session import Session, Track
+from bridge.protocol import ProtocolError
+from bridge.session import Session, Track
 
 EXPAND = {"seeds", "random_seeds", "temperatures", "top_ps", "primers", "sources"}
 SESSION_KEYS = {"project", "tempo", "meter", "sample_rate", "bit_depth", "master_fx", "mixes"}
@@ -122,12 +122,10 @@ def render_key(session: Session, track: Track, model_hash: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _model_hash(name: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 (a process-wide cache)
-    if name not in _cache:
-        from engine import load_bundle
+def _model_hash(name: str) -> str:
+    from bridge.render.generate import model_hash_of
 
-        _cache[name] = load_bundle(name).hash
-    return _cache[name]
+    return model_hash_of(name)
 
 
 def _session(table: Any, root: Path, problems: list[str]) -> Session:

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .protocol import DAWS
+from bridge import __version__
+from bridge.protocol import DAWS
 
 EPILOG = """examples:
   wavestack models
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from engine.bundle import installed_models, read_manifest, user_models_dir
+    from engine.catalog import installed_models, read_manifest, user_models_dir
 
     rows = [("NAME", "LEVELS", "RATE", "TRAINED", "SIZE", "PATH")]
     for name, path in installed_models().items():
@@ -180,10 +180,9 @@ def output_paths(out: Path, batch: int) -> list[Path]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from bridge.cli.progress import ProgressBar
     from engine import load_bundle
     from engine.wavfile import write_wav_atomic
-
-    from .progress import ProgressBar
 
     paths = output_paths(args.out, args.batch)
     existing = [str(p) for p in paths if p.exists()]
@@ -240,8 +239,8 @@ def _bench_batch(model: str, renders: int, seconds: float) -> None:
     """Batch throughput (audio seconds per wall second) with one and two worker processes."""
     import tempfile
 
-    from .batch import load_spec
-    from .batch_run import run_batch
+    from bridge.batch.run import run_batch
+    from bridge.batch.spec import load_spec
 
     for jobs in (1, 2):
         with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
@@ -260,7 +259,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from .server import Server
+    from bridge.osc.server import Server
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -290,7 +289,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     advertiser = None
     try:
         if args.advertise:
-            from .advertise import Advertiser
+            from bridge.osc.advertise import Advertiser
 
             http_port = server.oscquery.address[1] if server.oscquery is not None else None
             try:
@@ -308,11 +307,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from .progress import ProgressBar
-    from .project import Project
-    from .render import Models, mix, render_tracks
-    from .server import SESSION_FILE
-    from .session import Session
+    from bridge.cli.progress import ProgressBar
+    from bridge.osc.server import SESSION_FILE
+    from bridge.render.project import Project
+    from bridge.render.stems import mix, render_tracks
+    from bridge.session import Session
 
     project = Project(args.project)
     source = args.session or project.root / SESSION_FILE
@@ -325,7 +324,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not tracks:
         raise ValueError(f"{source} has no tracks")
     with ProgressBar("render", disable=args.quiet) as bar:  # everything is checked before any audio
-        stems = render_tracks(session, tracks, project, Models(), progress=bar.update)
+        stems = render_tracks(session, tracks, project, progress=bar.update)
     for stem in stems:
         print(f"{stem.path} (seed {stem.seed})")
     if not args.track:
@@ -334,7 +333,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .merge import merge
+    from bridge.render.merge import merge
 
     written = merge(args.target, args.sources)
     for path in written:
@@ -354,8 +353,8 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import load_spec
-    from .batch_run import pending, run_batch
+    from bridge.batch.run import pending, run_batch
+    from bridge.batch.spec import load_spec
 
     shard = parse_shard(args.shard)
     if args.jobs < 1:
@@ -369,15 +368,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _dry_run(spec, shard: tuple[int, int], jobs: int, pending) -> int:
-    from .render import Models
+    from bridge.render.generate import bundle
 
     selected = spec.shard(*shard)
     todo = {j.index for j in pending(spec, selected)}
     rtf: dict[str, float] = {}
-    models = Models()
     for job in selected:  # calibrate: time one short sample per model
         if job.track.model not in rtf:
-            stack = models.get(job.track.model).stack
+            stack = bundle(job.track.model).stack
             t0 = time.perf_counter()
             stack.sample(0.25, seed=0)
             rtf[job.track.model] = (time.perf_counter() - t0) / 0.25

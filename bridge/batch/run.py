@@ -13,16 +13,15 @@ import json
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from .batch import Job, Spec, load_spec
-from .bwf import read_bext
-from .project import AUDIO, Project
+from bridge.batch.spec import Job, Spec
+from bridge.render.bwf import read_bext
+from bridge.render.project import AUDIO, Project
 
 
 @dataclass
@@ -122,7 +121,8 @@ def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                  initargs=(threads,)) as pool:
-            running = {pool.submit(_render_in_worker, str(spec.path), [job.index for job in group])
+            work = replace(spec, jobs=[])  # each worker is sent its own jobs, not the whole spec
+            running = {pool.submit(render_group, work, group)
                        for group in groups}
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
@@ -141,7 +141,7 @@ def make_mixes(spec: Spec, log: Any = print) -> list[str]:
 
     A mix's key hashes its stems' keys and the master chain, so re-running makes no duplicate.
     """
-    from .render import mix, read_stem
+    from bridge.render.stems import mix, read_stem
 
     project = Project(spec.session.project)
     manifest = project.read_manifest()
@@ -164,10 +164,6 @@ def make_mixes(spec: Spec, log: Any = print) -> list[str]:
     return written
 
 
-_MODELS: Any = None
-_SPECS: dict[str, Spec] = {}
-
-
 def _init_worker(threads: int) -> None:
     import torch
 
@@ -176,7 +172,7 @@ def _init_worker(threads: int) -> None:
 
 def group_jobs(spec: Spec, jobs: list[Job], max_rows: int | None = None) -> list[list[Job]]:
     """Jobs in groups that generate as rows of one pass (``render.group_rows``); the others alone."""
-    from .render import group_rows
+    from bridge.render.generate import group_rows
 
     return [[jobs[i] for i in group] for group in group_rows(spec.session, [j.track for j in jobs], max_rows)]
 
@@ -184,9 +180,9 @@ def group_jobs(spec: Spec, jobs: list[Job], max_rows: int | None = None) -> list
 def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
     """Render a group from ``group_jobs``: one batched generation, then each take on its own. Any
     failure is caught, recorded and reported per job; the batch goes on."""
-    from .render import check_track, finish_track, generate_rows
+    from bridge.render.generate import generate_rows
+    from bridge.render.stems import check_track, finish_track
 
-    models = _models()
     if len(jobs) == 1:
         return [render_job(spec, jobs[0])]
     t0, started = time.monotonic(), time.time()
@@ -194,12 +190,12 @@ def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
     plugins = {}
     for job in jobs:  # what can be checked before generating
         try:
-            plugins[job.index] = check_track(spec.session, job.track, models)
+            plugins[job.index] = check_track(spec.session, job.track)
         except Exception as exc:
             outcomes[job.index] = _failed(spec, job, exc, time.monotonic() - t0)
     ready = [job for job in jobs if job.index in plugins]
     try:
-        rows = generate_rows(spec.session, [job.track for job in ready], models, None, None) if ready else []
+        rows = generate_rows(spec.session, [job.track for job in ready], None, None) if ready else []
     except Exception as exc:  # the pass failed, so did every job in it
         for job in ready:
             outcomes[job.index] = _failed(spec, job, exc, (time.monotonic() - t0) / len(ready))
@@ -208,7 +204,7 @@ def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
     for job, audio in zip(ready, rows, strict=True):
         t1 = time.monotonic()
         try:
-            rendered = finish_track(spec.session, job.track, Project(spec.session.project), models,
+            rendered = finish_track(spec.session, job.track, Project(spec.session.project),
                                     plugins[job.index], job.track.seed, audio, started, _record(spec, job))
         except Exception as exc:
             outcomes[job.index] = _failed(spec, job, exc, share + time.monotonic() - t1)
@@ -221,26 +217,16 @@ def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
 
 def render_job(spec: Spec, job: Job) -> Outcome:
     """Render one job; any failure is caught and reported, the batch goes on."""
-    from .render import render_track
+    from bridge.render.stems import render_track
 
     t0 = time.monotonic()
     try:
-        rendered = render_track(spec.session, job.track, Project(spec.session.project), _models(),
+        rendered = render_track(spec.session, job.track, Project(spec.session.project),
                                 record=_record(spec, job))
     except Exception as exc:  # a late bad file, a plugin crash: recorded, not fatal
         return _failed(spec, job, exc, time.monotonic() - t0)
     return Outcome(job.index, job.track.name, True, str(rendered.path),
                    rendered.audio.shape[1] / spec.session.sample_rate, time.monotonic() - t0)
-
-
-def _models() -> Any:
-    """This process's loaded bundles, kept across the jobs it renders."""
-    global _MODELS
-    from .render import Models
-
-    if _MODELS is None:
-        _MODELS = Models()
-    return _MODELS
 
 
 def _record(spec: Spec, job: Job) -> dict[str, str]:
@@ -256,9 +242,3 @@ def _failed(spec: Spec, job: Job, exc: Exception, wall: float) -> Outcome:
         spec.session.tempo, spec.session.meter)
     return Outcome(job.index, job.track.name, False, wall=wall, reason=reason)
 
-
-def _render_in_worker(spec_path: str, indices: list[int]) -> list[Outcome]:
-    if spec_path not in _SPECS:
-        _SPECS[spec_path] = load_spec(Path(spec_path))
-    spec = _SPECS[spec_path]
-    return render_group(spec, [spec.jobs[i] for i in indices])

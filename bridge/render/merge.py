@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .project import Project, ProjectError
+from bridge.render.project import Project, ProjectError
 
 _STEM = re.compile(r"^(?P<stem>.+)_take\d+\.wav$")
 

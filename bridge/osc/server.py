@@ -21,14 +21,15 @@ from typing import Any
 import numpy as np
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from . import __version__, wire
-from .follow import Follower, Transport
-from .fx import FxError, catalog, parse_chain
-from .jobs import Job, JobQueue
-from .project import Project, ProjectError
-from .protocol import BY_PATH, PREFIX, ProtocolError
-from .render import Models, check_track, mix, render_track, render_tracks
-from .session import Session, Track, check, check_track_name
+from bridge import __version__
+from bridge.osc import wire
+from bridge.osc.follow import Follower, Transport
+from bridge.osc.jobs import Job, JobQueue
+from bridge.protocol import BY_PATH, PREFIX, ProtocolError
+from bridge.render.fx import FxError, catalog, parse_chain
+from bridge.render.project import Project, ProjectError
+from bridge.render.stems import check_track, mix, render_track, render_tracks
+from bridge.session import Session, Track, check, check_track_name
 
 log = logging.getLogger("wavestack.server")
 MAX_DATAGRAM = 65535
@@ -46,7 +47,6 @@ class Server:
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, project: str | None = None, *,
                  oscquery_port: int | None = None) -> None:
         self.session = Session()
-        self.models = Models()
         self.subscribers: set[Addr] = set()
         self.stats = {"received": 0, "malformed": 0, "errors": 0}
         self._requesters: dict[int, Addr] = {}
@@ -64,7 +64,7 @@ class Server:
         self.follower: Follower | None = None
         self.oscquery = None
         if oscquery_port is not None:
-            from .oscquery import OscQueryServer
+            from bridge.osc.oscquery import OscQueryServer
 
             try:
                 self.oscquery = OscQueryServer(self.state, self.address, host, oscquery_port)
@@ -216,7 +216,7 @@ class Server:
         self.subscribers.discard((socket.gethostbyname(args["host"]), args["port"]))
 
     def on_models(self, args: dict, addr: Addr | None) -> bool:
-        from engine.bundle import installed_models
+        from engine.catalog import installed_models
 
         self.send("/models", *sorted(installed_models()), to=addr)
         return True
@@ -289,7 +289,7 @@ class Server:
 
     # ------------------------------------------------------------------ handlers: tracks
     def on_track_add(self, args: dict, addr: Addr | None) -> None:
-        from engine.bundle import resolve
+        from engine.catalog import resolve
 
         name = check_track_name(args["track"])
         if any(t.name == name for t in self.session.tracks):
@@ -336,7 +336,7 @@ class Server:
         self._save()
 
     def on_track_model(self, args: dict, addr: Addr | None) -> None:
-        from engine.bundle import resolve
+        from engine.catalog import resolve
 
         resolve(args["model"])
         self._set(args, model=args["model"])
@@ -448,11 +448,11 @@ class Server:
         session = copy.deepcopy(self.session)  # later edits do not change a queued render
         track = session.track(args["track"])
         project = Project(session.project)
-        check_track(session, track, self.models)
+        check_track(session, track)
         record = self._follow_record()
 
         def work(progress: Any, should_cancel: Any) -> list[Path]:
-            rendered = render_track(session, track, project, self.models, progress=progress,
+            rendered = render_track(session, track, project, progress=progress,
                                     should_cancel=should_cancel, record=record)
             self.send("/seed", track.name, rendered.seed, to=addr)
             return [rendered.path]
@@ -466,13 +466,13 @@ class Server:
             raise ProtocolError("no tracks to render: add one with /wavestack/track/add <name>")
         project = Project(session.project)
         for track in session.tracks:
-            check_track(session, track, self.models)
+            check_track(session, track)
         parse_chain(session.master_fx)  # checked before any audio is generated
         record = self._follow_record()
 
         def work(progress: Any, should_cancel: Any) -> list[Path]:
             n = len(session.tracks)  # tracks that can share a pass are generated as its rows
-            stems = render_tracks(session, session.tracks, project, self.models,
+            stems = render_tracks(session, session.tracks, project,
                                   progress=lambda f: progress(f * n / (n + 1)), should_cancel=should_cancel,
                                   record=record)
             for rendered in stems:

@@ -24,8 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from . import __version__
-from .protocol import PREFIX, TABLE, Address, Arg
+from bridge import __version__
+from bridge.protocol import PREFIX, TABLE, Address, Arg
 
 log = logging.getLogger("wavestack.oscquery")
 NO_VALUE, READ, WRITE, READ_WRITE = 0, 1, 2, 3

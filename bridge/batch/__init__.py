@@ -1,0 +1,1 @@
+"""Batch rendering from a spec file: parsing and expansion, and the runner."""

@@ -1,0 +1,99 @@
+"""Finding installed model bundles and reading their manifests — without torch.
+
+What the server, the window and the command line need before anything renders: bundle names,
+where they live, their manifests and model hashes. Loading weights is ``engine.bundle``'s job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import BundleError, ModelNotFoundError
+
+FORMAT = "wavestack-bundle"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MODELS_ENV = "WAVESTACK_MODELS"
+MANIFEST = "bundle.json"
+_KEYS = {
+    "format", "format_version", "name", "trained", "sample_rate", "mu", "config",
+    "components", "provenance", "metrics",
+}
+
+
+def model_hash(meta: dict[str, Any]) -> str:
+    """sha256 of the config and every weight file's hash: equal hashes ⇒ identical model."""
+    weights = {k: v["sha256"] for k, v in meta["components"].items()}
+    blob = json.dumps({"config": meta["config"], "weights": weights}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def user_models_dir() -> Path:
+    """``$WAVESTACK_MODELS``, else ``$XDG_DATA_HOME/wavestack/models`` (~/.local/share/…)."""
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "wavestack" / "models"
+
+
+def package_models_dir() -> Path:
+    return Path(__file__).resolve().parent / "models"
+
+
+def installed_models() -> dict[str, Path]:
+    """Bundle name → directory; a user bundle shadows a built-in one of the same name."""
+    found: dict[str, Path] = {}
+    for root in (package_models_dir(), user_models_dir()):
+        if root.is_dir():
+            for sub in sorted(root.iterdir()):
+                if (sub / MANIFEST).is_file():
+                    found[sub.name] = sub
+    return found
+
+
+def resolve(name_or_path: str | os.PathLike[str]) -> Path:
+    """A bundle directory from a path, or from a name in the user or built-in models directory."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if os.sep in text or text.startswith(".") or path.is_dir():
+        if not path.is_dir():
+            raise ModelNotFoundError(f"model directory {path} does not exist")
+        return path
+    models = installed_models()
+    if text not in models:
+        names = ", ".join(sorted(models)) or "none"
+        raise ModelNotFoundError(
+            f"model {text!r} not found; installed: {names} (user models live in {user_models_dir()})"
+        )
+    return models[text]
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """Parse and check ``bundle.json`` (format, version, keys) without touching the weights."""
+    manifest = directory / MANIFEST
+    if not manifest.is_file():
+        raise BundleError(f"{directory} is not a model bundle: it has no {MANIFEST}")
+    try:
+        meta = json.loads(manifest.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{manifest} is not valid JSON ({exc}); the bundle is corrupt") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{manifest} is not a {FORMAT} manifest")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise BundleError(f"{manifest}: format_version must be a positive integer, got {version!r}")
+    if version > max(SUPPORTED_VERSIONS):
+        raise BundleError(
+            f"{directory.name} uses bundle format {version}, newer than this wavestack reads "
+            f"({max(SUPPORTED_VERSIONS)}); upgrade wavestack to load it"
+        )
+    if version not in SUPPORTED_VERSIONS:
+        raise BundleError(f"bundle format {version} is no longer supported")
+    if set(meta) != _KEYS:
+        extra, missing = sorted(set(meta) - _KEYS), sorted(_KEYS - set(meta))
+        raise BundleError(f"{manifest}: unknown keys {extra}, missing keys {missing}")
+    return meta
