@@ -8,6 +8,7 @@ a float that is a whole number and refuses any other, naming the argument and wh
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ class Arg:
     max: float | None = None
     choices: tuple[Any, ...] = ()
     default: Any = None  # not None: the argument may be left out
+    field: str = ""  # the session attribute it sets (a track's, under /track); "meter.0": an item of one
+    json: bool = False  # the attribute holds the JSON the argument's text encodes
+    check: str = ""  # a check beyond type and range, run off the receive thread: model, fx, file
 
     def allowed(self) -> str:
         kind = {"i": "an integer", "f": "a number", "s": "a string"}[self.type]
@@ -74,6 +78,7 @@ class Address:
     args: tuple[Arg, ...] = ()
     reply: str = "ack"  # what the server answers with (besides error)
     group: str = "session"
+    clears: tuple[str, ...] = ()  # attributes it sets to None (a length in bars replaces one in seconds)
 
     @property
     def full(self) -> str:
@@ -105,6 +110,12 @@ DAWS = ("reaper", "ardour", "ableton")  # what /follow can follow (bridge/follow
 FX_HELP = ('effects chain as JSON: a list of {"plugin": "Reverb", "room_size": 0.8} (pedalboard '
            'built-ins) or {"vst3": "/usr/lib/vst3/ZamDelay.vst3", "params": {"time_ms": 250}}')
 
+
+
+def _chain(field: str) -> Arg:
+    return Arg("chain", "s", FX_HELP, field=field, json=True, check="fx")
+
+
 TABLE: tuple[Address, ...] = (
     # ---------------------------------------------------------------- connection
     Address("/ping", "check the server is alive; answers /wavestack/pong <version>", reply="pong",
@@ -121,16 +132,16 @@ TABLE: tuple[Address, ...] = (
             "/wavestack/fx/catalog <json>", reply="fx/catalog", group="server"),
     # ---------------------------------------------------------------- session
     Address("/project", "set the project folder (stems go to <folder>/Audio)",
-            (Arg("folder", "s", "project folder path; created if missing"),)),
-    Address("/tempo", "session tempo", (Arg("bpm", "f", "beats per minute", 20, 300),)),
+            (Arg("folder", "s", "project folder path; created if missing", field="project"),)),
+    Address("/tempo", "session tempo", (Arg("bpm", "f", "beats per minute", 20, 300, field="tempo"),)),
     Address("/meter", "session time signature",
-            (Arg("numerator", "i", "beats per bar", 1, 32),
-             Arg("denominator", "i", "beat unit", choices=(1, 2, 4, 8, 16)))),
+            (Arg("numerator", "i", "beats per bar", 1, 32, field="meter.0"),
+             Arg("denominator", "i", "beat unit", choices=(1, 2, 4, 8, 16), field="meter.1"))),
     Address("/rate", "sample rate of stems and mix",
-            (Arg("hz", "i", "sample rate", choices=(44100, 48000, 96000)),)),
+            (Arg("hz", "i", "sample rate", choices=(44100, 48000, 96000), field="sample_rate"),)),
     Address("/depth", "stem bit depth: 16 or 24-bit PCM, 32 = 32-bit float",
-            (Arg("bits", "i", "bit depth", choices=(16, 24, 32)),)),
-    Address("/master/fx", "effects chain of the mix", (Arg("chain", "s", FX_HELP),)),
+            (Arg("bits", "i", "bit depth", choices=(16, 24, 32), field="bit_depth"),)),
+    Address("/master/fx", "effects chain of the mix", (_chain("master_fx"),)),
     Address("/state/get", "the whole session as JSON; answers /wavestack/state <json>", reply="state"),
     Address("/state/set", "replace the whole session with JSON from /state/get (DAW project recall)",
             (Arg("json", "s", "session JSON"),)),
@@ -143,32 +154,35 @@ TABLE: tuple[Address, ...] = (
             _track(Arg("new_name", "s", TRACK_NAME_HELP)), group="track"),
     Address("/track/takes", "the track's rendered takes, newest first (at most 50); answers "
             "/wavestack/takes <track> <json>", _track(), reply="takes", group="track"),
-    Address("/track/model", "the model a track renders with", _track(Arg("model", "s", "model name")),
-            group="track"),
+    Address("/track/model", "the model a track renders with",
+            _track(Arg("model", "s", "model name", field="model", check="model")), group="track"),
     Address("/track/seconds", "track length in seconds",
-            _track(Arg("seconds", "f", "length", 0.05, 600)), group="track"),
+            _track(Arg("seconds", "f", "length", 0.05, 600, field="seconds")), group="track",
+            clears=("bars",)),
     Address("/track/bars", "track length in bars at the session tempo and meter",
-            _track(Arg("bars", "f", "length in bars", 0.25, 256)), group="track"),
+            _track(Arg("bars", "f", "length in bars", 0.25, 256, field="bars")), group="track",
+            clears=("seconds",)),
     Address("/track/position", "where the stem starts in the project, in seconds",
-            _track(Arg("seconds", "f", "start time", 0, 86400)), group="track"),
+            _track(Arg("seconds", "f", "start time", 0, 86400, field="position")), group="track",
+            clears=("at_bar",)),
     Address("/track/at_bar", "where the stem starts, as a bar number (bar 1 is the project start)",
-            _track(Arg("bar", "f", "bar number", 1, 10000)), group="track"),
+            _track(Arg("bar", "f", "bar number", 1, 10000, field="at_bar")), group="track"),
     Address("/track/seed", "seed of the next render; -1 picks one at random and reports it",
-            _track(Arg("seed", "i", "seed", -1, SEED_MAX)), group="track"),
+            _track(Arg("seed", "i", "seed", -1, SEED_MAX, field="seed")), group="track"),
     Address("/track/temperature", "sampling temperature",
-            _track(Arg("temperature", "f", "temperature", 0.05, 2.0)), group="track"),
+            _track(Arg("temperature", "f", "temperature", 0.05, 2.0, field="temperature")), group="track"),
     Address("/track/top_p", "nucleus sampling: keep the smallest set of classes with this probability",
-            _track(Arg("top_p", "f", "top-p", 0.01, 1.0)), group="track"),
-    Address("/track/gain", "track gain in dB, after its effects", _track(Arg("db", "f", "gain", -60, 12)),
-            group="track"),
-    Address("/track/fx", "the track's effects chain", _track(Arg("chain", "s", FX_HELP)), group="track"),
+            _track(Arg("top_p", "f", "top-p", 0.01, 1.0, field="top_p")), group="track"),
+    Address("/track/gain", "track gain in dB, after its effects",
+            _track(Arg("db", "f", "gain", -60, 12, field="gain_db")), group="track"),
+    Address("/track/fx", "the track's effects chain", _track(_chain("fx")), group="track"),
     Address("/track/at_playhead", "place the track at the followed DAW's playhead (see /follow)", _track(),
             group="track"),
     Address("/track/primer", "continue this audio file instead of starting from silence ('' clears)",
-            _track(Arg("path", "s", "audio file")), group="track"),
+            _track(Arg("path", "s", "audio file", field="primer", check="file")), group="track"),
     Address("/track/vary", "make a variation of this audio file, keeping its codes at a level ('' clears)",
-            _track(Arg("path", "s", "audio file"),
-                   Arg("level", "i", "level whose codes are kept", 1, 8, default=1)),
+            _track(Arg("path", "s", "audio file", field="vary", check="file"),
+                   Arg("level", "i", "level whose codes are kept", 1, 8, default=1, field="vary_level")),
             group="track"),
     # ---------------------------------------------------------------- DAW
     Address("/follow", "follow a DAW's tempo, meter and transport over OSC ('none' stops following)",
@@ -190,6 +204,46 @@ TABLE: tuple[Address, ...] = (
 )
 
 BY_PATH: dict[str, Address] = {a.full: a for a in TABLE}
+NULLABLE = frozenset(f for a in TABLE for f in a.clears)  # attributes some address sets to None
+
+
+def settings(group: str) -> list[tuple[Address, Arg]]:
+    """Every (address, argument) of ``group`` ("session" or "track") that sets an attribute."""
+    return [(a, arg) for a in TABLE if a.group == group for arg in a.args if arg.field]
+
+
+def current(address: Address, data: dict[str, Any]) -> list[Any]:
+    """The values ``address`` would be sent with to set what ``data`` (a session's or a track's
+    ``to_dict()``) holds now; [] when an attribute it sets is unset (None)."""
+    out = []
+    for arg in address.args:
+        if not arg.field:
+            continue
+        name, _, item = arg.field.partition(".")
+        value = data[name] if not item else data[name][int(item)]
+        if value is None:
+            return []
+        out.append(json.dumps(value) if arg.json else value)
+    return out
+
+
+def seconds_per_bar(tempo: float, meter: tuple[int, int] | list[int]) -> float:
+    """The length of one bar in seconds at ``tempo`` (quarter notes per minute) and ``meter``."""
+    numerator, denominator = meter
+    return numerator * (60.0 / tempo) * (4.0 / denominator)
+
+
+def chain_steps(chain: Any) -> list[dict[str, Any]]:
+    """An effects chain from JSON text or a list, checked for shape only (no plugin is loaded)."""
+    if isinstance(chain, str):
+        try:
+            chain = json.loads(chain) if chain.strip() else []
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"effects chain is not valid JSON: {exc}") from None
+    if not isinstance(chain, list) or not all(isinstance(s, dict) for s in chain):
+        raise ProtocolError('effects chain must be a list of steps like {"plugin": "Reverb", '
+                            '"room_size": 0.5}')
+    return chain
 
 
 @dataclass(frozen=True)

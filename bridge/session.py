@@ -1,7 +1,9 @@
 """A session: tempo, meter, output format, project folder and tracks — all plain, validated data.
 
-Every value is checked with the same argument specs the OSC protocol uses, so a session restored
-from JSON (``/state/set``, a saved session file) obeys exactly the rules of the live messages.
+Every value is checked with the same argument specs the OSC protocol uses — the table says which
+attribute each argument sets — so a session restored from JSON (``/state/set``, a saved session
+file) obeys exactly the rules of the live messages. Pure: effects chains are checked for shape
+here; loading their plugins to check their values is the renderer's job (``bridge.render.fx``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,17 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from bridge.protocol import BY_PATH, PREFIX, ProtocolError
+from bridge.protocol import (
+    BY_PATH,
+    NULLABLE,
+    PREFIX,
+    Address,
+    Arg,
+    ProtocolError,
+    chain_steps,
+    seconds_per_bar,
+    settings,
+)
 
 TRACK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.\-]{0,63}$")
 
@@ -63,27 +75,18 @@ class Track:
         if unknown:
             raise ProtocolError(_unknown("track", unknown, known))
         track = cls(name=check_track_name(data.get("name")))
-        rules = {
-            "model": ("/track/model", "model"), "seconds": ("/track/seconds", "seconds"),
-            "bars": ("/track/bars", "bars"), "position": ("/track/position", "seconds"),
-            "at_bar": ("/track/at_bar", "bar"), "seed": ("/track/seed", "seed"),
-            "temperature": ("/track/temperature", "temperature"), "top_p": ("/track/top_p", "top_p"),
-            "gain_db": ("/track/gain", "db"), "primer": ("/track/primer", "path"),
-            "vary": ("/track/vary", "path"), "vary_level": ("/track/vary", "level"),
-        }
-        for key, (address, arg) in rules.items():
-            if key in data and data[key] is not None:
-                setattr(track, key, check(address, arg, data[key]))
-            elif key in data and key in ("seconds", "bars", "at_bar"):
-                setattr(track, key, None)
+        for address, arg in settings("track"):
+            if arg.field not in data:
+                continue
+            value = data[arg.field]
+            if value is None and arg.field in NULLABLE:
+                setattr(track, arg.field, None)
+            elif value is not None:
+                setattr(track, arg.field, convert(address, arg, value))
         if track.bars is not None and data.get("seconds") is None:
             track.seconds = None  # a length in bars replaces the default length in seconds
         if (track.seconds is None) == (track.bars is None):
             raise ProtocolError(f"track {track.name}: give its length as seconds or as bars (exactly one)")
-        if "fx" in data:
-            from bridge.render.fx import parse_chain  # pedalboard is only needed once a chain is given
-
-            track.fx = parse_chain(data["fx"])
         return track
 
 
@@ -99,8 +102,7 @@ class Session:
 
     @property
     def seconds_per_bar(self) -> float:
-        numerator, denominator = self.meter
-        return numerator * (60.0 / self.tempo) * (4.0 / denominator)
+        return seconds_per_bar(self.tempo, self.meter)
 
     def length_of(self, track: Track) -> float:
         return track.seconds if track.bars is None else track.bars * self.seconds_per_bar
@@ -133,19 +135,18 @@ class Session:
         if unknown:
             raise ProtocolError(_unknown("session", unknown, known))
         s = cls()
-        if "project" in data:
-            s.project = check("/project", "folder", data["project"])
-        if "tempo" in data:
-            s.tempo = check("/tempo", "bpm", data["tempo"])
-        if "meter" in data:
-            meter = data["meter"]
-            if not isinstance(meter, list | tuple) or len(meter) != 2:
-                raise ProtocolError("session: meter must be [numerator, denominator]")
-            s.meter = (check("/meter", "numerator", meter[0]), check("/meter", "denominator", meter[1]))
-        if "sample_rate" in data:
-            s.sample_rate = check("/rate", "hz", data["sample_rate"])
-        if "bit_depth" in data:
-            s.bit_depth = check("/depth", "bits", data["bit_depth"])
+        if "meter" in data and (not isinstance(data["meter"], list | tuple) or len(data["meter"]) != 2):
+            raise ProtocolError("session: meter must be [numerator, denominator]")
+        for address, arg in settings("session"):
+            name, _, item = arg.field.partition(".")
+            if name not in data:
+                continue
+            value = convert(address, arg, data[name][int(item)] if item else data[name])
+            if item:
+                items = list(getattr(s, name))
+                items[int(item)] = value
+                value = tuple(items)
+            setattr(s, name, value)
         tracks = data.get("tracks", [])
         if not isinstance(tracks, list):
             raise ProtocolError("session: tracks must be a list")
@@ -153,8 +154,11 @@ class Session:
         names = [t.name for t in s.tracks]
         if len(set(names)) != len(names):
             raise ProtocolError("session: track names must be unique")
-        if data.get("master_fx"):
-            from bridge.render.fx import parse_chain
-
-            s.master_fx = parse_chain(data["master_fx"])
         return s
+
+
+def convert(address: Address, arg: Arg, value: Any) -> Any:
+    """``value`` as ``arg`` of ``address`` takes it; JSON attributes (effects chains) as data."""
+    if arg.json:
+        return chain_steps(value)
+    return arg.convert(value, address.full)

@@ -89,12 +89,9 @@ class TrackEditor(QWidget):
                              extra=(*self._file_buttons("/track/vary"), self.vary_level))
         form.addRow("Vary", self.vary)
 
-        for field, address in ((self.model, "/track/model"), (self.seconds, "/track/seconds"),
-                               (self.bars, "/track/bars"), (self.position, "/track/position"),
-                               (self.at_bar, "/track/at_bar"), (self.seed, "/track/seed"),
-                               (self.temperature, "/track/temperature"), (self.top_p, "/track/top_p"),
-                               (self.gain, "/track/gain"), (self.primer, "/track/primer")):
-            field.committed.connect(lambda v, a=address: self.edit.emit(a, [v]))
+        for field in (self.model, self.seconds, self.bars, self.position, self.at_bar, self.seed,
+                      self.temperature, self.top_p, self.gain, self.primer):
+            field.committed.connect(lambda v, a=field.address: self.edit.emit(a, [v]))
         self.vary.committed.connect(lambda _v: self._send_vary())
         self.vary_level.committed.connect(lambda _v: self._send_vary())
         self.fx.changed.connect(lambda chain: self.edit.emit("/track/fx", [json.dumps(chain)]))
@@ -153,10 +150,9 @@ class TrackEditor(QWidget):
         start = (track["at_bar"] - 1) * seconds_per_bar if at_bar else track["position"]
         self.position.show_value(start)
         self.at_bar.show_value(track["at_bar"] if at_bar else 1 + start / seconds_per_bar)
-        for field, key in ((self.model, "model"), (self.seed, "seed"), (self.temperature, "temperature"),
-                           (self.top_p, "top_p"), (self.gain, "gain_db"), (self.primer, "primer"),
-                           (self.vary, "vary"), (self.vary_level, "vary_level")):
-            field.show_value(track[key])
+        for field in (self.model, self.seed, self.temperature, self.top_p, self.gain, self.primer, self.vary,
+                      self.vary_level):
+            field.show_value(track[field.arg.field])  # the attribute the table says it sets
         locked = track["seed"] >= 0
         self.lock.setChecked(locked)
         self.seed.editor.setEnabled(locked)

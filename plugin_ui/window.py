@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.protocol import BY_PATH, PREFIX, ProtocolError
+from bridge.protocol import BY_PATH, PREFIX, ProtocolError, seconds_per_bar
 
 from .client import OscClient
 from .fields import ErrorLabel
@@ -153,8 +153,7 @@ class MainWindow(QMainWindow):
 
     def seconds_per_bar(self) -> float:
         state = self.state or {"tempo": 120.0, "meter": [4, 4]}
-        numerator, denominator = state["meter"]
-        return numerator * 60.0 / state["tempo"] * 4.0 / denominator
+        return seconds_per_bar(state["tempo"], state["meter"])
 
     def request_state(self) -> None:
         if self.client.connected:

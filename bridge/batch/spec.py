@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bridge.protocol import ProtocolError
+from bridge.render.checks import check_fx
 from bridge.session import Session, Track
 
 EXPAND = {"seeds", "random_seeds", "temperatures", "top_ps", "primers", "sources"}
@@ -146,7 +147,8 @@ def _session(table: Any, root: Path, problems: list[str]) -> Session:
     session = Session()
     for key, value in known.items():  # one key at a time, so every bad key is reported
         try:
-            setattr(session, key, getattr(Session.from_dict({key: value}), key))
+            parsed = getattr(Session.from_dict({key: value}), key)
+            setattr(session, key, check_fx(parsed) if key == "master_fx" else parsed)
         except (ProtocolError, ValueError) as exc:
             problems.append(f"session.{key}: {exc}")
     return session
@@ -169,7 +171,9 @@ def _track(table: Any, where: str, root: Path, problems: list[str]) -> tuple[Tra
             continue
         length = {} if key in ("seconds", "bars") else {"seconds": 1.0}
         try:
-            Track.from_dict({"name": name, **length, key: value})
+            track = Track.from_dict({"name": name, **length, key: value})
+            if key == "fx":
+                check_fx(track.fx)  # builds the chain: its plugins and their parameters
         except (ProtocolError, ValueError) as exc:
             problems.append(f"{where}.{key}: {exc}")
     if "seconds" in plain and "bars" in plain:

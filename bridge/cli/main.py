@@ -273,8 +273,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if args.follow:
         try:
-            server.on_follow({"daw": args.follow, "listen_port": args.daw_port,
-                              "send_port": args.daw_send_port}, None)
+            server.handlers.follow({"daw": args.follow, "listen_port": args.daw_port,
+                                    "send_port": args.daw_send_port}, server.reply_to(None))
         except ValueError as exc:
             print(f"wavestack serve: {exc}", file=sys.stderr)
             server.shutdown()
@@ -308,8 +308,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from bridge.cli.progress import ProgressBar
-    from bridge.osc.server import SESSION_FILE
-    from bridge.render.project import Project
+    from bridge.render.project import SESSION_FILE, Project
     from bridge.render.stems import mix, render_tracks
     from bridge.session import Session
 

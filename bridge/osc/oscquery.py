@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bridge import __version__
-from bridge.protocol import PREFIX, TABLE, Address, Arg
+from bridge.protocol import PREFIX, TABLE, Address, Arg, current
 
 log = logging.getLogger("wavestack.oscquery")
 NO_VALUE, READ, WRITE, READ_WRITE = 0, 1, 2, 3
@@ -34,32 +34,6 @@ EXTENSIONS = {"ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True,
               "EXTENDED_TYPE": False, "UNIT": False, "CRITICAL": False, "CLIPMODE": False,
               "LISTEN": False, "PATH_CHANGED": False, "PATH_RENAMED": False, "PATH_ADDED": False,
               "PATH_REMOVED": False}
-
-# session state key(s) whose value an address sets
-SESSION_VALUES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
-    "/project": lambda s: [s["project"]],
-    "/tempo": lambda s: [s["tempo"]],
-    "/meter": lambda s: list(s["meter"]),
-    "/rate": lambda s: [s["sample_rate"]],
-    "/depth": lambda s: [s["bit_depth"]],
-    "/master/fx": lambda s: [json.dumps(s["master_fx"])],
-}
-# track key(s) whose value a /track/... address sets (after the track name)
-TRACK_VALUES: dict[str, Callable[[dict[str, Any]], list[Any]]] = {
-    "/track/model": lambda t: [t["model"]],
-    "/track/seconds": lambda t: [t["seconds"]] if t["seconds"] is not None else [],
-    "/track/bars": lambda t: [t["bars"]] if t["bars"] is not None else [],
-    "/track/position": lambda t: [t["position"]],
-    "/track/at_bar": lambda t: [t["at_bar"]] if t["at_bar"] is not None else [],
-    "/track/seed": lambda t: [t["seed"]],
-    "/track/temperature": lambda t: [t["temperature"]],
-    "/track/top_p": lambda t: [t["top_p"]],
-    "/track/gain": lambda t: [t["gain_db"]],
-    "/track/fx": lambda t: [json.dumps(t["fx"])],
-    "/track/primer": lambda t: [t["primer"]],
-    "/track/vary": lambda t: [t["vary"], t["vary_level"]],
-}
-
 
 def _range(arg: Arg) -> dict[str, Any] | None:
     if arg.choices:
@@ -73,10 +47,10 @@ def _leaf(address: Address, state: dict[str, Any]) -> dict[str, Any]:
     if address.args:
         node["TYPE"] = address.typetags
         node["RANGE"] = [_range(a) for a in address.args]
-    value = SESSION_VALUES.get(address.path)
-    node["ACCESS"] = READ_WRITE if value else WRITE
-    if value:
-        node["VALUE"] = value(state)
+    has_value = address.group == "session" and any(arg.field for arg in address.args)
+    node["ACCESS"] = READ_WRITE if has_value else WRITE
+    if has_value:
+        node["VALUE"] = current(address, state)
     return node
 
 
@@ -108,15 +82,15 @@ def namespace(state: dict[str, Any]) -> dict[str, Any]:
     tracks = _container(PREFIX + "/tracks", "current values of each track's parameters (read-only; "
                                           "set them with /wavestack/track/<parameter> <track> <value>)")
     _insert(root, tracks["FULL_PATH"], tracks)
-    by_path = {a.path: a for a in TABLE}
+    parameters = [a for a in TABLE if a.group == "track" and any(arg.field for arg in a.args)]
     for track in state["tracks"]:
         base = f"{PREFIX}/tracks/{track['name']}"
-        for path, value in TRACK_VALUES.items():
-            address = by_path[path]
+        for address in parameters:
             args = address.args[1:]
-            leaf = {"FULL_PATH": f"{base}/{path.rsplit('/', 1)[1]}", "ACCESS": READ,
+            leaf = {"FULL_PATH": f"{base}/{address.path.rsplit('/', 1)[1]}", "ACCESS": READ,
                     "TYPE": "".join(a.type for a in args), "RANGE": [_range(a) for a in args],
-                    "VALUE": value(track), "DESCRIPTION": f"{address.help} (set with {address.full})"}
+                    "VALUE": current(address, track),
+                    "DESCRIPTION": f"{address.help} (set with {address.full})"}
             _insert(root, leaf["FULL_PATH"], leaf)
     return root
 

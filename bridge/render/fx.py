@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bridge.protocol import ProtocolError, chain_steps
 
 TAIL_SECONDS = 10.0  # silence fed after the audio so reverbs and delays can ring out
 TAIL_FLOOR = 1e-5  # the tail ends where the output stays below this (-100 dBFS)
@@ -83,15 +84,12 @@ def _settable(plugin: Any) -> list[str]:
 
 def parse_chain(chain: str | list[Any]) -> list[dict[str, Any]]:
     """A chain from JSON text or a list; checks its shape and builds it once to check its values."""
-    if isinstance(chain, str):
-        try:
-            chain = json.loads(chain) if chain.strip() else []
-        except json.JSONDecodeError as exc:
-            raise FxError(f"effects chain is not valid JSON: {exc}") from None
-    if not isinstance(chain, list) or not all(isinstance(s, dict) for s in chain):
-        raise FxError('effects chain must be a list of steps like {"plugin": "Reverb", "room_size": 0.5}')
-    build_board(chain)
-    return chain
+    try:
+        steps = chain_steps(chain)
+    except ProtocolError as exc:
+        raise FxError(str(exc)) from None
+    build_board(steps)
+    return steps
 
 
 def build_board(chain: list[dict[str, Any]]) -> list[Any]:

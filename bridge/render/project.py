@@ -25,6 +25,7 @@ from typing import Any
 MANIFEST = "wavestack.json"
 RPP = "wavestack.rpp"
 AUDIO = "Audio"
+SESSION_FILE = "wavestack-session.json"  # the server keeps its session here
 FORMAT = "wavestack-project"
 _TAKE = re.compile(r"_take(\d+)\.wav$")
 _lock = threading.Lock()

@@ -68,6 +68,7 @@ def test_random_and_malformed_packets_never_crash_the_server(tmp_path, monkeypat
         assert server.stats["malformed"] > 0
         # the server still works after the storm
         server.dispatch("/wavestack/tempo", [133], NOWHERE)
+        server.settle()
         assert server.session.tempo == 133.0
     finally:
         server.shutdown()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -320,3 +323,55 @@ def test_a_packet_with_arrays_nested_1000_deep_is_answered_and_survived(client):
     address, args = client.recv()
     assert address == f"{P}/error" and "nested more than" in args[1]
     assert client.ask(f"{P}/ping")[0] == f"{P}/pong"
+
+
+def test_every_address_of_the_table_has_a_handler(server):
+    from bridge.protocol import TABLE
+
+    missing = [a.full for a in TABLE if server.dispatcher.routes[a.full] is None]
+    assert missing == []
+
+
+needs_zamverb = pytest.mark.skipif(not Path("/usr/lib/vst3/ZamVerb.vst3").exists(),
+                                   reason="Debian zam-plugins is not installed (apt-get install zam-plugins)")
+
+
+@needs_zamverb
+def test_ping_answers_within_50_ms_and_edits_stay_in_order_while_a_plugin_loads(tmp_path, models_dir):
+    """ZamVerb takes a minute or more to load; the server keeps answering meanwhile."""
+    from .test_clients import ROOT, free_port
+
+    port = free_port()
+    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--port", str(port)], env=env,
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = Client(("127.0.0.1", port))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.send(f"{P}/ping")
+                client.until(f"{P}/pong", timeout=0.2)
+                break
+            except (TimeoutError, OSError):
+                assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+        add_track(client)
+        chain = json.dumps([{"vst3": "/usr/lib/vst3/ZamVerb.vst3"}])
+        client.send(f"{P}/track/fx", "keys", chain)
+        client.send(f"{P}/track/seed", "keys", 5)  # waits behind the plugin: edits keep their order
+        time.sleep(0.5)
+        delays = []
+        for _ in range(10):
+            t = time.perf_counter()
+            client.send(f"{P}/ping")
+            client.until(f"{P}/pong", timeout=2)
+            delays.append(time.perf_counter() - t)
+            time.sleep(0.05)
+        assert max(delays) < 0.05, delays
+        client.send(f"{P}/state/get")
+        with pytest.raises(TimeoutError):  # the state waits for the edits before it
+            client.until(f"{P}/state", timeout=0.3)
+    finally:
+        client.close()
+        proc.kill()
+        proc.wait()

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from bridge.protocol import ProtocolError
+from bridge.render.checks import check_session
+from bridge.protocol import ProtocolError, settings
 from bridge.render.fx import FxError
 from bridge.session import Session, Track
 
@@ -44,6 +48,28 @@ def test_bad_state_is_refused_with_a_reason(state, message):
         Session.from_dict(state)
 
 
-def test_a_bad_effect_in_state_is_refused():
+def test_effects_are_checked_for_shape_when_parsed_and_by_building_them_before_use():
+    with pytest.raises(ProtocolError, match="list of steps"):
+        Track.from_dict({"name": "a", "fx": {"plugin": "Gain"}})
+    session = Session.from_dict({"tracks": [{"name": "a", "fx": [{"plugin": "Nope"}]}]})
+    assert session.tracks[0].fx == [{"plugin": "Nope"}]  # parsed as data, no plugin loaded
     with pytest.raises(FxError, match="unknown plugin"):
-        Track.from_dict({"name": "a", "fx": [{"plugin": "Nope"}]})
+        check_session(session)
+
+
+def test_the_session_parses_without_loading_plugins_or_torch():
+    code = ("import sys; from bridge.session import Session; "
+            "Session.from_dict({'tempo': 90, 'meter': [3, 4], 'master_fx': [{'plugin': 'Gain'}], "
+            "'tracks': [{'name': 'a', 'bars': 2, 'fx': []}]}); "
+            "print(sorted(m for m in ('torch', 'pedalboard', 'engine') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_session_and_track_attribute_is_set_by_an_address_of_the_table():
+    from dataclasses import fields
+
+    set_by_table = {arg.field.partition(".")[0] for group in ("session", "track")
+                    for _, arg in settings(group)}
+    assert {f.name for f in fields(Track)} - {"name"} <= set_by_table
+    assert {f.name for f in fields(Session)} - {"tracks"} <= set_by_table

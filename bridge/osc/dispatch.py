@@ -1,0 +1,128 @@
+"""From a parsed message to its handler, driven by the protocol table.
+
+The receive thread only looks the address up, converts its arguments and answers what needs no
+session (``/ping``, subscriptions, job status and cancel). Everything else runs in order on one
+session thread, so a plugin or a model that takes a minute to load never delays a ping, and
+messages still take effect in the order they were sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from bridge.osc.handlers import Handlers, Reply, text
+from bridge.protocol import BY_PATH, PREFIX, Address, ProtocolError
+
+log = logging.getLogger("wavestack.server")
+Addr = tuple[str, int]
+Handler = Callable[[dict[str, Any], Reply], Any]
+IMMEDIATE = {"/ping", "/subscribe", "/unsubscribe", "/job/status", "/job/cancel"}  # answered at once
+QUERIES = {PREFIX + p for p in ("/ping", "/state/get", "/track/takes", "/track/list", "/models",
+                                "/fx/catalog", "/job/status", "/subscribe", "/follow/status")}  # debug level
+LANE_LENGTH = 10_000  # messages waiting for the session thread; beyond, they are refused
+EXPECTED = (ProtocolError, FileNotFoundError, KeyError, ValueError)  # refusals, not failures
+
+
+def name_of(address: Address) -> str:
+    """The handler's name for ``address``: ``/track/add`` → ``track_add``."""
+    return address.path.strip("/").replace("/", "_")
+
+
+def handler_for(address: Address, handlers: Handlers, own: dict[str, Handler]) -> Handler | None:
+    """What runs ``address``: a handler of its own, else the generic setter if its arguments name
+    the attributes they set; None if neither (a table entry nothing implements)."""
+    name = name_of(address)
+    if name in own:
+        return own[name]
+    if hasattr(handlers, name):
+        return getattr(handlers, name)
+    if any(arg.field for arg in address.args):
+        return lambda args, reply: handlers.set_fields(address, args)
+    return None
+
+
+class Dispatcher:
+    """Routes messages to handlers; ``own`` holds the server's handlers (subscriptions)."""
+
+    def __init__(self, handlers: Handlers, own: dict[str, Handler],
+                 reply_to: Callable[[Addr | None], Reply], on_error: Callable[[], None]) -> None:
+        self.handlers = handlers
+        self.routes = {a.full: handler_for(a, handlers, own) for a in BY_PATH.values()}
+        self.reply_to = reply_to
+        self.on_error = on_error
+        self.lane: queue.Queue[tuple[Address, dict[str, Any], Addr | None] | None] = queue.Queue(LANE_LENGTH)
+        self._thread = threading.Thread(target=self._run_lane, name="wavestack-session", daemon=True)
+        self._thread.start()
+
+    def dispatch(self, address: str, values: list[Any], addr: Addr | None) -> None:
+        spec = BY_PATH.get(address)
+        try:
+            level = logging.DEBUG if address in QUERIES else logging.INFO  # a window polls these
+            log.log(level, "%s %s from %s", address, _short(values), f"{addr[0]}:{addr[1]}" if addr else "-")
+            if spec is None:
+                raise ProtocolError(f"unknown address {address}; every address starts with {PREFIX}/ "
+                                    "(see the protocol reference in the README)")
+            args = spec.parse(values)
+            if spec.path in IMMEDIATE:
+                self._run(spec, args, addr)
+            else:
+                self.lane.put_nowait((spec, args, addr))
+        except queue.Full:
+            self.fail(address, f"the server is busy ({LANE_LENGTH} messages waiting); send again later",
+                      addr)
+        except EXPECTED as exc:
+            self.fail(address, text(exc), addr)
+        except Exception as exc:  # nothing in one message's handling may stop the receive loop
+            log.exception("%s could not be handled", address[:200])
+            self.fail(address, text(exc), addr)
+
+    def settle(self) -> None:
+        """Wait until every message handed to the session thread so far has taken effect."""
+        self.lane.join()
+
+    def stop(self) -> None:
+        self.lane.put(None)
+
+    def fail(self, where: str | int, message: str, addr: Addr | None) -> None:
+        self.on_error()
+        log.info("error %s: %s", where, message)
+        self.reply_to(addr)("/error", where, message)
+
+    def _run(self, spec: Address, args: dict[str, Any], addr: Addr | None) -> None:
+        reply = self.reply_to(addr)
+        handler = self.routes[spec.full]
+        try:
+            if handler is None:
+                raise ProtocolError(f"{spec.full} is in the protocol table but nothing handles it")
+            answered = handler(args, reply)
+        except EXPECTED as exc:
+            self.fail(spec.full, text(exc), addr)
+            return
+        except Exception as exc:
+            from engine.errors import EngineError
+
+            if not isinstance(exc, EngineError):
+                log.exception("%s failed", spec.full)
+            self.fail(spec.full, text(exc), addr)
+            return
+        if not answered:
+            reply("/ack", spec.full)
+
+    def _run_lane(self) -> None:
+        while (item := self.lane.get()) is not None:
+            try:
+                self._run(*item)
+            except Exception:  # a reply that cannot be sent must not stop the session thread
+                log.exception("session thread")
+            finally:
+                self.lane.task_done()
+        self.lane.task_done()
+
+
+def _short(values: list[Any]) -> str:
+    text = " ".join(map(repr, values))
+    return text if len(text) <= 200 else text[:200] + "…"

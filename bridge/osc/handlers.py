@@ -1,0 +1,322 @@
+"""What each address does to the session, given its validated arguments and a ``reply`` callable.
+
+Addresses whose arguments name the attribute they set (``Arg.field`` in the table) share one
+setter; the others have a handler here, named after the address (``/track/add`` → ``track_add``).
+A handler returns True when it answered itself; otherwise the dispatcher acknowledges it. Checks
+that load something (a model's manifest, a plugin, a file) run before the session lock is taken,
+and nothing here runs on the receive thread (see ``bridge.osc.dispatch``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bridge import __version__
+from bridge.osc.follow import Follower, Transport
+from bridge.osc.jobs import Job, JobQueue
+from bridge.protocol import PREFIX, Address, ProtocolError
+from bridge.render.checks import check_model, check_session, checked
+from bridge.render.project import SESSION_FILE, Project, ProjectError
+from bridge.session import Session, Track, check, check_track_name
+
+log = logging.getLogger("wavestack.server")
+TAKES_LISTED = 50  # newest takes answered by /track/takes (their JSON fits one datagram)
+Reply = Callable[..., None]  # reply(path below the prefix, *values): to the requester and subscribers
+
+
+class Handlers:
+    """The session and everything that changes it: tracks, DAW following, jobs, persistence."""
+
+    def __init__(self, jobs: JobQueue, broadcast: Reply) -> None:
+        import threading
+
+        self.session = Session()
+        self.jobs = jobs
+        self.broadcast = broadcast  # to every subscriber (DAW changes, job events without a requester)
+        self.lock = threading.Lock()  # the session: changed here and by the DAW follower, read by OSCQuery
+        self.follower: Follower | None = None
+        self.requesters: dict[int, Reply] = {}
+
+    def state(self) -> dict[str, Any]:
+        """A copy of the session as plain data, safe to read from another thread."""
+        with self.lock:
+            return json.loads(json.dumps(self.session.to_dict()))
+
+    # ------------------------------------------------------------------ the generic setter
+    def set_fields(self, address: Address, args: dict[str, Any]) -> None:
+        """Set the attributes ``address``'s arguments name (and clear the ones it replaces)."""
+        values = {arg: checked(arg, args[arg.name]) for arg in address.args if arg.field}
+        with self.lock:
+            target: Any = self.session.track(args["track"]) if address.group == "track" else self.session
+            for arg, value in values.items():
+                name, _, item = arg.field.partition(".")
+                if item:
+                    items = list(getattr(target, name))
+                    items[int(item)] = value
+                    value = tuple(items)
+                setattr(target, name, value)
+            for name in address.clears:
+                setattr(target, name, None)
+            self.save()
+
+    # ------------------------------------------------------------------ server
+    def models(self, args: dict, reply: Reply) -> bool:
+        from engine.catalog import installed_models
+
+        reply("/models", *sorted(installed_models()))
+        return True
+
+    def fx_catalog(self, args: dict, reply: Reply) -> bool:
+        from bridge.render.fx import catalog
+
+        reply("/fx/catalog", json.dumps(catalog()))
+        return True
+
+    def ping(self, args: dict, reply: Reply) -> bool:
+        reply("/pong", __version__)
+        return True
+
+    # ------------------------------------------------------------------ session
+    def project(self, args: dict, reply: Reply) -> bool:
+        """Open a project folder: the session saved there is loaded, never replaced. A folder with
+        no saved session takes the current one (so tracks set up before choosing a folder stay)."""
+        root = Project(args["folder"]).root
+        saved = root / SESSION_FILE
+        if saved.is_file():
+            try:
+                session = check_session(Session.from_dict(json.loads(saved.read_text())))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+                raise ProjectError(f"{saved} cannot be read ({text(exc)}); it is left as it is: "
+                                   "fix or move it, then open the folder again") from None
+            with self.lock:
+                self.save()  # the session being left stays in its own folder
+                session.project = str(root)
+                self.session = session
+            said = f"opened {root}: its saved session, {len(session.tracks)} track(s)"
+        else:
+            with self.lock:
+                self.session.project = str(root)
+                self.save()
+                said = f"opened {root}: no saved session there, the current one " \
+                       f"({len(self.session.tracks)} track(s)) is saved into it"
+        log.info("%s", said)
+        reply("/ack", PREFIX + "/project", said)
+        return True
+
+    def state_get(self, args: dict, reply: Reply) -> bool:
+        reply("/state", json.dumps(self.state()))
+        return True
+
+    def state_set(self, args: dict, reply: Reply) -> None:
+        try:
+            data = json.loads(args["json"])
+        except json.JSONDecodeError as exc:
+            raise ProtocolError(f"/state/set: not valid JSON: {exc}") from None
+        session = check_session(Session.from_dict(data))
+        if session.project:
+            session.project = str(Project(session.project).root)
+        with self.lock:
+            if not session.project:
+                session.project = self.session.project  # state without a folder keeps the current one
+            self.session = session
+            self.save()
+
+    # ------------------------------------------------------------------ tracks
+    def track_add(self, args: dict, reply: Reply) -> None:
+        name = check_track_name(args["track"])
+        model = check_model(args["model"])
+        with self.lock:
+            if any(t.name == name for t in self.session.tracks):
+                raise ProtocolError(f"a track named {name!r} exists already")
+            self.session.tracks.append(Track(name=name, model=model))
+            self.save()
+
+    def track_remove(self, args: dict, reply: Reply) -> None:
+        with self.lock:
+            self.session.tracks.remove(self.session.track(args["track"]))
+            self.save()
+
+    def track_list(self, args: dict, reply: Reply) -> bool:
+        reply("/tracks", *[t.name for t in self.session.tracks])
+        return True
+
+    def track_rename(self, args: dict, reply: Reply) -> None:
+        name = check_track_name(args["new_name"])
+        with self.lock:
+            track = self.session.track(args["track"])
+            if name != track.name and any(t.name == name for t in self.session.tracks):
+                raise ProtocolError(f"a track named {name!r} exists already")
+            track.name = name
+            self.save()
+
+    def track_takes(self, args: dict, reply: Reply) -> bool:
+        name = self.session.track(args["track"]).name
+        project = Project(self.session.project)
+        takes = []
+        for render in reversed(project.read_manifest()["renders"]):
+            if render.get("kind") != "track" or render.get("track") != name:
+                continue
+            for f in render.get("files", []):
+                takes.append({"path": str(project.root / f["path"]), "take": f["take"],
+                              "seed": render["seed"],
+                              "seconds": f["seconds"], "position_seconds": f["position_seconds"],
+                              "model": render["model"], "finished": render.get("finished", "")})
+        reply("/takes", name, json.dumps(takes[:TAKES_LISTED]))
+        return True
+
+    def track_at_playhead(self, args: dict, reply: Reply) -> None:
+        t = self.follower.transport if self.follower is not None else None
+        if t is None or t.position is None:
+            raise ProtocolError("no DAW playhead known: follow a DAW first (/wavestack/follow reaper|ardour|"
+                                "ableton) and start or move its transport")
+        with self.lock:
+            track = self.session.track(args["track"])
+            track.position, track.at_bar = max(0.0, round(t.position, 6)), None
+            self.save()
+
+    # ------------------------------------------------------------------ DAW
+    def follow(self, args: dict, reply: Reply) -> None:
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+        if args["daw"] == "none":
+            return
+        try:
+            follower = Follower(args["daw"], self._on_daw, listen_port=args["listen_port"] or None,
+                                send_port=args["send_port"] or None)
+        except OSError as exc:
+            port = args["listen_port"] or "default"
+            raise ProtocolError(f"cannot listen for {args['daw']} on udp port {port}: {exc.strerror}; "
+                                "give another listen_port") from None
+        self.follower = follower  # before it starts: its first answer must find it in place
+        follower.start()
+
+    def follow_status(self, args: dict, reply: Reply) -> bool:
+        reply("/follow", *self.following())
+        return True
+
+    def following(self) -> list[Any]:
+        """The /follow reply's values."""
+        if self.follower is None:
+            return ["none", "off", float(self.session.tempo), *self.session.meter, 0, -1.0, -1.0]
+        t = self.follower.transport
+        heard = -1.0 if t.heard is None else round(time.monotonic() - t.heard, 3)
+        return [t.daw, self.follower.state(), float(self.session.tempo), *self.session.meter, int(t.playing),
+                -1.0 if t.position is None else float(t.position), heard]
+
+    def _on_daw(self, t: Transport, changed: set[str]) -> None:
+        """The followed DAW said something new: tempo and meter go to the session; subscribers hear of it."""
+        if self.follower is None or t is not self.follower.transport:
+            return  # a follower stopped a moment ago
+        with self.lock:
+            before = (self.session.tempo, self.session.meter)
+            if "tempo" in changed and t.tempo is not None:
+                try:
+                    self.session.tempo = check("/tempo", "bpm", t.tempo)
+                except ProtocolError as exc:
+                    log.warning("%s tempo ignored: %s", t.daw, exc)
+            if changed & {"numerator", "denominator"}:
+                try:
+                    numerator = t.numerator or self.session.meter[0]
+                    denominator = t.denominator or self.session.meter[1]
+                    self.session.meter = (check("/meter", "numerator", numerator),
+                                          check("/meter", "denominator", denominator))
+                except ProtocolError as exc:
+                    log.warning("%s meter ignored: %s", t.daw, exc)
+            if (self.session.tempo, self.session.meter) != before:
+                log.info("following %s: %g BPM, %d/%d", t.daw, self.session.tempo, *self.session.meter)
+                self.save()
+        if changed - {"position"}:  # the playhead moves many times a second: asked for, not pushed
+            self.broadcast("/follow", *self.following())
+
+    def _tempo_source(self) -> dict[str, Any]:
+        """What the manifest says about where the tempo came from."""
+        if self.follower is None:
+            return {}
+        return {"tempo_source": {"daw": self.follower.daw, "state": self.follower.state()}}
+
+    # ------------------------------------------------------------------ jobs
+    def generate(self, args: dict, reply: Reply) -> bool:
+        from bridge.render.stems import check_track, render_track
+
+        with self.lock:
+            session = copy.deepcopy(self.session)  # later edits do not change a queued render
+        track = session.track(args["track"])
+        project = Project(session.project)
+        check_track(session, track)
+        record = self._tempo_source()
+
+        def work(progress: Any, should_cancel: Any) -> list[Path]:
+            rendered = render_track(session, track, project, progress=progress, should_cancel=should_cancel,
+                                    record=record)
+            reply("/seed", track.name, rendered.seed)
+            return [rendered.path]
+
+        self._submit(PREFIX + "/generate", work, reply)
+        return True
+
+    def generate_all(self, args: dict, reply: Reply) -> bool:
+        from bridge.render.fx import parse_chain
+        from bridge.render.stems import check_track, mix, render_tracks
+
+        with self.lock:
+            session = copy.deepcopy(self.session)
+        if not session.tracks:
+            raise ProtocolError("no tracks to render: add one with /wavestack/track/add <name>")
+        project = Project(session.project)
+        for track in session.tracks:
+            check_track(session, track)
+        parse_chain(session.master_fx)  # checked before any audio is generated
+        record = self._tempo_source()
+
+        def work(progress: Any, should_cancel: Any) -> list[Path]:
+            n = len(session.tracks)  # tracks that can share a pass are generated as its rows
+            stems = render_tracks(session, session.tracks, project,
+                                  progress=lambda f: progress(f * n / (n + 1)), should_cancel=should_cancel,
+                                  record=record)
+            for rendered in stems:
+                reply("/seed", rendered.track, rendered.seed)
+            return [s.path for s in stems] + [mix(session, project, stems).path]
+
+        self._submit(PREFIX + "/generate_all", work, reply)
+        return True
+
+    def job_status(self, args: dict, reply: Reply) -> bool:
+        job = self.jobs.get(args["job"])
+        reply("/status", job.id, job.state, float(job.fraction))
+        return True
+
+    def job_cancel(self, args: dict, reply: Reply) -> None:
+        self.jobs.cancel(args["job"])
+
+    def _submit(self, address: str, work: Any, reply: Reply) -> Job:
+        job = self.jobs.create(address, work)
+        self.requesters[job.id] = reply
+        reply("/ack", address, job.id)  # before any progress of the job
+        return self.jobs.start(job)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self) -> None:
+        """Keep the session in the project folder, so `wavestack render` can render it later."""
+        if not self.session.project:
+            return
+        from engine.wavfile import atomic_output
+
+        try:
+            with atomic_output(Path(self.session.project) / SESSION_FILE) as fh:
+                fh.write((json.dumps(self.session.to_dict(), indent=1) + "\n").encode())
+        except OSError as exc:
+            log.warning("cannot save the session: %s", exc)
+
+
+def text(exc: BaseException) -> str:
+    """An exception as the one line an error reply carries."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
