@@ -268,3 +268,46 @@ def test_a_job_whose_plugin_vanished_fails_alone_and_its_pass_goes_on(tmp_path, 
     assert all("VST3 plugin not found" in o.reason for o in summary.failed)
     assert sorted(p.name for p in (tmp_path / "out" / "Audio").iterdir()) == \
         [f"01_keys_take{i}.wav" for i in (1, 2, 3)]
+
+
+NO_TORCH = """
+import socket, sys
+from bridge.cli.main import main
+from bridge.osc.server import Server
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+assert main(["merge", sys.argv[1], *sys.argv[2:]]) == 0
+server = Server(port=0)
+server.start()
+client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+client.bind(("127.0.0.1", 0))
+client.settimeout(10)
+for address, args in (("/track/add", ["keys", "tiny"]), ("/track/bars", ["keys", 2.0]), ("/track/list", []),
+                      ("/models", []), ("/state/get", [])):
+    builder = OscMessageBuilder(address="/wavestack" + address)
+    for arg in args:
+        builder.add_arg(arg)
+    client.sendto(builder.build().dgram, server.address)
+    print(OscPacket(client.recvfrom(65536)[0]).messages[0].message.address)
+server.shutdown()
+print("loaded:", sorted(m for m in ("torch", "pedalboard", "numba", "engine.bundle") if m in sys.modules))
+"""
+
+
+def test_help_merge_and_the_servers_first_requests_run_without_torch(tmp_path, models_dir):
+    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
+    for k in (1, 2):
+        subprocess.run([sys.executable, "-m", "bridge.cli", "batch", str(write_spec(tmp_path / f"s{k}")),
+                        "--shard", f"{k}/2", "--quiet"], check=True, env=env, capture_output=True)
+    folders = [str(tmp_path / "merged"), str(tmp_path / "s1" / "out"), str(tmp_path / "s2" / "out")]
+    out = subprocess.run([sys.executable, "-c", NO_TORCH, *folders], env=env, cwd=tmp_path,
+                         capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-6:] == ["/wavestack/ack", "/wavestack/ack", "/wavestack/tracks",
+                                            "/wavestack/models", "/wavestack/state", "loaded: []"]
+    assert len(list((tmp_path / "merged" / "Audio").glob("*.wav"))) == 6

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from bridge.render.checks import check_session
 from bridge.protocol import ProtocolError, settings
+from bridge.render.checks import check_session
 from bridge.render.fx import FxError
 from bridge.session import Session, Track
 
