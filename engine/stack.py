@@ -45,6 +45,11 @@ class Stack(nn.Module):
         return self.cfg.sample_rate
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights are; inputs are moved here, outputs come back as CPU tensors."""
+        return next(self.parameters()).device
+
+    @property
     def hops(self) -> tuple[int, ...]:
         """Audio samples per code at each level (level 1 first)."""
         return self.cfg.hops
@@ -67,10 +72,10 @@ class Stack(nn.Module):
         return codes
 
     def _encode_classes(self, classes: torch.Tensor, work: Progress | None = None) -> list[torch.Tensor]:
-        codes, x = [], classes
+        codes, x = [], classes.to(self.device)
         for level in self.levels:
             x = level.encode(x)
-            codes.append(x)
+            codes.append(x.cpu())
             if work is not None:
                 work.advance()  # one parallel pass per level: checks cancel between levels
         return codes
@@ -224,17 +229,18 @@ class Stack(nn.Module):
         seq = known
         if seq is None:
             g = _label_tensor(label, batch, self.cfg.prior_global_classes)
+            g = None if g is None else g.to(self.device)
             state = self.prior.incremental(batch, label=g)
             seq = self._extend(state, prefixes[n_levels], lengths[n_levels], rngs[n_levels],
                                temperature, top_p, work)
         for k in range(start, 0, -1):
             level = self.levels[k - 1]
-            cond = level.condition(seq)
+            cond = level.condition(seq.to(self.device))
             state = level.decoder.incremental(batch, cond=cond, lpc_coef=level.lpc_coefficients(cond))
             seq = self._extend(state, prefixes[k - 1], lengths[k - 1], rngs[k - 1],
                                temperature, top_p, work)
         work.finish()
-        return mulaw.decode(seq, self.cfg.mu).numpy()
+        return mulaw.decode(seq.cpu(), self.cfg.mu).numpy()
 
     def _lengths(self, top_frames: int, start: int, known: torch.Tensor | None) -> list[int]:
         """Sequence length at every level 0..N for ``top_frames`` codes at the top level."""

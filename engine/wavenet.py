@@ -321,6 +321,7 @@ class IncrementalState:
         length = x.shape[1]
         if length == 0:
             return
+        x = x.to(self.embed.device)
         inputs: list[torch.Tensor] = []
         centre = self.net.centres(x, self.lpc_coef) if self.tracker is not None else None
         self.net.run(x, self.cond, inputs, centre=centre)
@@ -334,7 +335,7 @@ class IncrementalState:
     def step(self, prev: torch.Tensor | None) -> torch.Tensor:
         """Logits (B, K) of the current position; call under ``torch.inference_mode()``."""
         t = self.position
-        h = self.zero_input if prev is None else torch.embedding(self.embed, prev)
+        h = self.zero_input if prev is None else torch.embedding(self.embed, prev.to(self.embed.device))
         if self.tracker is not None:
             u, centre, pred = self.tracker.step(t, None if prev is None else prev.cpu().numpy())
             h = h + self.net.centre_input(torch.from_numpy(u).to(h.device))
