@@ -23,6 +23,7 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class Arg:
+    """One argument of an address: OSC type, range or choices, default, the attribute it sets."""
     name: str
     type: str  # "i" int, "f" float, "s" string (OSC type tags)
     help: str
@@ -35,6 +36,7 @@ class Arg:
     check: str = ""  # a check beyond type and range, run off the receive thread: model, fx, file
 
     def allowed(self) -> str:
+        """What the argument accepts, in words."""
         kind = {"i": "an integer", "f": "a number", "s": "a string"}[self.type]
         if self.choices:
             return f"one of {', '.join(map(str, self.choices))}"
@@ -45,6 +47,7 @@ class Arg:
         return kind
 
     def convert(self, value: Any, address: str) -> Any:
+        """``value`` as this argument takes it, or a ProtocolError saying what is allowed."""
         where = f"{address}: argument '{self.name}'"
         if self.type == "s":
             if not isinstance(value, str):
@@ -73,6 +76,7 @@ def _num(x: float) -> str:
 
 @dataclass(frozen=True)
 class Address:
+    """One OSC address: its arguments, help, what it answers, what it clears."""
     path: str  # below PREFIX, e.g. "/track/seed"
     help: str
     args: tuple[Arg, ...] = ()
@@ -82,10 +86,12 @@ class Address:
 
     @property
     def full(self) -> str:
+        """The address with the prefix."""
         return PREFIX + self.path
 
     @property
     def typetags(self) -> str:
+        """The OSC type tags of all its arguments."""
         return "".join(a.type for a in self.args)
 
     def parse(self, values: list[Any]) -> dict[str, Any]:
@@ -248,6 +254,7 @@ def chain_steps(chain: Any) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Reply:
+    """One reply address the server sends, for the README."""
     path: str
     help: str
     args: tuple[str, ...] = field(default_factory=tuple)

@@ -41,6 +41,7 @@ def _unknown(what: str, unknown: list[str], known: set[str]) -> str:
 
 
 def check_track_name(name: Any) -> str:
+    """``name`` if it is a safe track name, else a ProtocolError."""
     if not isinstance(name, str) or not TRACK_NAME.match(name) or name.strip() != name:
         raise ProtocolError(
             f"track name {name!r} refused: use letters, digits, space, '_', '-', '.' (at most 64, "
@@ -51,6 +52,7 @@ def check_track_name(name: Any) -> str:
 
 @dataclass
 class Track:
+    """One track: model, length, position, sampling, gain, effects, primer or source."""
     name: str
     model: str = "default"
     seconds: float | None = 4.0  # length in seconds, or …
@@ -68,6 +70,7 @@ class Track:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Track:
+        """A track from JSON data, checked as the OSC messages would be."""
         if not isinstance(data, dict):
             raise ProtocolError(f"a track must be a JSON object, got {data!r}")
         known = {f.name for f in fields(cls)}
@@ -92,6 +95,7 @@ class Track:
 
 @dataclass
 class Session:
+    """Tempo, meter, output format, project folder and tracks."""
     project: str = ""
     tempo: float = 120.0
     meter: tuple[int, int] = (4, 4)
@@ -102,15 +106,19 @@ class Session:
 
     @property
     def seconds_per_bar(self) -> float:
+        """One bar at the session tempo and meter, in seconds."""
         return seconds_per_bar(self.tempo, self.meter)
 
     def length_of(self, track: Track) -> float:
+        """A track's length in seconds."""
         return track.seconds if track.bars is None else track.bars * self.seconds_per_bar
 
     def position_of(self, track: Track) -> float:
+        """Where a track starts, in seconds."""
         return track.position if track.at_bar is None else (track.at_bar - 1) * self.seconds_per_bar
 
     def track(self, name: str) -> Track:
+        """The track called ``name``, or a ProtocolError listing the tracks."""
         for t in self.tracks:
             if t.name == name:
                 return t
@@ -122,12 +130,14 @@ class Session:
         return [t.name for t in self.tracks].index(name) + 1
 
     def to_dict(self) -> dict[str, Any]:
+        """The session as JSON data."""
         data = asdict(self)
         data["meter"] = list(self.meter)
         return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Session:
+        """A session from JSON data, checked as the OSC messages would be."""
         if not isinstance(data, dict):
             raise ProtocolError("session state must be a JSON object")
         known = {f.name for f in fields(cls)}

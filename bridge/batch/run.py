@@ -19,13 +19,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bridge.batch.spec import Job, Spec
+from bridge.batch.spec import Render, Spec
 from bridge.render.bwf import read_bext
 from bridge.render.project import AUDIO, Project
 
 
 @dataclass
 class Outcome:
+    """How one render of a batch ended: its file, length and wall time, or why it failed."""
     index: int
     track: str
     ok: bool
@@ -37,6 +38,7 @@ class Outcome:
 
 @dataclass
 class Summary:
+    """What a batch run did: renders skipped as done, their outcomes, mixes, wall time."""
     total: int  # jobs of this shard
     skipped: int  # already in the manifest
     outcomes: list[Outcome] = field(default_factory=list)
@@ -45,9 +47,11 @@ class Summary:
 
     @property
     def failed(self) -> list[Outcome]:
+        """The outcomes that failed."""
         return [o for o in self.outcomes if not o.ok]
 
     def table(self) -> str:
+        """The outcomes as a table for the terminal."""
         done = [o for o in self.outcomes if o.ok]
         audio = sum(o.seconds for o in done)
         rtf = self.wall / audio if audio else float("nan")
@@ -65,7 +69,7 @@ class Summary:
         return "\n".join(lines)
 
 
-def pending(spec: Spec, jobs: list[Job], *, clean: bool = False, log: Any = print) -> list[Job]:
+def pending(spec: Spec, jobs: list[Render], *, clean: bool = False, log: Any = print) -> list[Render]:
     """The jobs whose key is not yet in the project manifest.
 
     With ``clean``, a complete stem that a killed run wrote but did not record (its bext reference
@@ -93,6 +97,7 @@ def pending(spec: Spec, jobs: list[Job], *, clean: bool = False, log: Any = prin
 
 def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
               show_progress: bool = True, log: Any = print) -> Summary:
+    """Render what the spec asks for and the project does not hold yet; resumable after a kill."""
     selected = spec.shard(*shard)
     todo = pending(spec, selected, clean=True, log=log)
     summary = Summary(total=len(selected), skipped=len(selected) - len(todo))
@@ -170,14 +175,14 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def group_jobs(spec: Spec, jobs: list[Job], max_rows: int | None = None) -> list[list[Job]]:
+def group_jobs(spec: Spec, jobs: list[Render], max_rows: int | None = None) -> list[list[Render]]:
     """Jobs in groups that generate as rows of one pass (``render.group_rows``); the others alone."""
     from bridge.render.generate import group_rows
 
     return [[jobs[i] for i in group] for group in group_rows(spec.session, [j.track for j in jobs], max_rows)]
 
 
-def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
+def render_group(spec: Spec, jobs: list[Render]) -> list[Outcome]:
     """Render a group from ``group_jobs``: one batched generation, then each take on its own. Any
     failure is caught, recorded and reported per job; the batch goes on."""
     from bridge.render.generate import generate_rows
@@ -215,7 +220,7 @@ def render_group(spec: Spec, jobs: list[Job]) -> list[Outcome]:
     return [outcomes[job.index] for job in jobs]
 
 
-def render_job(spec: Spec, job: Job) -> Outcome:
+def render_job(spec: Spec, job: Render) -> Outcome:
     """Render one job; any failure is caught and reported, the batch goes on."""
     from bridge.render.stems import render_track
 
@@ -229,11 +234,11 @@ def render_job(spec: Spec, job: Job) -> Outcome:
                    rendered.audio.shape[1] / spec.session.sample_rate, time.monotonic() - t0)
 
 
-def _record(spec: Spec, job: Job) -> dict[str, str]:
+def _record(spec: Spec, job: Render) -> dict[str, str]:
     return {"batch_key": job.key, "batch_spec": str(spec.path)}
 
 
-def _failed(spec: Spec, job: Job, exc: Exception, wall: float) -> Outcome:
+def _failed(spec: Spec, job: Render, exc: Exception, wall: float) -> Outcome:
     """Record a failed job in the manifest (so a resumed batch knows) and report it."""
     reason = str(exc) or type(exc).__name__
     Project(spec.session.project).record(

@@ -47,7 +47,9 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
-class Job:
+class Render:
+    """One render of an expanded spec: a concrete track and the key that finds its take again."""
+
     index: int  # position in the expanded list (shards take every N-th)
     track: Track  # concrete: one seed, temperature, top_p, primer or source
     key: str
@@ -55,20 +57,21 @@ class Job:
 
 @dataclass
 class Spec:
+    """A parsed batch spec: the session, every render it expands to, whether to mix."""
     path: Path
     session: Session
-    jobs: list[Job] = field(default_factory=list)
+    jobs: list[Render] = field(default_factory=list)
     mixes: bool = False  # also mix variation k of every track through the master chain
 
-    def variations(self) -> list[list[Job]]:
+    def variations(self) -> list[list[Render]]:
         """Variation k: the k-th render of every track that has one (what mix k sums)."""
-        by_track: dict[str, list[Job]] = {}
+        by_track: dict[str, list[Render]] = {}
         for job in self.jobs:
             by_track.setdefault(job.track.name, []).append(job)
         count = max((len(v) for v in by_track.values()), default=0)
         return [[jobs[k] for jobs in by_track.values() if k < len(jobs)] for k in range(count)]
 
-    def shard(self, k: int, n: int) -> list[Job]:
+    def shard(self, k: int, n: int) -> list[Render]:
         """The deterministic 1/n of the jobs that shard k (1-based) renders."""
         return [j for j in self.jobs if j.index % n == k - 1]
 
@@ -108,7 +111,7 @@ def load_spec(path: Path, model_hash: Any = None) -> Spec:
     for base, lists in bases:
         for combo in itertools.product(*lists.values()):
             track = replace(base, **dict(zip(lists, combo, strict=True)))
-            spec.jobs.append(Job(len(spec.jobs), track, render_key(session, track, hashes(track.model))))
+            spec.jobs.append(Render(len(spec.jobs), track, render_key(session, track, hashes(track.model))))
     return spec
 
 

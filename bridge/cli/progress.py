@@ -16,6 +16,7 @@ class ProgressBar:
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
 
     def update(self, fraction: float) -> None:
+        """Move the bar to ``fraction`` done (never backwards)."""
         target = min(self.resolution, max(0, round(fraction * self.resolution)))
         if target > self._bar.n:
             self._bar.update(target - self._bar.n)

@@ -17,6 +17,7 @@ OSC_TYPE = "_osc._udp.local."
 
 
 class Advertiser:
+    """Announces the OSC and OSCQuery services over Zeroconf while it lives."""
     def __init__(self, host: str, osc_port: int, http_port: int | None) -> None:
         from zeroconf import ServiceInfo, Zeroconf
 
@@ -39,6 +40,7 @@ class Advertiser:
             raise
 
     def close(self) -> None:
+        """Withdraw the announcements."""
         for info in self.infos:
             self.zeroconf.unregister_service(info)
         self.zeroconf.close()

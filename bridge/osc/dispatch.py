@@ -59,6 +59,7 @@ class Dispatcher:
         self._thread.start()
 
     def dispatch(self, address: str, values: list[Any], addr: Addr | None) -> None:
+        """Convert one message's arguments and run or queue its handler; errors are answered."""
         spec = BY_PATH.get(address)
         try:
             level = logging.DEBUG if address in QUERIES else logging.INFO  # a window polls these
@@ -85,9 +86,11 @@ class Dispatcher:
         self.lane.join()
 
     def stop(self) -> None:
+        """End the session thread once what is queued has run."""
         self.lane.put(None)
 
     def fail(self, where: str | int, message: str, addr: Addr | None) -> None:
+        """Count, log and answer an error."""
         self.on_error()
         log.info("error %s: %s", where, message)
         self.reply_to(addr)("/error", where, message)

@@ -42,6 +42,7 @@ Message = tuple[str, list[Any]]
 
 @dataclass
 class Transport:
+    """What a followed DAW last said: tempo, meter, playing, playhead, when it was heard."""
     daw: str
     tempo: float | None = None
     numerator: int | None = None
@@ -53,6 +54,7 @@ class Transport:
     _beats: list[int] = field(default_factory=list)
 
     def state(self, now: float, silent_after: float = SILENT_AFTER) -> str:
+        """off, waiting, following or silent, as the /follow reply says."""
         if self.heard is None:
             return "waiting"
         return "silent" if now - self.heard > silent_after else "following"
@@ -75,13 +77,16 @@ def _on(value: Any) -> bool:
 
 # ---------------------------------------------------------------------- DAW adapters
 class Reaper:
+    """REAPER's default OSC surface."""
     listen_port, send_port = 9010, 8000
     REFRESH_ACTION = 41743  # "Control surface: Refresh all surfaces": resend tempo, time, play state
 
     def greet(self) -> list[Message]:
+        """Messages that make REAPER send its state."""
         return [("/action", [self.REFRESH_ACTION])]
 
     def handle(self, address: str, args: list[Any], t: Transport) -> None:
+        """Apply one message from REAPER; returns the fields it changed."""
         if address == "/tempo/raw" and args:
             t.tempo = float(args[0])
         elif address == "/time" and args:
@@ -97,15 +102,18 @@ class Reaper:
 
 
 class Ardour:
+    """Ardour's OSC surface."""
     listen_port, send_port = 9010, 3819
     # /set_surface feedback bits: 8 heartbeat, 16 master section (transport), 32 bar/beat, 2048 min/sec
     FEEDBACK = 8 | 16 | 32 | 2048
 
     def greet(self) -> list[Message]:
         # bank_size 0 (no banking), strip_types 0, feedback, fader mode 0
+        """Messages that make Ardour send its state."""
         return [("/set_surface", [0, 0, self.FEEDBACK, 0])]
 
     def handle(self, address: str, args: list[Any], t: Transport) -> None:
+        """Apply one message from Ardour; returns the fields it changed."""
         if address == "/transport_play" and args:
             t.playing = _on(args[0])
         elif address == "/transport_stop" and args and _on(args[0]):
@@ -121,6 +129,7 @@ class Ardour:
 
 
 class Ableton:
+    """Live through AbletonOSC."""
     listen_port, send_port = 11001, 11000
     PROPERTIES = ("tempo", "is_playing", "signature_numerator", "signature_denominator", "current_song_time")
 
@@ -128,6 +137,7 @@ class Ableton:
         self._greeted = False
 
     def greet(self) -> list[Message]:
+        """Messages that make AbletonOSC send its state."""
         gets = [(f"/live/song/get/{p}", []) for p in self.PROPERTIES]
         if self._greeted:
             return gets[:1]  # a keep-alive poll; the listeners report changes
@@ -135,6 +145,7 @@ class Ableton:
         return [(f"/live/song/start_listen/{p}", []) for p in self.PROPERTIES] + gets
 
     def handle(self, address: str, args: list[Any], t: Transport) -> None:
+        """Apply one message from AbletonOSC; returns the fields it changed."""
         if not address.startswith("/live/song/get/") or not args:
             return
         name, value = address.rsplit("/", 1)[1], args[-1]
@@ -156,6 +167,7 @@ assert set(ADAPTERS) == set(DAWS), "one adapter per DAW the protocol offers"
 
 # ---------------------------------------------------------------------- follower
 class Follower:
+    """Listens to one DAW on its own socket (through the wire checks) and reports changes."""
     def __init__(self, daw: str, on_change: Callable[[Transport, set[str]], None], *,
                  host: str = "127.0.0.1", listen_port: int | None = None, send_port: int | None = None,
                  silent_after: float = SILENT_AFTER, greet_every: float = GREET_EVERY) -> None:
@@ -176,9 +188,11 @@ class Follower:
 
     @property
     def daw(self) -> str:
+        """The DAW followed."""
         return self.transport.daw
 
     def start(self) -> Follower:
+        """Greet the DAW and start listening."""
         log.info("following %s: listening on udp://%s:%d, greeting %s:%d", self.daw, *self.address,
                  *self.daw_address)
         self._thread.start()
@@ -190,6 +204,7 @@ class Follower:
         self.sock.close()
 
     def state(self) -> str:
+        """off, waiting, following or silent."""
         return self.transport.state(time.monotonic(), self.silent_after)
 
     def _greet(self) -> None:
@@ -220,6 +235,7 @@ class Follower:
             self._check_state()
 
     def receive(self, data: bytes) -> None:
+        """Handle one datagram from the DAW."""
         t = self.transport
         before = (t.tempo, t.numerator, t.denominator, t.playing, t.position)
         try:

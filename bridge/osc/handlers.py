@@ -67,18 +67,21 @@ class Handlers:
 
     # ------------------------------------------------------------------ server
     def models(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/models: list installed models; answers /wavestack/models <name>…."""
         from engine.catalog import installed_models
 
         reply("/models", *sorted(installed_models()))
         return True
 
     def fx_catalog(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/fx/catalog: the built-in effects with their parameters, defaults and ranges."""
         from bridge.render.fx import catalog
 
         reply("/fx/catalog", json.dumps(catalog()))
         return True
 
     def ping(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/ping: check the server is alive; answers /wavestack/pong <version>."""
         reply("/pong", __version__)
         return True
 
@@ -110,10 +113,12 @@ class Handlers:
         return True
 
     def state_get(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/state/get: the whole session as JSON; answers /wavestack/state <json>."""
         reply("/state", json.dumps(self.state()))
         return True
 
     def state_set(self, args: dict, reply: Reply) -> None:
+        """/wavestack/state/set: replace the whole session with JSON from /state/get (DAW project recall)."""
         try:
             data = json.loads(args["json"])
         except json.JSONDecodeError as exc:
@@ -129,6 +134,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ tracks
     def track_add(self, args: dict, reply: Reply) -> None:
+        """/wavestack/track/add: add a track."""
         name = check_track_name(args["track"])
         model = check_model(args["model"])
         with self.lock:
@@ -138,15 +144,18 @@ class Handlers:
             self.save()
 
     def track_remove(self, args: dict, reply: Reply) -> None:
+        """/wavestack/track/remove: remove a track."""
         with self.lock:
             self.session.tracks.remove(self.session.track(args["track"]))
             self.save()
 
     def track_list(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/track/list: list tracks; answers /wavestack/tracks <name>…."""
         reply("/tracks", *[t.name for t in self.session.tracks])
         return True
 
     def track_rename(self, args: dict, reply: Reply) -> None:
+        """/wavestack/track/rename: rename a track (takes already rendered keep their file names)."""
         name = check_track_name(args["new_name"])
         with self.lock:
             track = self.session.track(args["track"])
@@ -156,6 +165,7 @@ class Handlers:
             self.save()
 
     def track_takes(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/track/takes: the track's rendered takes, newest first (at most 50)."""
         name = self.session.track(args["track"]).name
         project = Project(self.session.project)
         takes = []
@@ -171,6 +181,7 @@ class Handlers:
         return True
 
     def track_at_playhead(self, args: dict, reply: Reply) -> None:
+        """/wavestack/track/at_playhead: place the track at the followed DAW's playhead (see /follow)."""
         t = self.follower.transport if self.follower is not None else None
         if t is None or t.position is None:
             raise ProtocolError("no DAW playhead known: follow a DAW first (/wavestack/follow reaper|ardour|"
@@ -182,6 +193,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ DAW
     def follow(self, args: dict, reply: Reply) -> None:
+        """/wavestack/follow: follow a DAW's tempo, meter and transport over OSC ('none' stops following)."""
         if self.follower is not None:
             self.follower.stop()
             self.follower = None
@@ -198,6 +210,7 @@ class Handlers:
         follower.start()
 
     def follow_status(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/follow/status: what the followed DAW last said; answers /wavestack/follow …."""
         reply("/follow", *self.following())
         return True
 
@@ -243,6 +256,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ jobs
     def generate(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/generate: render one track; answers ack <job>, progress, done <job> <stem> or error."""
         from bridge.render.stems import check_track, render_track
 
         with self.lock:
@@ -262,6 +276,7 @@ class Handlers:
         return True
 
     def generate_all(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/generate_all: render every track and the mix."""
         from bridge.render.fx import parse_chain
         from bridge.render.stems import check_track, mix, render_tracks
 
@@ -288,15 +303,17 @@ class Handlers:
         return True
 
     def job_status(self, args: dict, reply: Reply) -> bool:
+        """/wavestack/job/status: state of a job; answers /wavestack/status <job> <state> <fraction>."""
         job = self.jobs.get(args["job"])
         reply("/status", job.id, job.state, float(job.fraction))
         return True
 
     def job_cancel(self, args: dict, reply: Reply) -> None:
+        """/wavestack/job/cancel: cancel a queued or running job; nothing partial is written."""
         self.jobs.cancel(args["job"])
 
     def _submit(self, address: str, work: Any, reply: Reply) -> Job:
-        job = self.jobs.create(address, work)
+        job = self.jobs.create(work)
         self.requesters[job.id] = reply
         reply("/ack", address, job.id)  # before any progress of the job
         return self.jobs.start(job)

@@ -12,7 +12,6 @@ import itertools
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +21,10 @@ Work = Callable[[Callable[[float], None], Callable[[], bool]], list[Path]]
 Listener = Callable[["Job", str], None]  # (job, event): event is "state" or "progress"
 
 
-class Stopped(Exception):
-    """Raised inside a job's work when it is cancelled (for work that is not the engine's)."""
-
-
 @dataclass
 class Job:
+    """One render job: its work, state, progress, files or error."""
     id: int
-    label: str
     work: Work
     state: str = "queued"  # queued, running, done, failed, cancelled
     fraction: float = 0.0
@@ -39,10 +34,12 @@ class Job:
 
     @property
     def finished(self) -> bool:
+        """Whether it is done, failed or cancelled."""
         return self.state in ("done", "failed", "cancelled")
 
 
 class JobQueue:
+    """Runs jobs one at a time on a worker thread and tells a listener of every change."""
     def __init__(self, listener: Listener | None = None) -> None:
         self.jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
@@ -53,27 +50,27 @@ class JobQueue:
         self._thread = threading.Thread(target=self._run, name="wavestack-jobs", daemon=True)
         self._thread.start()
 
-    def create(self, label: str, work: Work) -> Job:
+    def create(self, work: Work) -> Job:
         """A queued job that does not run until :meth:`start` (so its id can be announced first)."""
         with self._lock:
-            job = Job(next(self._ids), label, work)
+            job = Job(next(self._ids), work)
             self.jobs[job.id] = job
         return job
 
     def start(self, job: Job) -> Job:
+        """Queue a job made by ``create``."""
         self._queue.put(job)
         return job
 
-    def submit(self, label: str, work: Work) -> Job:
-        return self.start(self.create(label, work))
-
     def get(self, job_id: int) -> Job:
+        """The job with this id."""
         try:
             return self.jobs[job_id]
         except KeyError:
             raise KeyError(f"no job {job_id}") from None
 
     def cancel(self, job_id: int) -> Job:
+        """Cancel a queued or running job."""
         job = self.get(job_id)
         job.cancel.set()
         if job.state == "queued":
@@ -81,6 +78,7 @@ class JobQueue:
         return job
 
     def cancel_all(self) -> None:
+        """Cancel every unfinished job."""
         for job in list(self.jobs.values()):
             if not job.finished:
                 self.cancel(job.id)
@@ -90,13 +88,6 @@ class JobQueue:
         self.cancel_all()
         self._queue.put(None)
         self._thread.join(timeout)
-
-    def wait(self, job: Job, timeout: float | None = None) -> Job:
-        """Block until ``job`` has finished or ``timeout`` seconds passed (command line, tests)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not job.finished and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.01)
-        return job
 
     def _notify(self, job: Job, event: str) -> None:
         if self._listener is not None:
@@ -126,7 +117,7 @@ class JobQueue:
                 job.paths = job.work(progress, job.cancel.is_set)
                 job.fraction = 1.0
                 self._set(job, "done")
-            except (Cancelled, Stopped):
+            except Cancelled:
                 self._set(job, "cancelled")
             except Exception as exc:
                 job.error = str(exc) or type(exc).__name__

@@ -96,6 +96,7 @@ def namespace(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def find(root: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The node at ``path`` of a namespace, or None."""
     here = root
     for part in [p for p in path.split("/") if p]:
         contents = here.get("CONTENTS")
@@ -106,6 +107,7 @@ def find(root: dict[str, Any], path: str) -> dict[str, Any] | None:
 
 
 def host_info(osc_host: str, osc_port: int) -> dict[str, Any]:
+    """The OSCQuery HOST_INFO answer for this server."""
     return {"NAME": "wavestack", "OSC_IP": osc_host, "OSC_PORT": osc_port, "OSC_TRANSPORT": "UDP",
             "EXTENSIONS": EXTENSIONS}
 
@@ -153,15 +155,18 @@ class OscQueryServer:
                                         daemon=True)
 
     def start(self) -> None:
+        """Serve on a daemon thread."""
         self._thread.start()
         log.info("OSCQuery on http://%s:%d/", *self.address)
 
     def shutdown(self) -> None:
+        """Stop serving and close the socket."""
         if self._thread.is_alive():  # shutdown() waits forever for a loop that never started
             self.httpd.shutdown()
         self.httpd.server_close()
 
     def answer(self, raw: str) -> tuple[int, Any]:
+        """Status and JSON body for one GET request."""
         url = urlsplit(raw)
         attribute = unquote(url.query)
         if attribute == "HOST_INFO":

@@ -80,10 +80,12 @@ class Server:
 
     @property
     def session(self) -> Session:
+        """The session the server holds."""
         return self.handlers.session
 
     @property
     def follower(self) -> Follower | None:
+        """The DAW follower, if one runs."""
         return self.handlers.follower
 
     def state(self) -> dict[str, Any]:
@@ -91,6 +93,7 @@ class Server:
         return self.handlers.state()
 
     def dispatch(self, address: str, values: list[Any], addr: Addr | None) -> None:
+        """Hand one parsed message to the dispatcher."""
         self.dispatcher.dispatch(address, values, addr)
 
     def settle(self) -> None:
@@ -99,6 +102,7 @@ class Server:
 
     # ------------------------------------------------------------------ loop
     def serve_forever(self) -> None:
+        """Receive and answer until shut down."""
         log.info("listening on udp://%s:%d (OSC, prefix %s)", *self.address, PREFIX)
         if self.oscquery is not None:
             self.oscquery.start()
@@ -116,6 +120,7 @@ class Server:
             self._heartbeat()
 
     def start(self) -> threading.Thread:
+        """Serve on a daemon thread."""
         thread = threading.Thread(target=self.serve_forever, name="wavestack-osc", daemon=True)
         thread.start()
         return thread
@@ -133,6 +138,7 @@ class Server:
 
     # ------------------------------------------------------------------ receive
     def handle(self, data: bytes, addr: Addr) -> None:
+        """Check one datagram's bytes and dispatch its messages."""
         self.stats["received"] += 1
         try:
             messages, tags = wire.parse(data)
@@ -149,9 +155,11 @@ class Server:
 
     # ------------------------------------------------------------------ send
     def reply_to(self, addr: Addr | None) -> Reply:
+        """A reply callable for requester ``addr``."""
         return Reply(self, addr)
 
     def send(self, path: str, *args: Any, to: Addr | None = None) -> None:
+        """Send one reply to ``to`` and every subscriber."""
         builder = OscMessageBuilder(address=PREFIX + path)
         for arg in args:
             builder.add_arg(str(arg) if isinstance(arg, Path) else arg)

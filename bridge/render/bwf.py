@@ -20,6 +20,7 @@ PCM, IEEE_FLOAT = 1, 3
 
 @dataclass(frozen=True)
 class BextInfo:
+    """The fields of a BWF bext chunk that wavestack writes and reads."""
     description: str
     originator: str
     originator_reference: str
@@ -36,6 +37,7 @@ def _fixed(text: str, size: int) -> bytes:
 
 def bext_chunk(description: str, time_reference: int, coding_history: str = "",
                originator: str = "wavestack", reference: str = "") -> bytes:
+    """A bext chunk's bytes."""
     now = time.localtime()
     body = b"".join([
         _fixed(description, 256),
@@ -67,6 +69,7 @@ def encode_samples(audio: np.ndarray, bits: int) -> bytes:
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int, bits: int, bext: bytes) -> bytes:
+    """A whole WAV file with a bext chunk, as bytes."""
     if audio.ndim == 1:
         audio = audio[:, None]
     if bits not in (16, 24, 32):

@@ -14,6 +14,7 @@ from bridge.session import Session
 
 
 def check_model(name: str) -> str:
+    """The model name, if such a bundle is installed."""
     from engine.catalog import resolve
 
     resolve(name)  # unknown models are refused when set, not at render time
@@ -21,12 +22,14 @@ def check_model(name: str) -> str:
 
 
 def check_fx(chain: Any) -> list[dict[str, Any]]:
+    """The effects chain, checked by building it."""
     from bridge.render.fx import parse_chain
 
     return parse_chain(chain)
 
 
 def check_file(path: str) -> str:
+    """The path, if it is a file (or empty)."""
     if path and not Path(path).is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     return path

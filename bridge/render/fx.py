@@ -45,6 +45,7 @@ class FxError(ValueError):
 
 
 def builtin_names() -> list[str]:
+    """The pedalboard effects a chain may name."""
     import pedalboard
 
     return sorted(

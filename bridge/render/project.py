@@ -36,10 +36,12 @@ class ProjectError(ValueError):
 
 
 def slug(name: str) -> str:
+    """A track name as a file name part."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "track"
 
 
 class Project:
+    """A DAW project folder: stems under Audio/, the manifest, the REAPER project."""
     def __init__(self, root: str | Path) -> None:
         if not str(root):
             raise ProjectError("no project folder set: send /wavestack/project <folder> or pass --project")
@@ -70,6 +72,7 @@ class Project:
         return max(takes, default=0) + 1
 
     def stem_path(self, stem: str, take: int) -> Path:
+        """Where take ``take`` of ``stem`` is written."""
         return self.inside(Path(AUDIO) / f"{stem}_take{take}.wav")
 
     def write_new(self, stem: str, write: Any) -> tuple[Path, int]:
@@ -87,9 +90,11 @@ class Project:
     # ------------------------------------------------------------------ manifest
     @property
     def manifest_path(self) -> Path:
+        """The manifest's path."""
         return self.root / MANIFEST
 
     def read_manifest(self) -> dict[str, Any]:
+        """The manifest (an empty one if none is written yet)."""
         if not self.manifest_path.is_file():
             return {"format": FORMAT, "version": 1, "renders": []}
         try:

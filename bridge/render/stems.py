@@ -37,6 +37,7 @@ MIX = "(mix)"
 
 @dataclass
 class Rendered:
+    """One written take: its file, audio, position and seed."""
     track: str
     path: Path
     take: int

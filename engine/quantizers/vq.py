@@ -45,7 +45,6 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("ema_count", torch.ones(codes))
         self.register_buffer("ema_sum", self.codebook.clone())
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
-        self.restarts = 0  # codes restarted so far (for logs)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, T) → vectors (B, D, T)."""
@@ -108,7 +107,6 @@ class VectorQuantizer(nn.Module):
             self.codebook[dead] = fresh
             self.ema_sum[dead] = fresh
             self.ema_count[dead] = 1.0
-            self.restarts += n_dead
             _broadcast(self.codebook, self.ema_sum)  # every rank agrees on n_dead: counts are summed
 
 

@@ -58,7 +58,6 @@ def test_dead_codes_are_restarted_on_encoder_outputs():
         vq(data())
     assert far_before == 8
     assert (vq.codebook.norm(dim=1) > 100).sum().item() == 0  # all restarted near the data
-    assert vq.restarts >= 8
     assert (vq.codebook - 3.0).abs().max() < 1.0
 
 

@@ -1,0 +1,78 @@
+"""`wavestack batch`: render a spec file."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    """The subcommand's arguments."""
+    batch = sub.add_parser(
+        "batch",
+        help="render every variation a spec file lists (resumable, parallel, shardable)",
+        description="Expand SPEC (TOML: a [session] and [[tracks]] with seeds, temperatures, top_ps, "
+        "primers or sources to combine), check all of it, then render what the project manifest "
+        "does not have yet. See examples/batch.toml.",
+    )
+    batch.add_argument("spec", type=Path, help="batch spec (TOML)")
+    batch.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    batch.add_argument("--shard", default="1/1", help="render shard K of N (e.g. 2/4), default 1/1")
+    batch.add_argument("--dry-run", action="store_true", help="list the renders and estimate the time")
+    batch.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``k/n`` from the command line, checked."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes K/N (e.g. 2/4), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard K/N needs 1 ≤ K ≤ N, got {text!r}")
+    return k, n
+
+
+def run(args: argparse.Namespace) -> int:
+    """`wavestack batch`: render a spec file (or show what it would do)."""
+    from bridge.batch.run import pending, run_batch
+    from bridge.batch.spec import load_spec
+
+    shard = parse_shard(args.shard)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be ≥ 1, got {args.jobs}")
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        return _dry_run(spec, shard, args.jobs, pending)
+    summary = run_batch(spec, workers=args.jobs, shard=shard, show_progress=not args.quiet)
+    print(summary.table())
+    return 1 if summary.failed else 0
+
+
+def _dry_run(spec, shard: tuple[int, int], jobs: int, pending) -> int:
+    from bridge.render.generate import bundle
+
+    selected = spec.shard(*shard)
+    todo = {j.index for j in pending(spec, selected)}
+    rtf: dict[str, float] = {}
+    for job in selected:  # calibrate: time one short sample per model
+        if job.track.model not in rtf:
+            stack = bundle(job.track.model).stack
+            t0 = time.perf_counter()
+            stack.sample(0.25, seed=0)
+            rtf[job.track.model] = (time.perf_counter() - t0) / 0.25
+    total = 0.0
+    for job in selected:
+        t = job.track
+        seconds = spec.session.length_of(t)
+        extra = f" primer={t.primer}" if t.primer else f" source={t.vary}" if t.vary else ""
+        state = "todo" if job.index in todo else "done"
+        print(f"#{job.index:<4} {state:4} {t.name:16} seed={t.seed} temperature={t.temperature} "
+              f"top_p={t.top_p} {seconds:.2f} s{extra}")
+        if job.index in todo:
+            total += seconds * rtf[t.model]
+    print(f"{len(todo)} of {len(selected)} renders to do; about {total / jobs:.0f} s with {jobs} "
+          f"worker(s) (calibrated: {', '.join(f'{m} RTF {r:.2f}' for m, r in rtf.items())})")
+    return 0

@@ -1,0 +1,69 @@
+"""`wavestack bench`: speed figures of the samplers and a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    """The subcommand's arguments."""
+    bench = sub.add_parser(
+        "bench",
+        help="measure sampling speed of a model (samples/s, real-time factor)",
+        description="For a reference R32/S128/L20 decoder and the model's bottom decoder: naive "
+        "recompute vs cached incremental sampling (torch, numpy, fast) at batch 1 on one thread, "
+        "the fast path's GFLOP/s next to a measured matrix-vector rate, batch-16 throughput on 1 and 2 "
+        "threads; then the real-time factor of generating SECONDS through all levels.",
+    )
+    bench.add_argument("--model", default="default", help="bundle name or directory")
+    bench.add_argument("--threads", type=int, default=1,
+                       help="CPU threads for the real-time factor (default 1; the rates set their own)")
+    bench.add_argument("--naive-steps", type=int, default=300, help="samples for the naive rate")
+    bench.add_argument("--steps", type=int, default=4000, help="samples for the cached rates")
+    bench.add_argument("--seconds", type=float, default=10.0, help="audio length for the RTF (default 10)")
+    bench.add_argument("--batch-renders", type=int, default=4,
+                       help="renders of the batch throughput check, with --jobs 1 and 2 (0: skip)")
+    bench.add_argument("--batch-seconds", type=float, default=10.0, help="audio seconds per batch render")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`wavestack bench`: speed figures of the samplers and the default model."""
+    import torch
+
+    from engine import bench, load_bundle
+
+    if args.threads < 1 or args.threads > (os.cpu_count() or 1):
+        raise OSError(f"--threads must be in [1, {os.cpu_count()}], got {args.threads}")
+    torch.set_num_threads(args.threads)
+    bundle = load_bundle(args.model)
+    print(f"model {bundle.name} ({bundle.hash[:12]}), {bench.machine()}")
+    bench.run(
+        bundle, naive_steps=args.naive_steps, steps=args.steps, seconds=args.seconds,
+        report=lambda r: print(f"  {r.label:<60} {r.value:>12,.2f} {r.unit}"),
+    )
+    if args.batch_renders > 0:
+        _bench_batch(args.model, args.batch_renders, args.batch_seconds)
+    return 0
+
+
+def _bench_batch(model: str, renders: int, seconds: float) -> None:
+    """Batch throughput (audio seconds per wall second) with one and two worker processes."""
+    import tempfile
+
+    from bridge.batch.run import run_batch
+    from bridge.batch.spec import load_spec
+
+    for jobs in (1, 2):
+        with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
+            spec = Path(tmp) / "spec.toml"
+            spec.write_text(f'[session]\nproject = "out"\n[[tracks]]\nname = "bench"\n'
+                            f"model = {json.dumps(model)}\nseconds = {seconds}\n"
+                            f"seeds = {list(range(1, renders + 1))}\n")
+            summary = run_batch(load_spec(spec), workers=jobs, show_progress=False, log=lambda _: None)
+            audio = sum(o.seconds for o in summary.outcomes if o.ok)
+            label = f"batch, {renders} renders of {seconds:g} s, --jobs {jobs} (incl. worker start-up)"
+            print(f"  {label:<60} {audio / summary.wall:>12,.2f} audio s / wall s")
