@@ -163,7 +163,7 @@ def make_mixes(spec: Spec, log: Any = print) -> list[str]:
             continue
         stems = [read_stem(project, files[stem_key]) for stem_key in keys]
         rendered = mix(spec.session, project, stems, name=f"mix_v{k + 1:02d}",
-                       record={"mix_key": key, "variation": k + 1, "stem_keys": keys})
+                       manifest_extra={"mix_key": key, "variation": k + 1, "stem_keys": keys})
         log(f"{rendered.path} (mix of variation {k + 1})")
         written.append(str(rendered.path))
     return written
@@ -186,7 +186,7 @@ def render_group(spec: Spec, jobs: list[Render]) -> list[Outcome]:
     """Render a group from ``group_jobs``: one batched generation, then each take on its own. Any
     failure is caught, recorded and reported per job; the batch goes on."""
     from bridge.render.generate import generate_rows
-    from bridge.render.stems import check_track, finish_track
+    from bridge.render.stems import check_renderable, finish_track
 
     if len(jobs) == 1:
         return [render_job(spec, jobs[0])]
@@ -195,7 +195,7 @@ def render_group(spec: Spec, jobs: list[Render]) -> list[Outcome]:
     plugins = {}
     for job in jobs:  # what can be checked before generating
         try:
-            plugins[job.index] = check_track(spec.session, job.track)
+            plugins[job.index] = check_renderable(spec.session, job.track)
         except Exception as exc:
             outcomes[job.index] = _failed(spec, job, exc, time.monotonic() - t0)
     ready = [job for job in jobs if job.index in plugins]
@@ -209,8 +209,9 @@ def render_group(spec: Spec, jobs: list[Render]) -> list[Outcome]:
     for job, audio in zip(ready, rows, strict=True):
         t1 = time.monotonic()
         try:
-            rendered = finish_track(spec.session, job.track, Project(spec.session.project),
-                                    plugins[job.index], job.track.seed, audio, started, _record(spec, job))
+            project = Project(spec.session.project)
+            rendered = finish_track(spec.session, job.track, project, plugins[job.index], job.track.seed,
+                                    audio, started, _manifest_extra(spec, job))
         except Exception as exc:
             outcomes[job.index] = _failed(spec, job, exc, share + time.monotonic() - t1)
             continue
@@ -227,14 +228,14 @@ def render_job(spec: Spec, job: Render) -> Outcome:
     t0 = time.monotonic()
     try:
         rendered = render_track(spec.session, job.track, Project(spec.session.project),
-                                record=_record(spec, job))
+                                manifest_extra=_manifest_extra(spec, job))
     except Exception as exc:  # a late bad file, a plugin crash: recorded, not fatal
         return _failed(spec, job, exc, time.monotonic() - t0)
     return Outcome(job.index, job.track.name, True, str(rendered.path),
                    rendered.audio.shape[1] / spec.session.sample_rate, time.monotonic() - t0)
 
 
-def _record(spec: Spec, job: Render) -> dict[str, str]:
+def _manifest_extra(spec: Spec, job: Render) -> dict[str, str]:
     return {"batch_key": job.key, "batch_spec": str(spec.path)}
 
 

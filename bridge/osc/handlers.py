@@ -257,18 +257,18 @@ class Handlers:
     # ------------------------------------------------------------------ jobs
     def generate(self, args: dict, reply: Reply) -> bool:
         """/wavestack/generate: render one track; answers ack <job>, progress, done <job> <stem> or error."""
-        from bridge.render.stems import check_track, render_track
+        from bridge.render.stems import check_renderable, render_track
 
         with self.lock:
             session = copy.deepcopy(self.session)  # later edits do not change a queued render
         track = session.track(args["track"])
         project = Project(session.project)
-        check_track(session, track)
-        record = self._tempo_source()
+        check_renderable(session, track)
+        extra = self._tempo_source()
 
         def work(progress: Any, should_cancel: Any) -> list[Path]:
             rendered = render_track(session, track, project, progress=progress, should_cancel=should_cancel,
-                                    record=record)
+                                    manifest_extra=extra)
             reply("/seed", track.name, rendered.seed)
             return [rendered.path]
 
@@ -278,7 +278,7 @@ class Handlers:
     def generate_all(self, args: dict, reply: Reply) -> bool:
         """/wavestack/generate_all: render every track and the mix."""
         from bridge.render.fx import parse_chain
-        from bridge.render.stems import check_track, mix, render_tracks
+        from bridge.render.stems import check_renderable, mix, render_tracks
 
         with self.lock:
             session = copy.deepcopy(self.session)
@@ -286,15 +286,15 @@ class Handlers:
             raise ProtocolError("no tracks to render: add one with /wavestack/track/add <name>")
         project = Project(session.project)
         for track in session.tracks:
-            check_track(session, track)
+            check_renderable(session, track)
         parse_chain(session.master_fx)  # checked before any audio is generated
-        record = self._tempo_source()
+        extra = self._tempo_source()
 
         def work(progress: Any, should_cancel: Any) -> list[Path]:
             n = len(session.tracks)  # tracks that can share a pass are generated as its rows
             stems = render_tracks(session, session.tracks, project,
                                   progress=lambda f: progress(f * n / (n + 1)), should_cancel=should_cancel,
-                                  record=record)
+                                  manifest_extra=extra)
             for rendered in stems:
                 reply("/seed", rendered.track, rendered.seed)
             return [s.path for s in stems] + [mix(session, project, stems).path]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,8 +90,59 @@ def parse_chain(chain: str | list[Any]) -> list[dict[str, Any]]:
         steps = chain_steps(chain)
     except ProtocolError as exc:
         raise FxError(str(exc)) from None
-    build_board(steps)
+    with float_mode_kept():
+        for i, step in enumerate(steps):
+            if "vst3" in step:
+                _check_vst3(i + 1, dict(step))
+            else:
+                _build_step(i + 1, dict(step))
     return steps
+
+
+_VST3_PARAMETERS: dict[tuple[str, int], dict[str, tuple[Any, Any]]] = {}
+_VST3_LOCK = threading.Lock()
+
+
+def vst3_parameters(path: str) -> dict[str, tuple[Any, Any]]:
+    """A VST3 plugin's parameters and their (min, max), loaded once per plugin file version."""
+    import pedalboard
+
+    key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+    with _VST3_LOCK:
+        if key not in _VST3_PARAMETERS:
+            plugin = pedalboard.load_plugin(path)
+            _VST3_PARAMETERS[key] = {name: (getattr(p, "min_value", None), getattr(p, "max_value", None))
+                                     for name, p in plugin.parameters.items()}
+        return _VST3_PARAMETERS[key]
+
+
+def _vst3_step(where: str, step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A VST3 step's path and parameters, checked for shape and that the plugin exists."""
+    path = step.pop("vst3")
+    params = step.pop("params", {})
+    if step:
+        raise FxError(f"{where}: unknown key(s) {', '.join(sorted(step))}; a VST3 step has vst3, params")
+    if not isinstance(path, str) or not path.endswith(".vst3") or not Path(path).exists():
+        raise FxError(f"{where}: VST3 plugin not found: {path!r} (give the path of a .vst3 bundle)")
+    if not isinstance(params, dict):
+        raise FxError(f"{where}: params must be a table of parameter names to values")
+    return path, params
+
+
+def _check_vst3(index: int, step: dict[str, Any]) -> None:
+    """Check a VST3 step against the plugin's parameters (loaded once, then remembered)."""
+    where = f"fx step {index}"
+    path, params = _vst3_step(where, step)
+    try:
+        known = vst3_parameters(path)
+    except (ImportError, RuntimeError, ValueError) as exc:
+        raise FxError(f"{where}: cannot load {path}: {exc}") from None
+    for name, value in params.items():
+        if name not in known:
+            raise FxError(f"{where} ({Path(path).stem}): unknown parameter {name!r}; parameters: "
+                          f"{', '.join(known)}")
+        lo, hi = known[name]
+        _check_range(value, lo, hi, f"{where} ({Path(path).stem}): {name}")
 
 
 def build_board(chain: list[dict[str, Any]]) -> list[Any]:
@@ -130,14 +182,7 @@ def _build_step(index: int, step: dict[str, Any]) -> Any:
 
     where = f"fx step {index}"
     if "vst3" in step:
-        path = step.pop("vst3")
-        params = step.pop("params", {})
-        if step:
-            raise FxError(f"{where}: unknown key(s) {', '.join(sorted(step))}; a VST3 step has vst3, params")
-        if not isinstance(path, str) or not path.endswith(".vst3") or not Path(path).exists():
-            raise FxError(f"{where}: VST3 plugin not found: {path!r} (give the path of a .vst3 bundle)")
-        if not isinstance(params, dict):
-            raise FxError(f"{where}: params must be a table of parameter names to values")
+        path, params = _vst3_step(where, step)
         try:
             plugin = pedalboard.load_plugin(path)
         except (ImportError, RuntimeError, ValueError) as exc:
@@ -170,13 +215,17 @@ def _set_vst3(plugin: Any, name: str, value: Any, where: str) -> None:
         raise FxError(f"{where}: unknown parameter {name!r}; parameters: {', '.join(params)}")
     param = params[name]
     lo, hi = getattr(param, "min_value", None), getattr(param, "max_value", None)
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if numeric and (not math.isfinite(value) or (lo is not None and not lo <= value <= hi)):
-        raise FxError(f"{where}: {name} must be in [{lo}, {hi}], got {value!r}")
+    _check_range(value, lo, hi, f"{where}: {name}")
     try:
         setattr(plugin, name, value)
     except (TypeError, ValueError) as exc:
         raise FxError(f"{where}: {name}={value!r} refused: {exc}") from None
+
+
+def _check_range(value: Any, lo: Any, hi: Any, what: str) -> None:
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and (not math.isfinite(value) or (lo is not None and not lo <= value <= hi)):
+        raise FxError(f"{what} must be in [{lo}, {hi}], got {value!r}")
 
 
 def apply_chain(plugins: list[Any], audio: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -46,7 +46,7 @@ class Rendered:
     seed: int | None
 
 
-def check_track(session: Session, track: Track) -> list[Any]:
+def check_renderable(session: Session, track: Track) -> list[Any]:
     """Everything that can be checked before generating: model, files, fx. Returns the fx plugins."""
     levels = levels_of(track.model)
     if track.vary and track.vary_level > levels:
@@ -61,22 +61,22 @@ def check_track(session: Session, track: Track) -> list[Any]:
 
 def render_track(session: Session, track: Track, project: Project, *,
                  progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
-                 record: dict[str, Any] | None = None) -> Rendered:
-    """Render ``track`` to a new take; ``record`` adds keys to its manifest entry (batch keys)."""
-    plugins = check_track(session, track)
+                 manifest_extra: dict[str, Any] | None = None) -> Rendered:
+    """Render ``track`` to a new take; ``manifest_extra`` adds keys to its manifest entry (batch keys)."""
+    plugins = check_renderable(session, track)
     seed = track.seed if track.seed >= 0 else secrets.randbelow(2**31)
     started = time.time()
     audio = generate(session, track, seed, progress, should_cancel)
-    return finish_track(session, track, project, plugins, seed, audio, started, record)
+    return finish_track(session, track, project, plugins, seed, audio, started, manifest_extra)
 
 
 def render_tracks(session: Session, tracks: list[Track], project: Project, *,
                   progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
-                  record: dict[str, Any] | None = None) -> list[Rendered]:
+                  manifest_extra: dict[str, Any] | None = None) -> list[Rendered]:
     """``render_track`` for each of ``tracks``, in order; random seeds are drawn first, so tracks
     that can share a pass (``group_rows``) are generated as its rows, each as it renders alone.
     Everything is checked before any audio is generated; ``progress`` spans all the tracks."""
-    plugins = [check_track(session, track) for track in tracks]
+    plugins = [check_renderable(session, track) for track in tracks]
     tracks = [replace(t, seed=t.seed if t.seed >= 0 else secrets.randbelow(2**31)) for t in tracks]
     groups = group_rows(session, tracks)
     out: dict[int, Rendered] = {}
@@ -91,16 +91,16 @@ def render_tracks(session: Session, tracks: list[Track], project: Project, *,
             [generate(session, members[0], members[0].seed, part, should_cancel)]
         for i, a in zip(group, audio, strict=True):
             out[i] = finish_track(session, tracks[i], project, plugins[i], tracks[i].seed, a, started,
-                                  record)
+                                  manifest_extra)
     return [out[i] for i in range(len(tracks))]
 
 
-def finish_track(session: Session, track: Track, project: Project, plugins: list[Any],
-                 seed: int, audio: np.ndarray, started: float, record: dict[str, Any] | None) -> Rendered:
+def finish_track(session: Session, track: Track, project: Project, plugins: list[Any], seed: int,
+                 audio: np.ndarray, started: float, manifest_extra: dict[str, Any] | None) -> Rendered:
     """Generated ``audio`` (mono, session rate) → effects, gain → a new take, recorded in the manifest."""
     audio = apply_chain(plugins, audio[None, :], session.sample_rate) * np.float32(10 ** (track.gain_db / 20))
     stem = f"{session.index_of(track.name):02d}_{slug(track.name)}"
-    reference = (record or {}).get("batch_key", "")[:32]  # lets a resumed batch know its own takes
+    reference = (manifest_extra or {}).get("batch_key", "")[:32]  # lets a resumed batch know its own takes
     rendered = _write(session, project, stem, track.name, audio, session.position_of(track), seed, reference)
     project.record({
         "kind": "track",
@@ -116,13 +116,13 @@ def finish_track(session: Session, track: Track, project: Project, plugins: list
         "started": _stamp(started),
         "finished": _stamp(time.time()),
         "wavestack": __version__,
-        **(record or {}),
+        **(manifest_extra or {}),
     }, session.tempo, session.meter)
     return rendered
 
 
 def mix(session: Session, project: Project, stems: list[Rendered], *, name: str = "mix",
-        record: dict[str, Any] | None = None) -> Rendered:
+        manifest_extra: dict[str, Any] | None = None) -> Rendered:
     """Sum the stems at their positions, run the master chain, write the mix at the earliest start."""
     start = min(s.position for s in stems)
     rate = session.sample_rate
@@ -143,7 +143,7 @@ def mix(session: Session, project: Project, stems: list[Rendered], *, name: str 
         "files": [_file_entry(rendered, project, session)],
         "finished": _stamp(time.time()),
         "wavestack": __version__,
-        **(record or {}),
+        **(manifest_extra or {}),
     }, session.tempo, session.meter)
     return rendered
 
