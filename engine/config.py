@@ -148,6 +148,11 @@ class LevelConfig:
     strides: tuple[int, ...] = (2, 2, 2)
     encoder_channels: int = 64
     encoder_blocks: int = 1
+    # what the encoder reads: the classes themselves, or (level 1 only) log-mel frames of the audio,
+    # one per code (window mel_window samples): codes that cannot carry the waveform's phase
+    encoder_input: Literal["classes", "mel"] = "classes"
+    mel_bands: int = 64
+    mel_window: int = 512
     cond_channels: int = 64
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     decoder: NetConfig = field(default_factory=NetConfig)
@@ -157,6 +162,9 @@ class LevelConfig:
         _check(all(s >= 1 for s in self.strides), f"level.strides must be ≥ 1: {self.strides}")
         _check(self.hop >= 2, f"a level must downsample (hop ≥ 2), got hop {self.hop}")
         _check(self.encoder_channels >= 1 and self.cond_channels >= 1, "channels must be ≥ 1")
+        _check(8 <= self.mel_bands <= 256, f"mel_bands must be in [8, 256], got {self.mel_bands}")
+        _check(self.mel_window >= 2 * self.hop and self.mel_window & (self.mel_window - 1) == 0,
+               f"mel_window must be a power of two ≥ twice the hop, got {self.mel_window}")
 
     @property
     def hop(self) -> int:
@@ -181,6 +189,8 @@ class StackConfig:
         _check(self.mu == 255, f"mu must be 255 (8-bit μ-law), got {self.mu}")
         _check(1 <= len(self.levels) <= 4, f"a stack has 1 to 4 levels, got {len(self.levels)}")
         _check(self.prior_global_classes >= 0, "prior_global_classes must be ≥ 0")
+        _check(all(lv.encoder_input == "classes" for lv in self.levels[1:]),
+               "encoder_input = \"mel\" reads audio: only level 1's encoder may set it")
         above = [lv.decoder.lpc_order for lv in self.levels[1:]] + [self.prior.lpc_order]
         _check(not any(above), "lpc_order applies to audio: only level 1's decoder may set it")
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import lpc
+from . import lpc, mel, mulaw
 from .config import LevelConfig
 from .quantizers import ArgmaxQuantizer, VectorQuantizer
 from .wavenet import WaveNet
@@ -43,6 +43,25 @@ class Encoder(nn.Module):
         return self.out(F.relu(self.stages(self.embed(x).transpose(1, 2))))
 
 
+class MelEncoder(nn.Module):
+    """μ-law classes (B, T) → (B, dim, T / hop) from log-mel frames of the audio, one per code:
+    what it sees is independent of the waveform's phase."""
+
+    def __init__(self, *, sample_rate: int, hop: int, window: int, bands: int, channels: int, dim: int,
+                 blocks: int) -> None:
+        super().__init__()
+        self.hop, self.window = hop, window
+        self.register_buffer("weights", mel.filterbank(sample_rate, window, bands), persistent=False)
+        self.inp = nn.Conv1d(bands, channels, 3, padding=1)
+        self.blocks = nn.Sequential(*(ResBlock(channels) for _ in range(blocks)))
+        self.out = nn.Conv1d(channels, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        audio = mulaw.decode(x, 255)
+        frames = mel.log_mel(audio, hop=self.hop, n_fft=self.window, weights=self.weights)
+        return self.out(F.relu(self.blocks(self.inp(frames))))
+
+
 class CondNet(nn.Module):
     """Code vectors (B, D, F) → conditioning features (B, C, F), non-causal over frames.
 
@@ -71,17 +90,23 @@ class LevelOutput:
 class Level(nn.Module):
     """ADA level over a sequence of ``input_classes`` classes (μ-law audio or the codes below)."""
 
-    def __init__(self, cfg: LevelConfig, *, input_classes: int) -> None:
+    def __init__(self, cfg: LevelConfig, *, input_classes: int, sample_rate: int = 16000) -> None:
         super().__init__()
         self.cfg, self.hop, self.input_classes = cfg, cfg.hop, input_classes
         q = cfg.quantizer
-        self.encoder = Encoder(
-            classes=input_classes,
-            channels=cfg.encoder_channels,
-            dim=q.code_dim,
-            strides=cfg.strides,
-            blocks=cfg.encoder_blocks,
-        )
+        self.encoder: Encoder | MelEncoder
+        if cfg.encoder_input == "mel":
+            self.encoder = MelEncoder(sample_rate=sample_rate, hop=cfg.hop, window=cfg.mel_window,
+                                      bands=cfg.mel_bands, channels=cfg.encoder_channels, dim=q.code_dim,
+                                      blocks=cfg.encoder_blocks)
+        else:
+            self.encoder = Encoder(
+                classes=input_classes,
+                channels=cfg.encoder_channels,
+                dim=q.code_dim,
+                strides=cfg.strides,
+                blocks=cfg.encoder_blocks,
+            )
         self.quantizer: VectorQuantizer | ArgmaxQuantizer
         if q.kind == "vq":
             self.quantizer = VectorQuantizer(

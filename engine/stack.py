@@ -33,7 +33,7 @@ class Stack(nn.Module):
         self.sampler = "auto"  # see sampling.sample_sequence: auto | fast | numpy | torch
         classes, levels = cfg.mu + 1, []
         for level_cfg in cfg.levels:
-            levels.append(Level(level_cfg, input_classes=classes))
+            levels.append(Level(level_cfg, input_classes=classes, sample_rate=cfg.sample_rate))
             classes = level_cfg.quantizer.codes
         self.levels = nn.ModuleList(levels)
         self.prior = WaveNet.from_config(

@@ -58,7 +58,7 @@ def build(name: str, stack: StackConfig) -> nn.Module:
     classes = input_classes(name, stack)
     k = level_index(name)
     if k is not None:
-        model: nn.Module = Level(stack.levels[k], input_classes=classes)
+        model: nn.Module = Level(stack.levels[k], input_classes=classes, sample_rate=stack.sample_rate)
         net = model.decoder
     else:
         cfg = stack.prior if name == PRIOR else stack.levels[0].decoder

@@ -56,3 +56,30 @@ def test_a_few_steps_of_training_lower_the_loss():
         out.loss.backward()
         opt.step()
     assert out.nll.item() < 0.6 * first
+
+
+def mel_level() -> Level:
+    from dataclasses import replace
+
+    return Level(replace(tiny_level("argmax"), encoder_input="mel", mel_bands=16, mel_window=64),
+                 input_classes=256, sample_rate=8000)
+
+
+def test_a_mel_encoder_trains_and_gives_one_code_per_hop():
+    torch.manual_seed(0)
+    level = mel_level().train()
+    out = level(torch.randint(0, 256, (2, 64 + 3)))
+    assert out.codes.shape == (2, 16)
+    out.loss.backward()
+    for name in ("encoder.inp.weight", "encoder.out.weight", "cond_net.inp.weight"):
+        assert dict(level.named_parameters())[name].grad.abs().sum() > 0, name
+
+
+def test_only_level_1_may_read_mel_frames():
+    from dataclasses import replace
+
+    from engine.config import StackConfig
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="only level 1"):
+        StackConfig(levels=(tiny_level(), replace(tiny_level(), encoder_input="mel", strides=(2,))))
