@@ -30,7 +30,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from engine.config import to_dict
+from engine.config import StackConfig, from_dict, to_dict
+from engine.errors import ConfigError
 
 from . import stages
 from .checkpoint import load_checkpoint, read_meta, save_checkpoint
@@ -129,6 +130,15 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
     return origin, weights
 
 
+def _same_stack(recorded: dict[str, Any]) -> dict[str, Any] | None:
+    """A run's recorded stack as this version writes it (settings added since take their defaults,
+    which are what the run was trained with); None if this version cannot read it."""
+    try:
+        return to_dict(from_dict(StackConfig, recorded, "stack"))
+    except ConfigError:
+        return None
+
+
 def _open_run(run: Run, cfg: TrainConfig, data: Folder, world: World, command: str,
               start: tuple[dict[str, Any], dict[str, dict]] | None = None) -> dict[str, Any]:
     described = data.describe()
@@ -139,7 +149,7 @@ def _open_run(run: Run, cfg: TrainConfig, data: Folder, world: World, command: s
             raise RunError(f"{run.root} was started from another --init bundle (or none); use the same "
                            "--init or a new --run directory")
         old = manifest["config"]
-        if old["stack"] != to_dict(cfg.stack) or old["seed"] != cfg.seed:
+        if _same_stack(old["stack"]) != to_dict(cfg.stack) or old["seed"] != cfg.seed:
             raise RunError(
                 f"{run.root} was started with another stack or seed; use a new --run directory "
                 "(only [stages.*] settings may change when resuming)"

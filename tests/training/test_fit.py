@@ -90,6 +90,11 @@ def test_resuming_with_another_stack_or_data_is_refused(tiny_toml, tone_dir, tmp
     fit(load(tiny_toml), tone_dir, run, show_progress=False)
     with pytest.raises(RunError, match="another stack or seed"):
         fit(load(tiny_toml, ["stack.levels.0.quantizer.codes=32"]), tone_dir, run, show_progress=False)
+    # a run recorded before a setting existed resumes: the new setting's default is what it used
+    manifest = json.loads((run / "run.json").read_text())
+    del manifest["config"]["stack"]["levels"][0]["encoder_input"]
+    (run / "run.json").write_text(json.dumps(manifest))
+    fit(load(tiny_toml), tone_dir, run, show_progress=False)
     (tone_dir / "tone0.wav").unlink()
     with pytest.raises(RunError, match="other data"):
         fit(load(tiny_toml), tone_dir, run, show_progress=False)
