@@ -233,6 +233,19 @@ def current(address: Address, data: dict[str, Any]) -> list[Any]:
     return out
 
 
+def port(text: str) -> int:
+    """A UDP/TCP port from the command line: an integer in [0, 65535] (0: any free port)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a whole number in [0, 65535], got {text!r}")
+    return value
+
+
 def seconds_per_bar(tempo: float, meter: tuple[int, int] | list[int]) -> float:
     """The length of one bar in seconds at ``tempo`` (quarter notes per minute) and ``meter``."""
     numerator, denominator = meter

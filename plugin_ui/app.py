@@ -6,6 +6,8 @@ import argparse
 import signal
 import sys
 
+from bridge.protocol import port
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -15,7 +17,7 @@ def parser() -> argparse.ArgumentParser:
                     "them and lets you drag the rendered takes into your DAW.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address of the server (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9000, help="UDP port of the server (default 9000)")
+    p.add_argument("--port", type=port, default=9000, help="UDP port of the server (default 9000)")
     return p
 
 

@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     from engine import bench, load_bundle
 
+    if args.seconds <= 0 or args.batch_seconds <= 0 or args.steps < 1 or args.naive_steps < 1:
+        raise ValueError("--seconds and --batch-seconds must be > 0, --steps and --naive-steps ≥ 1")
     if args.threads < 1 or args.threads > (os.cpu_count() or 1):
         raise OSError(f"--threads must be in [1, {os.cpu_count()}], got {args.threads}")
     torch.set_num_threads(args.threads)

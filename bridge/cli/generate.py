@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import time
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
+from bridge.protocol import BY_PATH, PREFIX
+
+MAX_SECONDS = 3600
 
 
 def add_parser(sub: Any) -> None:
@@ -23,17 +27,51 @@ def add_parser(sub: Any) -> None:
         "the seed and every parameter are stored in the WAV's comment so a take can be remade.",
     )
     gen.add_argument("--model", default="default", help="bundle name or directory (default: default)")
-    gen.add_argument("--seconds", type=float, required=True, help="length of audio, in (0, 3600]")
+    gen.add_argument("--seconds", type=float, required=True, help=f"length of audio, in (0, {MAX_SECONDS}]")
     gen.add_argument("--seed", type=int, help="random seed in [0, 2^63); random (and printed) if omitted")
-    gen.add_argument("--temperature", type=float, default=1.0, help="softmax temperature in (0, 10]")
-    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]")
-    gen.add_argument("--batch", type=int, default=1, help="number of variations sampled together")
+    gen.add_argument("--temperature", type=float, default=1.0,
+                     help=f"sampling temperature, {_arg('/track/temperature').allowed()} (default 1)")
+    gen.add_argument("--top-p", type=float, default=1.0,
+                     help=f"nucleus sampling mass, {_arg('/track/top_p').allowed()} (default 1)")
+    gen.add_argument("--batch", type=int, default=1, help="number of variations sampled together (default 1)")
     gen.add_argument("--sampler", choices=("auto", "torch", "numpy", "fast"), default="auto",
                      help="sampling loop: fast (compiled, the CPU default), numpy, or torch (any device; "
                           "the GPU default)")
     gen.add_argument("--out", type=Path, required=True, help="output .wav path")
     gen.add_argument("--overwrite", action="store_true", help="replace existing output files")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _arg(address: str) -> Any:
+    return BY_PATH[PREFIX + address].args[1]
+
+
+def check(args: argparse.Namespace) -> list[Path]:
+    """Everything about the request that can be wrong, before any model is loaded; the output paths."""
+    if not 0 < args.seconds <= MAX_SECONDS:
+        raise ValueError(f"--seconds must be in (0, {MAX_SECONDS}], got {args.seconds:g}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be in [0, 2^63), got {args.seed}")
+    for flag, address, value in (("--temperature", "/track/temperature", args.temperature),
+                                 ("--top-p", "/track/top_p", args.top_p)):
+        arg = _arg(address)
+        if not arg.min <= value <= arg.max:
+            raise ValueError(f"{flag} must be {arg.allowed()}, got {value:g}")
+    if not 1 <= args.batch <= 64:
+        raise ValueError(f"--batch must be in [1, 64], got {args.batch}")
+    paths = output_paths(args.out, args.batch)
+    folder = args.out.parent
+    if not folder.is_dir():
+        raise OSError(f"--out: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise OSError(f"--out: folder {folder} is not writable")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not args.overwrite:
+        raise OSError(f"{', '.join(existing)} already exists; pass --overwrite or choose --out")
+    from engine.catalog import resolve
+
+    resolve(args.model)  # a model typo is named before anything else is done
+    return paths
 
 
 def output_paths(out: Path, batch: int) -> list[Path]:
@@ -51,10 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from engine import load_bundle
     from engine.wavfile import write_wav_atomic
 
-    paths = output_paths(args.out, args.batch)
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not args.overwrite:
-        raise OSError(f"{', '.join(existing)} already exists; pass --overwrite or choose --out")
+    paths = check(args)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**63)
     bundle = load_bundle(args.model)
     bundle.stack.sampler = args.sampler

@@ -29,8 +29,13 @@ def run(args: argparse.Namespace) -> int:
     from bridge.render.stems import mix, render_tracks
     from bridge.session import Session
 
+    if not Path(args.project).expanduser().is_dir():
+        raise OSError(f"project folder {args.project} does not exist")
+    source = args.session or Path(args.project).expanduser() / SESSION_FILE
+    if not Path(source).is_file():
+        raise OSError(f"{source} not found: render a session the server saved (`wavestack serve --project "
+                      f"{args.project}`) or give one with --session")
     project = Project(args.project)
-    source = args.session or project.root / SESSION_FILE
     try:
         session = Session.from_dict(json.loads(Path(source).read_text()))
     except json.JSONDecodeError as exc:

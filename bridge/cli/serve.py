@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from bridge.protocol import DAWS
+from bridge.protocol import DAWS, port
 
 
 def add_parser(sub: Any) -> None:
@@ -19,15 +19,15 @@ def add_parser(sub: Any) -> None:
         "SIGTERM cancels the running render (nothing partial is written) and exits.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=9000, help="UDP port (default 9000; 0 = any free)")
-    serve.add_argument("--oscquery-port", type=int, default=None, metavar="TCP_PORT",
+    serve.add_argument("--port", type=port, default=9000, help="UDP port (default 9000; 0 = any free)")
+    serve.add_argument("--oscquery-port", type=port, default=None, metavar="TCP_PORT",
                        help="OSCQuery HTTP port on the same host (default: the OSC port number, TCP)")
     serve.add_argument("--no-oscquery", action="store_true", help="no OSCQuery HTTP server")
     serve.add_argument("--follow", choices=DAWS,
                        help="follow this DAW's tempo, meter and transport over OSC (see the README)")
-    serve.add_argument("--daw-port", type=int, default=0, metavar="UDP_PORT",
+    serve.add_argument("--daw-port", type=port, default=0, metavar="UDP_PORT",
                        help="port the DAW sends to (default: REAPER/Ardour 9010, Ableton 11001)")
-    serve.add_argument("--daw-send-port", type=int, default=0, metavar="UDP_PORT",
+    serve.add_argument("--daw-send-port", type=port, default=0, metavar="UDP_PORT",
                        help="port the DAW listens on (default: REAPER 8000, Ardour 3819, AbletonOSC 11000)")
     serve.add_argument("--advertise", action="store_true",
                        help="announce the OSC and OSCQuery ports over Zeroconf/mDNS (off by default)")

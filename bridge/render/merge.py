@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bridge.render.project import Project, ProjectError
+from bridge.render.project import MANIFEST, Project, ProjectError
 
 _STEM = re.compile(r"^(?P<stem>.+)_take\d+\.wav$")
 
@@ -25,6 +25,9 @@ def _digest(path: Path) -> str:
 
 def merge(target: str | Path, sources: list[str | Path]) -> list[Path]:
     """Copy the sources' renders into ``target``; returns the files written."""
+    for source in sources:
+        if not (Path(source).expanduser() / MANIFEST).is_file():
+            raise ProjectError(f"{source} is not a wavestack project (no {MANIFEST}); nothing was merged")
     out = Project(target)
     known: dict[str, str] = {}  # batch key → sha256 of its audio, in the target
     for render in out.read_manifest()["renders"]:

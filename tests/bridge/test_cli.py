@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -59,9 +60,11 @@ def test_generate_never_overwrites_unless_asked(tmp_path, capsys):
     ("args", "message"),
     [
         (["--seconds", "0"], "seconds must be in"),
-        (["--seconds", "1", "--temperature", "0"], "temperature must be in"),
-        (["--seconds", "1", "--top-p", "2"], "top_p must be in"),
+        (["--seconds", "1", "--temperature", "0"], "--temperature must be a number in [0.05, 2]"),
+        (["--seconds", "1", "--temperature", "5"], "--temperature must be a number in [0.05, 2]"),
+        (["--seconds", "1", "--top-p", "2"], "--top-p must be a number in [0.01, 1]"),
         (["--seconds", "1", "--model", "piano"], "model 'piano' not found; installed: default"),
+        (["--seconds", "1", "--batch", "0"], "--batch must be in"),
     ],
 )
 def test_generate_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
@@ -70,6 +73,38 @@ def test_generate_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())
+
+
+def test_generate_refuses_a_missing_output_folder_before_loading_anything(tmp_path, capsys):
+    code = main(["generate", "--seconds", "1", "--out", str(tmp_path / "no" / "such" / "x.wav"), "--quiet"])
+    assert code == 2 and "does not exist; create it first" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "--seconds", "0"], "--seconds and --batch-seconds must be > 0"),
+        (["merge", "MERGED", "nothere"], "nothere is not a wavestack project"),
+        (["render", "--project", "nothere"], "project folder nothere does not exist"),
+        (["render", "--project", "."], "wavestack-session.json not found"),
+    ],
+)
+def test_commands_answer_mistakes_in_one_line_and_change_nothing(tmp_path, monkeypatch, capsys, argv,
+                                                                 message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["-m", "bridge.cli", "serve"], ["-m", "plugin_ui.app"]])
+def test_a_port_out_of_range_is_refused_by_serve_and_the_window(command):
+    result = subprocess.run([sys.executable, *command, "--port", "99999"], capture_output=True, text=True,
+                            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert result.returncode == 2 and "a port is a whole number in [0, 65535], got '99999'" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_console_scripts_run(tmp_path):
