@@ -23,6 +23,7 @@ def test_readme_setup_commands_use_the_real_cli():
     text = README.read_text()
     assert ".venv/bin/python -m pytest -q" in text  # the command .ci/run runs
     line = next(x for x in text.splitlines() if "wavestack generate" in x and "venv" in x)
+    assert line.startswith("bash scripts/setup && ")  # the set-up CI runs too (.ci/run)
     argv = line.split(".venv/bin/wavestack ", 1)[1].split()
     args = build_parser().parse_args(argv)
     assert args.command == "generate" and args.model == "default"

@@ -255,6 +255,8 @@ def test_jobs_with_a_primer_render_alone_and_drawn_seeds_share_a_pass(tmp_path, 
     assert [len(g) for g in group_jobs(spec, spec.jobs)] == [1, 1, 2]
 
 
+@pytest.mark.skipif(not Path("/usr/lib/vst3/ZamDelay.vst3").exists(),
+                    reason="Debian zam-plugins is not installed (bash scripts/setup installs it)")
 def test_a_job_whose_plugin_vanished_fails_alone_and_its_pass_goes_on(tmp_path, tiny_model):
     plugin = tmp_path / "plugins" / "ZamDelay.vst3"  # a bundle keeps its name: its binary is named so
     shutil.copytree("/usr/lib/vst3/ZamDelay.vst3", plugin)
