@@ -15,9 +15,8 @@ turns its conditioning into reflection coefficients per frame (a stable predicto
 construction), so the prediction never adapts to the decoder's own samples, as in LPCNet, where
 the coefficients come from the conditioning features.
 
-The fast sampler's compiled loop embeds these functions; numba's cache does not follow that
-dependency, so after editing this file delete ``engine/__pycache__/fastpath*`` (an installed
-package is never edited in place, so users never meet a stale loop).
+The fast sampler's compiled loop embeds these functions; ``engine.jitcache`` names numba's cache
+after this file too, so an edit here recompiles it.
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ import math
 
 import numpy as np
 import torch
+
+from . import jitcache  # noqa: F401  (before any cached njit: see engine.jitcache)
 
 try:
     from numba import njit

@@ -14,6 +14,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
+from . import jitcache  # noqa: F401  (before any cached njit: see engine.jitcache)
+
 LANES = 16
 _F = ir.FloatType()
 _V = ir.VectorType(_F, LANES)

@@ -1,5 +1,8 @@
 """The compiled sampler against the torch incremental path and the numpy sampler."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +132,22 @@ def test_weights_start_on_cache_lines():
     stepper = FastStepper(make_net(6, 3, residual=32, skip=40).incremental(1))
     for name in ("embed", "w_cur", "w_past", "w_rs", "b_res", "b_skip", "w_h1", "b_h1", "w_h2", "b_h2"):
         assert getattr(stepper, name).ctypes.data % 64 == 0, name
+
+
+def test_the_compiled_loop_is_cached_per_version_of_every_source_it_inlines(tmp_path, monkeypatch):
+    import shutil
+
+    import numba
+
+    from engine import jitcache
+
+    here = Path(jitcache.__file__).parent
+    for name in jitcache.SOURCES:
+        shutil.copy(here / name, tmp_path / name)
+    before = jitcache.cache_dir(tmp_path)
+    assert before == jitcache.cache_dir(here)
+    assert str(before) == numba.config.CACHE_DIR or os.environ.get("NUMBA_CACHE_DIR")
+    (tmp_path / "simd.py").write_text((tmp_path / "simd.py").read_text() + "\n# edited\n")
+    assert jitcache.cache_dir(tmp_path) != before  # an edit to an inlined file recompiles
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert jitcache.cache_dir(here).is_relative_to(tmp_path / "cache" / "wavestack" / "numba")
