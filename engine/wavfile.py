@@ -56,7 +56,19 @@ def write_wav_atomic(
         channels = 1 if audio.ndim == 1 else audio.shape[1]
         with sf.SoundFile(fh, "w", samplerate=sample_rate, channels=channels,
                           subtype=subtype, format="WAV") as snd:
+            _no_peak_chunk(snd)
             if comment is not None:
                 snd.comment = comment
             snd.write(audio)
     return Path(path)
+
+
+SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's command: write a float file's PEAK chunk or not
+
+
+def _no_peak_chunk(snd: sf.SoundFile) -> None:
+    """No PEAK chunk: it carries the time of writing, so equal audio would give unequal files."""
+    try:
+        sf._snd.sf_command(snd._file, SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
+    except AttributeError:  # a soundfile without these internals: the file is still right
+        pass
