@@ -5,6 +5,7 @@ folder — never see a partial file, and a full disk or a killed process leaves 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -68,7 +69,5 @@ SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's command: write a float file's PE
 
 def _no_peak_chunk(snd: sf.SoundFile) -> None:
     """No PEAK chunk: it carries the time of writing, so equal audio would give unequal files."""
-    try:
+    with contextlib.suppress(AttributeError):  # a soundfile without these internals: still a right file
         sf._snd.sf_command(snd._file, SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
-    except AttributeError:  # a soundfile without these internals: the file is still right
-        pass
