@@ -46,9 +46,10 @@ class Arg:
             return f"{kind} ≥ {_num(self.min)}"
         return kind
 
-    def convert(self, value: Any, address: str) -> Any:
-        """``value`` as this argument takes it, or a ProtocolError saying what is allowed."""
-        where = f"{address}: argument '{self.name}'"
+    def convert(self, value: Any, address: str, where: str | None = None) -> Any:
+        """``value`` as this argument takes it, or a ProtocolError saying what is allowed; ``where``
+        names it in the message (default: the address and the argument's name)."""
+        where = where or f"{address}: argument '{self.name}'"
         if self.type == "s":
             if not isinstance(value, str):
                 raise ProtocolError(f"{where} must be a string, got {value!r}")

@@ -171,4 +171,4 @@ def convert(address: Address, arg: Arg, value: Any) -> Any:
     """``value`` as ``arg`` of ``address`` takes it; JSON attributes (effects chains) as data."""
     if arg.json:
         return chain_steps(value)
-    return arg.convert(value, address.full)
+    return arg.convert(value, address.full, where=arg.field.partition(".")[0])

@@ -24,18 +24,20 @@ import hashlib
 import itertools
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bridge.protocol import ProtocolError
-from bridge.render.checks import check_fx
+from bridge.render.checks import check_fx, check_model
 from bridge.session import Session, Track
+from engine.errors import EngineError
 
 EXPAND = {"seeds", "random_seeds", "temperatures", "top_ps", "primers", "sources"}
 SESSION_KEYS = {"project", "tempo", "meter", "sample_rate", "bit_depth", "master_fx", "mixes"}
+TRACK_KEYS = {f.name for f in fields(Track)}
 
 
 class SpecError(ValueError):
@@ -169,15 +171,21 @@ def _track(table: Any, where: str, root: Path, problems: list[str]) -> tuple[Tra
     except ProtocolError as exc:
         problems.append(f"{where}.name: {exc}")
         return None
+    allowed = TRACK_KEYS | EXPAND
     for key, value in plain.items():
         if key == "name":
+            continue
+        if key not in allowed:
+            problems.append(f"{where}.{key}: unknown key; a track takes {', '.join(sorted(allowed))}")
             continue
         length = {} if key in ("seconds", "bars") else {"seconds": 1.0}
         try:
             track = Track.from_dict({"name": name, **length, key: value})
             if key == "fx":
                 check_fx(track.fx)  # builds the chain: its plugins and their parameters
-        except (ProtocolError, ValueError) as exc:
+            if key == "model":
+                check_model(track.model)  # a typo is listed with every other problem
+        except (ProtocolError, ValueError, EngineError) as exc:
             problems.append(f"{where}.{key}: {exc}")
     if "seconds" in plain and "bars" in plain:
         problems.append(f"{where}: give seconds or bars, not both")

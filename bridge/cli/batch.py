@@ -73,6 +73,7 @@ def _dry_run(spec, shard: tuple[int, int], jobs: int, pending) -> int:
               f"top_p={t.top_p} {seconds:.2f} s{extra}")
         if job.index in todo:
             total += seconds * rtf[t.model]
+    print(f"stems go to {spec.session.project}/Audio (the spec's project folder, relative to the spec)")
     print(f"{len(todo)} of {len(selected)} renders to do; about {total / jobs:.0f} s with {jobs} "
           f"worker(s) (calibrated: {', '.join(f'{m} RTF {r:.2f}' for m, r in rtf.items())})")
     return 0

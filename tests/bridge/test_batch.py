@@ -132,6 +132,7 @@ name = "b"
 seconds = 1
 bars = 2
 primers = "missing/*.wav"
+seed_list = [1]
 """
     with pytest.raises(SpecError) as caught:
         load_spec(write_spec(tmp_path, bad))
@@ -139,8 +140,12 @@ primers = "missing/*.wav"
     for expected in ("colour: unknown table", "session.project: missing", "session.tempo:",
                      "session.bit_depth:",
                      "tracks[0].temperatures[1]:", "tracks[0].fx:", "tracks[1]: give seconds or bars",
-                     "tracks[1].primers: no file matches"):
+                     "tracks[1].primers: no file matches",
+                     "tracks[0].model: model 'nope' not found",  # listed with the others, not after
+                     "tracks[1].seed_list: unknown key; a track takes"):
         assert expected in text, expected
+    assert "random_seeds" in text and "temperatures" in text  # the spec's own keys are offered
+    assert "/wavestack/" not in text  # spec keys, not OSC addresses
     assert main(["batch", str(tmp_path / "spec.toml")]) == 2
 
 
@@ -313,3 +318,12 @@ def test_help_merge_and_the_servers_first_requests_run_without_torch(tmp_path, m
     assert out.stdout.splitlines()[-6:] == ["/wavestack/ack", "/wavestack/ack", "/wavestack/tracks",
                                             "/wavestack/models", "/wavestack/state", "loaded: []"]
     assert len(list((tmp_path / "merged" / "Audio").glob("*.wav"))) == 6
+
+
+def test_a_dry_run_lists_the_renders_and_where_they_go_and_writes_nothing(tmp_path, tiny_model, capsys):
+    spec = write_spec(tmp_path)
+    assert main(["batch", str(spec), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" todo ") == 6 and f"stems go to {tmp_path / 'out'}/Audio" in out
+    assert "6 of 6 renders to do" in out
+    assert not (tmp_path / "out" / "Audio").exists() or not any((tmp_path / "out" / "Audio").iterdir())
