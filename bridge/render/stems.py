@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from bridge import __version__
 from bridge.render.bwf import write_bwf
@@ -133,11 +134,13 @@ def mix(session: Session, project: Project, stems: list[Rendered], *, name: str 
         at = round((s.position - start) * rate)
         out[:, at: at + s.audio.shape[1]] += s.audio if s.audio.shape[0] == channels else s.audio.mean(0)
     out = apply_chain(build_board(session.master_fx), out, rate)
+    out, safety_db = below_ceiling(out, rate)
     rendered = _write(session, project, name, MIX, out, start, None)
     project.record({
         "kind": "mix",
         "stems": [str(s.path.relative_to(project.root)) for s in stems],
         "master_fx": session.master_fx,
+        "safety_gain_db": safety_db,
         "session": {"tempo": session.tempo, "meter": list(session.meter),
                     "sample_rate": rate, "bit_depth": session.bit_depth},
         "files": [_file_entry(rendered, project, session)],
@@ -146,6 +149,25 @@ def mix(session: Session, project: Project, stems: list[Rendered], *, name: str 
         **(manifest_extra or {}),
     }, session.tempo, session.meter)
     return rendered
+
+
+CEILING_DB = -1.0  # a mix's true peak stays below this (dBFS), so no file and no D/A converter clips
+
+
+def true_peak(audio: np.ndarray, rate: int) -> float:
+    """The peak of ``audio`` (channels, frames) between its samples too: 4× oversampled (soxr)."""
+    if audio.size == 0:
+        return 0.0
+    upsampled = soxr.resample(np.ascontiguousarray(audio.T), rate, 4 * rate, quality="HQ")
+    return float(max(np.abs(audio).max(), np.abs(upsampled).max()))
+
+
+def below_ceiling(audio: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
+    """``audio`` scaled down, if it must be, so its true peak is at ``CEILING_DB``; the gain in dB."""
+    ceiling, peak = 10 ** (CEILING_DB / 20), true_peak(audio, rate)
+    if peak <= ceiling:
+        return audio, 0.0
+    return (audio * np.float32(ceiling / peak)).astype(np.float32), round(20 * np.log10(ceiling / peak), 3)
 
 
 def read_stem(project: Project, entry: dict[str, Any]) -> Rendered:

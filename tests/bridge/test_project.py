@@ -67,8 +67,8 @@ def test_takes_never_overwrite_and_a_failed_write_leaves_no_trace(tmp_path, tiny
 
 def test_the_mix_sums_stems_at_their_positions(tmp_path, tiny_model):
     s = Session.from_dict({"project": str(tmp_path / "p"), "sample_rate": 48000, "bit_depth": 32, "tracks": [
-        {"name": "a", "model": "tiny", "seconds": 0.2, "position": 1.0, "seed": 1},
-        {"name": "b", "model": "tiny", "seconds": 0.2, "position": 1.5, "seed": 2, "gain_db": -6}]})
+        {"name": "a", "model": "tiny", "seconds": 0.2, "position": 1.0, "seed": 1, "gain_db": -12},
+        {"name": "b", "model": "tiny", "seconds": 0.2, "position": 1.5, "seed": 2, "gain_db": -18}]})
     project = Project(s.project)
     stems = [render_track(s, t, project) for t in s.tracks]
     out = mix(s, project, stems)
@@ -88,3 +88,22 @@ def test_paths_stay_inside_the_project(tmp_path):
         Project(tmp_path / "file")
     with pytest.raises(ProjectError, match="no project folder"):
         Project("")
+
+
+def test_a_mix_louder_than_full_scale_is_brought_under_the_ceiling_and_says_so(tmp_path, tiny_model):
+    from bridge.render.stems import CEILING_DB, true_peak
+
+    loud = [{"plugin": "Gain", "gain_db": 12}, {"plugin": "Limiter", "threshold_db": -1}]
+    track = {"name": "a", "model": "tiny", "seconds": 0.3, "seed": 1}
+    s = Session.from_dict({"project": str(tmp_path / "p"), "sample_rate": 48000, "bit_depth": 24,
+                           "master_fx": loud, "tracks": [track]})
+    project = Project(s.project)
+    stems = [render_track(s, s.tracks[0], project)]
+    out = mix(s, project, stems)
+    audio, rate = sf.read(out.path, dtype="float32", always_2d=True)
+    assert true_peak(audio.T, rate) <= 10 ** (CEILING_DB / 20) * 1.001  # 24-bit rounding
+    entry = json.loads((project.root / "wavestack.json").read_text())["renders"][-1]
+    assert entry["kind"] == "mix" and entry["safety_gain_db"] < 0
+    quiet = Session.from_dict({**s.to_dict(), "master_fx": [{"plugin": "Gain", "gain_db": -30}]})
+    mix(quiet, project, stems)
+    assert json.loads((project.root / "wavestack.json").read_text())["renders"][-1]["safety_gain_db"] == 0.0
