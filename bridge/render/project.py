@@ -130,28 +130,31 @@ class Project:
 
 
 def reaper_project(manifest: dict[str, Any], tempo: float, meter: tuple[int, int]) -> str:
-    """A minimal REAPER project: the latest take of every stem on its own track, at its position.
+    """A minimal REAPER project: a track per stem name, an item per position and length holding
+    every take rendered there (oldest first, the newest active), the tempo and the sample rate.
 
     Mixes are left out: they would double the stems on playback.
     """
-    latest: dict[str, dict[str, Any]] = {}
+    tracks: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
+    rate = 0
     for render in manifest["renders"]:
         for f in render.get("files", []) if render.get("kind") == "track" else ():
-            latest[f["track"]] = f
+            place = (f"{f['position_seconds']:.6f}", f"{f['seconds']:.6f}")
+            tracks.setdefault(f["track"], {}).setdefault(place, []).append(f)
+            rate = f.get("sample_rate", rate)
     lines = ["<REAPER_PROJECT 0.1 \"6.0\" 0", f"  TEMPO {tempo:g} {meter[0]} {meter[1]}"]
-    for track, f in latest.items():
-        lines += [
-            "  <TRACK",
-            f"    NAME \"{track}\"",
-            "    <ITEM",
-            f"      POSITION {f['position_seconds']:.6f}",
-            f"      LENGTH {f['seconds']:.6f}",
-            f"      NAME \"{Path(f['path']).name}\"",
-            "      <SOURCE WAVE",
-            f"        FILE \"{f['path']}\"",
-            "      >",
-            "    >",
-            "  >",
-        ]
+    if rate:
+        lines.append(f"  SAMPLERATE {rate} 0 0")
+    for track, items in tracks.items():
+        lines += ["  <TRACK", f"    NAME \"{track}\""]
+        for (position, length), takes in items.items():
+            lines += ["    <ITEM", f"      POSITION {position}", f"      LENGTH {length}"]
+            for k, f in enumerate(takes):
+                if k:
+                    lines.append("      TAKE SEL" if k == len(takes) - 1 else "      TAKE")
+                lines += [f"      NAME \"{Path(f['path']).name}\"", "      <SOURCE WAVE",
+                          f"        FILE \"{f['path']}\"", "      >"]
+            lines.append("    >")
+        lines.append("  >")
     lines.append(">")
     return "\n".join(lines) + "\n"

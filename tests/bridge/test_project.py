@@ -107,3 +107,20 @@ def test_a_mix_louder_than_full_scale_is_brought_under_the_ceiling_and_says_so(t
     quiet = Session.from_dict({**s.to_dict(), "master_fx": [{"plugin": "Gain", "gain_db": -30}]})
     mix(quiet, project, stems)
     assert json.loads((project.root / "wavestack.json").read_text())["renders"][-1]["safety_gain_db"] == 0.0
+
+
+def test_the_reaper_project_holds_every_take_with_the_newest_active(tmp_path, tiny_model):
+    s = session(tmp_path, seconds=0.1)
+    project = Project(s.project)
+    for seed in (1, 2, 3):
+        s.tracks[0].seed = seed
+        render_track(s, s.tracks[0], project)
+    s.tracks[0].position = 2.0
+    render_track(s, s.tracks[0], project)  # a take somewhere else: an item of its own
+    rpp = (project.root / "wavestack.rpp").read_text()
+    assert rpp.count("<TRACK") == 1 and rpp.count("<ITEM") == 2 and rpp.count("<SOURCE WAVE") == 4
+    assert "SAMPLERATE 44100 0 0" in rpp
+    first_item = rpp.split("<ITEM")[1]
+    assert first_item.count("TAKE SEL") == 1 and first_item.count("TAKE") == 2
+    assert first_item.index("TAKE SEL") < first_item.index("01_keys_take3.wav")  # the newest is active
+    assert first_item.index("01_keys_take1.wav") < first_item.index("01_keys_take2.wav")
