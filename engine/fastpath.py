@@ -16,6 +16,7 @@ tanh and exp are vector approximations within a few float32 ulps.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -373,18 +374,22 @@ if AVAILABLE:
     _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True, nogil=True)(_run)
 
 
-def _note_first_compile() -> None:
-    """Say why the first run on a machine pauses: numba compiles the loop once and caches it."""
+def _note_first_compile() -> float | None:
+    """Say why the first run on a machine pauses (numba compiles the loop once and caches it);
+    returns when compiling started, or None if the loop is compiled or cached already."""
     global _noted
     if _noted or _run.signatures:
-        return
+        return None
     _noted = True
-    cache = Path(__file__).parent / "__pycache__"
-    if not any(cache.glob("fastpath._run-*.nbi")):
-        print("wavestack: compiling the fast sampler (once per installation, about 15 s)", file=sys.stderr)
+    if any(Path(numba.config.CACHE_DIR).glob("**/fastpath._run-*.nbi")):
+        return None  # loading from the cache takes a second or two
+    print(f"wavestack: compiling the fast sampler for this CPU (once; cached in {numba.config.CACHE_DIR}) …",
+          file=sys.stderr, flush=True)
+    return time.perf_counter()
 
 
 _noted = False
+compile_seconds = 0.0  # what compiling the loop cost this process (0: it came from the cache)
 
 
 def _aligned(x: np.ndarray) -> np.ndarray:
@@ -464,7 +469,7 @@ class FastStepper:
         """Generate ``len(uniforms)`` steps; returns classes (B, n); fills ``logits_out`` (B, n, K)."""
         st = self.state
         steps, batch = uniforms.shape
-        _note_first_compile()
+        compiling = _note_first_compile()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         if st.cond is not None and (st.position + steps - 1) // st.hop >= self.frame_bias.shape[0]:
             have = self.frame_bias.shape[0]
@@ -478,6 +483,11 @@ class FastStepper:
              np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()),
              self.centre_w, *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order,
              self.lpc_mode > 0 and st.net.lpc_centre == "classes", lpc.LEVELS)
+        if compiling is not None:
+            global compile_seconds
+            compile_seconds = time.perf_counter() - compiling
+            print(f"wavestack: compiled the fast sampler in {compile_seconds:.0f} s", file=sys.stderr,
+                  flush=True)
         st.position += steps
         return out
 
