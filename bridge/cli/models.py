@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             meta = read_manifest(path)
             levels = str(len(meta["config"]["levels"]))
-            rate, trained = f"{meta['sample_rate']} Hz", "yes" if meta["trained"] else "no"
+            rate, trained = f"{meta['sample_rate']} Hz", _trained(meta)
         except Exception as exc:  # a broken bundle is listed, not fatal
             levels, rate, trained = "?", "?", f"broken: {exc}"
         rows.append((name, levels, rate, trained, f"{size / 1e6:.1f} MB", str(path)))
@@ -30,3 +30,14 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
     print(f"(user models directory: {user_models_dir()})")
     return 0
+
+
+def _trained(meta: dict[str, Any]) -> str:
+    """How much training a bundle had, as its provenance records it (steps per stage)."""
+    if not meta["trained"]:
+        return "no (random weights)"
+    steps = (meta.get("provenance") or {}).get("steps") or {}
+    if not isinstance(steps, dict) or not steps:
+        return "yes"
+    counts = ", ".join(f"{stage} {n:,}" for stage, n in steps.items() if isinstance(n, int))
+    return f"yes: {counts} steps"

@@ -15,7 +15,7 @@ def test_models_lists_the_default(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.split() and x.split()[0] == "default")
-    assert "16000 Hz" in line and "yes" in line  # trained
+    assert "16000 Hz" in line and "yes: level1 " in line and " steps" in line  # how much it was trained
 
 
 def test_generate_writes_float_wav_at_bundle_rate_with_its_recipe(tmp_path, capsys):
