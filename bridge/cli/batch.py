@@ -56,13 +56,19 @@ def _dry_run(spec, shard: tuple[int, int], jobs: int, pending) -> int:
 
     selected = spec.shard(*shard)
     todo = {j.index for j in pending(spec, selected)}
+    from bridge.batch.run import group_jobs
+
     rtf: dict[str, float] = {}
-    for job in selected:  # calibrate: time one short sample per model
+    pending_jobs = [j for j in selected if j.index in todo]
+    groups = group_jobs(spec, pending_jobs, max_rows=max(1, -(-len(pending_jobs) // jobs)))
+    rows = max((len(g) for g in groups), default=1)
+    for job in selected:  # calibrate on a warm model with passes as wide as the batch will run
         if job.track.model not in rtf:
             stack = bundle(job.track.model).stack
+            stack.sample(0.05, seed=0)  # loads and compiles what the first call needs
             t0 = time.perf_counter()
-            stack.sample(0.25, seed=0)
-            rtf[job.track.model] = (time.perf_counter() - t0) / 0.25
+            stack.sample(0.5, seed=list(range(rows)))
+            rtf[job.track.model] = (time.perf_counter() - t0) / (0.5 * rows)  # per audio second of a row
     total = 0.0
     for job in selected:
         t = job.track
