@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,11 @@ def check(args: argparse.Namespace) -> list[Path]:
     folder = args.out.parent
     if not folder.is_dir():
         raise OSError(f"--out: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise OSError(f"--out: folder {folder} is not writable")
+    try:  # a real file, as the render will write: permissions alone do not tell (/proc, a full disk)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".wavestack-probe-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"--out: cannot write in folder {folder} ({exc.strerror or exc})") from None
     existing = [str(p) for p in paths if p.exists()]
     if existing and not args.overwrite:
         raise OSError(f"{', '.join(existing)} already exists; pass --overwrite or choose --out")

@@ -88,6 +88,7 @@ def test_generate_refuses_a_missing_output_folder_before_loading_anything(tmp_pa
         (["merge", "MERGED", "nothere"], "nothere is not a wavestack project"),
         (["render", "--project", "nothere"], "project folder nothere does not exist"),
         (["render", "--project", "."], "wavestack-session.json not found"),
+        (["generate", "--seconds", "1", "--out", "/proc/x.wav"], "cannot write in folder /proc"),
     ],
 )
 def test_commands_answer_mistakes_in_one_line_and_change_nothing(tmp_path, monkeypatch, capsys, argv,
