@@ -25,6 +25,7 @@ from bridge.protocol import (
 )
 
 TRACK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.\-]{0,63}$")
+MAX_TRACKS = 128  # a session's whole state then still fits one reply datagram (/state/get)
 
 
 def _spec(address: str, arg: str):
@@ -160,6 +161,8 @@ class Session:
         tracks = data.get("tracks", [])
         if not isinstance(tracks, list):
             raise ProtocolError("session: tracks must be a list")
+        if len(tracks) > MAX_TRACKS:
+            raise ProtocolError(f"session: {len(tracks)} tracks; a session holds at most {MAX_TRACKS}")
         s.tracks = [Track.from_dict(t) for t in tracks]
         names = [t.name for t in s.tracks]
         if len(set(names)) != len(names):

@@ -23,7 +23,7 @@ from bridge.osc.jobs import Job, JobQueue
 from bridge.protocol import PREFIX, Address, ProtocolError
 from bridge.render.checks import check_model, check_session, checked
 from bridge.render.project import SESSION_FILE, Project, ProjectError
-from bridge.session import Session, Track, check, check_track_name
+from bridge.session import MAX_TRACKS, Session, Track, check, check_track_name
 
 log = logging.getLogger("wavestack.server")
 TAKES_LISTED = 50  # newest takes answered by /track/takes (their JSON fits one datagram)
@@ -140,6 +140,9 @@ class Handlers:
         with self.lock:
             if any(t.name == name for t in self.session.tracks):
                 raise ProtocolError(f"a track named {name!r} exists already")
+            if len(self.session.tracks) >= MAX_TRACKS:
+                raise ProtocolError(f"the session has {MAX_TRACKS} tracks, the most it holds; "
+                                    "remove one first")
             self.session.tracks.append(Track(name=name, model=model))
             self.save()
 

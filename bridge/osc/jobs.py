@@ -19,6 +19,8 @@ from pathlib import Path
 log = logging.getLogger("wavestack.jobs")
 Work = Callable[[Callable[[float], None], Callable[[], bool]], list[Path]]
 Listener = Callable[["Job", str], None]  # (job, event): event is "state" or "progress"
+MAX_WAITING = 100  # jobs queued or running at once; more are refused until some finish
+KEPT_FINISHED = 200  # finished jobs remembered for /job/status (the oldest are forgotten)
 
 
 @dataclass
@@ -38,11 +40,16 @@ class Job:
         return self.state in ("done", "failed", "cancelled")
 
 
+class QueueFull(ValueError):
+    """Too many jobs wait or run; the text says what to do."""
+
+
 class JobQueue:
     """Runs jobs one at a time on a worker thread and tells a listener of every change."""
     def __init__(self, listener: Listener | None = None) -> None:
         self.jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
+        self.last_id = 0
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._listener = listener
         self._lock = threading.Lock()
@@ -51,10 +58,19 @@ class JobQueue:
         self._thread.start()
 
     def create(self, work: Work) -> Job:
-        """A queued job that does not run until :meth:`start` (so its id can be announced first)."""
+        """A queued job that does not run until :meth:`start` (so its id can be announced first);
+        refused (QueueFull) while MAX_WAITING jobs wait or run."""
         with self._lock:
+            unfinished = [j for j in self.jobs.values() if not j.finished]
+            if len(unfinished) >= MAX_WAITING:
+                raise QueueFull(f"{MAX_WAITING} renders are queued or running; wait for some to finish "
+                                "or cancel them (/wavestack/job/cancel)")
+            finished = [j.id for j in self.jobs.values() if j.finished]
+            for old in finished[: max(0, len(finished) - KEPT_FINISHED + 1)]:
+                del self.jobs[old]  # ids only grow: the first finished ones are the oldest
             job = Job(next(self._ids), work)
             self.jobs[job.id] = job
+            self.last_id = job.id
         return job
 
     def start(self, job: Job) -> Job:
@@ -67,7 +83,9 @@ class JobQueue:
         try:
             return self.jobs[job_id]
         except KeyError:
-            raise KeyError(f"no job {job_id}") from None
+            old = 0 < job_id <= self.last_id
+            raise KeyError(f"no job {job_id}" + (f" any more (the last {KEPT_FINISHED} finished jobs are "
+                                                 "remembered)" if old else "")) from None
 
     def cancel(self, job_id: int) -> Job:
         """Cancel a queued or running job."""

@@ -34,6 +34,8 @@ MAX_DATAGRAM = 65535
 MAX_REPLY = 65507  # the largest UDP payload over IPv4
 RECEIVE_BUFFER = 8 << 20  # bytes asked of the kernel: a burst of thousands of messages fits
 HEARTBEAT = 0.4  # seconds between progress replies of a running job, at most
+MAX_SUBSCRIBERS = 16  # reply ports; each reply is sent to all of them
+JOB_REPLIES = {"/progress", "/done", "/status", "/seed"}  # replies whose first value is the job id (or track)
 
 
 class Reply:
@@ -164,10 +166,10 @@ class Server:
         for arg in args:
             builder.add_arg(str(arg) if isinstance(arg, Path) else arg)
         dgram = builder.build().dgram
-        if len(dgram) > MAX_REPLY:
+        if len(dgram) > MAX_REPLY:  # said in an error that names what it answers: a job by its id
             text = f"reply {PREFIX + path} is {len(dgram)} bytes, more than one UDP datagram holds"
             builder = OscMessageBuilder(address=PREFIX + "/error")
-            builder.add_arg(PREFIX + path)
+            builder.add_arg(args[0] if path in JOB_REPLIES and args else PREFIX + path)
             builder.add_arg(text)
             dgram = builder.build().dgram
         targets = set(self.subscribers)
@@ -188,6 +190,9 @@ class Server:
         if target[1] == self.address[1] and target[0] in (self.address[0], "127.0.0.1"):
             raise ProtocolError("subscribe: that is this server's own port; give the port your client "
                                 "listens on")
+        if target not in self.subscribers and len(self.subscribers) >= MAX_SUBSCRIBERS:
+            raise ProtocolError(f"subscribe: {MAX_SUBSCRIBERS} ports subscribed already; "
+                                "unsubscribe one first")
         self.subscribers.add(target)
 
     def _unsubscribe(self, args: dict, reply: Reply) -> None:

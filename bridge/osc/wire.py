@@ -12,6 +12,7 @@ from pythonosc.parsing import osc_types
 
 BUNDLE = b"#bundle\0"
 MAX_NESTING = 8
+MAX_MESSAGES = 64  # messages in one datagram: bounds the work and the replies one packet can cause
 
 
 def _check_frame(data: bytes, depth: int = 0) -> None:
@@ -84,4 +85,6 @@ def parse(data: bytes) -> tuple[list[OscMessage], list[str]]:
         raise ValueError(f"not a valid OSC packet: {exc}") from None
     if not messages:
         raise ValueError("no message in the packet (an empty or broken bundle)")
+    if len(messages) > MAX_MESSAGES:
+        raise ValueError(f"{len(messages)} messages in one packet; at most {MAX_MESSAGES}")
     return messages, [_check_typetags(message) for message in messages]

@@ -375,3 +375,30 @@ def test_ping_answers_within_50_ms_and_edits_stay_in_order_while_a_plugin_loads(
         client.close()
         proc.kill()
         proc.wait()
+
+
+def test_subscribers_are_bounded_and_the_servers_own_port_is_refused(server, client):
+    from bridge.osc.server import MAX_SUBSCRIBERS
+
+    assert client.ask(f"{P}/subscribe", server.address[1])[0] == f"{P}/error"  # it would answer itself
+    for port in range(20000, 20000 + MAX_SUBSCRIBERS):
+        assert client.ask(f"{P}/subscribe", port)[0] == f"{P}/ack"
+    address, (_, text) = client.ask(f"{P}/subscribe", 30000)
+    assert address == f"{P}/error" and f"{MAX_SUBSCRIBERS} ports subscribed" in text
+    assert len(server.subscribers) == MAX_SUBSCRIBERS
+
+
+def test_a_job_reply_too_big_for_a_datagram_still_names_its_job(server, client):
+    server.send("/done", 7, *["Audio/" + "x" * 1000 + ".wav"] * 70, to=client.sock.getsockname())
+    address, (job, text) = client.recv()
+    assert address == f"{P}/error" and job == 7 and "more than one UDP datagram" in text
+
+
+def test_a_session_holds_a_bounded_number_of_tracks(server, client, monkeypatch):
+    from bridge.osc import handlers
+
+    monkeypatch.setattr(handlers, "MAX_TRACKS", 3)
+    for name in ("a", "b", "c"):
+        add_track(client, name)
+    address, (_, text) = client.ask(f"{P}/track/add", "d", "tiny")
+    assert address == f"{P}/error" and "3 tracks, the most it holds" in text

@@ -45,3 +45,9 @@ def test_bundles_and_arrays_nested_too_deep_are_refused():
     padded = tags.encode() + b"\0" * (4 - len(tags) % 4)
     with pytest.raises(ValueError, match="arrays nested more than"):
         wire.parse(b"/x\0\0" + padded)
+
+
+def test_a_packet_holds_at_most_max_messages():
+    assert len(wire.parse(bundle(*[PING] * wire.MAX_MESSAGES))[0]) == wire.MAX_MESSAGES
+    with pytest.raises(ValueError, match=f"at most {wire.MAX_MESSAGES}"):
+        wire.parse(bundle(*[PING] * (wire.MAX_MESSAGES + 1)))
