@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.osc.handlers import Handlers, Reply, text
-from bridge.protocol import BY_PATH, PREFIX, Address, ProtocolError
+from bridge.protocol import BY_PATH, PREFIX, REPLIES, Address, ProtocolError
 
 log = logging.getLogger("wavestack.server")
 Addr = tuple[str, int]
@@ -23,6 +23,7 @@ Handler = Callable[[dict[str, Any], Reply], Any]
 IMMEDIATE = {"/ping", "/subscribe", "/unsubscribe", "/job/status", "/job/cancel"}  # answered at once
 QUERIES = {PREFIX + p for p in ("/ping", "/state/get", "/track/takes", "/track/list", "/models",
                                 "/fx/catalog", "/job/status", "/subscribe", "/follow/status")}  # debug level
+REPLY_PATHS = {PREFIX + r.path for r in REPLIES}  # what the server sends; received, it is ignored
 LANE_LENGTH = 10_000  # messages waiting for the session thread; beyond, they are refused
 EXPECTED = (ProtocolError, FileNotFoundError, KeyError, ValueError)  # refusals, not failures
 
@@ -61,6 +62,9 @@ class Dispatcher:
     def dispatch(self, address: str, values: list[Any], addr: Addr | None) -> None:
         """Convert one message's arguments and run or queue its handler; errors are answered."""
         spec = BY_PATH.get(address)
+        if spec is None and address in REPLY_PATHS:
+            log.debug("ignored %s from %s: a reply, never answered (no reply loops)", address, addr)
+            return
         try:
             level = logging.DEBUG if address in QUERIES else logging.INFO  # a window polls these
             log.log(level, "%s %s from %s", address, _short(values), f"{addr[0]}:{addr[1]}" if addr else "-")

@@ -402,3 +402,11 @@ def test_a_session_holds_a_bounded_number_of_tracks(server, client, monkeypatch)
         add_track(client, name)
     address, (_, text) = client.ask(f"{P}/track/add", "d", "tiny")
     assert address == f"{P}/error" and "3 tracks, the most it holds" in text
+
+
+def test_replies_sent_to_the_server_are_never_answered(server, client):
+    before = server.stats["errors"]
+    for path in ("/ack", "/error", "/pong", "/state"):
+        client.send(f"{P}{path}", "x")
+    assert client.ask(f"{P}/ping")[0] == f"{P}/pong"  # the first answer is the ping's: no reply loop
+    assert server.stats["errors"] == before
