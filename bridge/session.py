@@ -25,7 +25,7 @@ from bridge.protocol import (
 )
 
 TRACK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.\-]{0,63}$")
-MAX_TRACKS = 128  # a session's whole state then still fits one reply datagram (/state/get)
+MAX_TRACKS = 128  # its state fits one /state/get reply datagram unless the effects chains are long
 
 
 def _spec(address: str, arg: str):

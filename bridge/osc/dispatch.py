@@ -89,9 +89,10 @@ class Dispatcher:
         """Wait until every message handed to the session thread so far has taken effect."""
         self.lane.join()
 
-    def stop(self) -> None:
-        """End the session thread once what is queued has run."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the session thread once what is queued has run (waiting at most ``timeout`` s)."""
         self.lane.put(None)
+        self._thread.join(timeout)
 
     def fail(self, where: str | int, message: str, addr: Addr | None) -> None:
         """Count, log and answer an error."""

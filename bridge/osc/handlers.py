@@ -26,6 +26,7 @@ from bridge.render.project import SESSION_FILE, Project, ProjectError
 from bridge.session import MAX_TRACKS, Session, Track, check, check_track_name
 
 log = logging.getLogger("wavestack.server")
+SAVE_DELAY = 0.2  # seconds an edit waits to be saved with the ones after it (a burst: one write)
 TAKES_LISTED = 50  # newest takes answered by /track/takes (their JSON fits one datagram)
 Reply = Callable[..., None]  # reply(path below the prefix, *values): to the requester and subscribers
 
@@ -42,6 +43,10 @@ class Handlers:
         self.lock = threading.Lock()  # the session: changed here and by the DAW follower, read by OSCQuery
         self.follower: Follower | None = None
         self.requesters: dict[int, Reply] = {}
+        self._unsaved = threading.Condition(self.lock)  # an edit waits to be saved
+        self._dirty = self._closed = False
+        self._saver = threading.Thread(target=self._save_later, name="wavestack-save", daemon=True)
+        self._saver.start()
 
     def state(self) -> dict[str, Any]:
         """A copy of the session as plain data, safe to read from another thread."""
@@ -98,14 +103,14 @@ class Handlers:
                 raise ProjectError(f"{saved} cannot be read ({text(exc)}); it is left as it is: "
                                    "fix or move it, then open the folder again") from None
             with self.lock:
-                self.save()  # the session being left stays in its own folder
+                self.write_session()  # the session being left stays in its own folder, now
                 session.project = str(root)
                 self.session = session
             said = f"opened {root}: its saved session, {len(session.tracks)} track(s)"
         else:
             with self.lock:
                 self.session.project = str(root)
-                self.save()
+                self.write_session()
                 said = f"opened {root}: no saved session there, the current one " \
                        f"({len(self.session.tracks)} track(s)) is saved into it"
         log.info("%s", said)
@@ -323,16 +328,48 @@ class Handlers:
 
     # ------------------------------------------------------------------ persistence
     def save(self) -> None:
-        """Keep the session in the project folder, so `wavestack render` can render it later."""
+        """Keep the session in the project folder (so `wavestack render` can render it later): soon,
+        once a burst of edits is over — call with the lock held."""
+        self._dirty = True
+        self._unsaved.notify()
+
+    def write_session(self) -> None:
+        """Write the session now (the lock held); a failure is logged and told to every subscriber."""
+        self._dirty = False
         if not self.session.project:
             return
         from engine.wavfile import atomic_output
 
+        path = Path(self.session.project) / SESSION_FILE
         try:
-            with atomic_output(Path(self.session.project) / SESSION_FILE) as fh:
+            with atomic_output(path) as fh:
                 fh.write((json.dumps(self.session.to_dict(), indent=1) + "\n").encode())
         except OSError as exc:
-            log.warning("cannot save the session: %s", exc)
+            text = f"the session could not be saved to {path} ({exc.strerror or exc}); edits are kept " \
+                   "until the server stops: free space or choose another project folder"
+            log.warning("%s", text)
+            self.broadcast("/error", PREFIX + "/project", text)
+
+    def close(self) -> None:
+        """Save what is unsaved and stop the saver."""
+        with self.lock:
+            if self._dirty:
+                self.write_session()
+            self._closed = True
+            self._unsaved.notify()
+        self._saver.join(5)
+
+    def _save_later(self) -> None:
+        with self.lock:
+            while not self._closed:
+                if not self._dirty:
+                    self._unsaved.wait()
+                    continue
+                deadline = time.monotonic() + SAVE_DELAY  # the rest of the burst joins this save
+                while not self._closed and (left := deadline - time.monotonic()) > 0:
+                    self._unsaved.wait(left)
+                if self._dirty:
+                    self.write_session()
 
 
 def text(exc: BaseException) -> str:

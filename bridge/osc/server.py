@@ -134,6 +134,7 @@ class Server:
         self.jobs.stop()
         if self.handlers.follower is not None:
             self.handlers.follower.stop()
+        self.handlers.close()
         self.sock.close()
         if self.oscquery is not None:
             self.oscquery.shutdown()

@@ -138,9 +138,11 @@ def test_generate_all_renders_every_track_and_the_mix(server, client):
 
 def test_state_round_trips_and_a_64k_datagram_is_received(server, client):
     tracks: list[dict] = []  # /state/get of this would not fit a datagram: /track/list is checked
+    chain = [{"plugin": "Gain", "gain_db": -1.5}] * 10
     while len(state := json.dumps({"tempo": 97.5, "meter": [3, 4], "tracks": tracks})) < 60_000:
         tracks.append({"name": f"track {len(tracks):03d}", "model": "tiny", "seconds": 1.0, "seed": 12345,
-                       "temperature": 0.9, "top_p": 0.95, "gain_db": -3.0, "position": 1.5, "fx": []})
+                       "temperature": 0.9, "top_p": 0.95, "gain_db": -3.0, "position": 1.5, "fx": chain})
+    assert len(tracks) <= 128  # what a session holds
     assert len(state) < 65_000  # far beyond the 8 KiB the stdlib servers receive
     assert client.ask(f"{P}/state/set", state) == (f"{P}/ack", [f"{P}/state/set"])
     address, names = client.ask(f"{P}/track/list")
@@ -286,8 +288,9 @@ def test_reopening_a_project_loads_its_saved_session_and_never_empties_it(server
     add_track(client, "pad")
     assert client.ask(f"{P}/tempo", 97.0)[0] == f"{P}/ack"
     project = Path(server.session.project)
+    server.shutdown()  # saves what is unsaved
     saved = (project / "wavestack-session.json").read_text()
-    server.shutdown()
+    assert json.loads(saved)["tempo"] == 97.0
     again = Server(port=0, project=str(project))  # `wavestack serve --project DIR` run again
     again.start()
     try:
@@ -410,3 +413,40 @@ def test_replies_sent_to_the_server_are_never_answered(server, client):
         client.send(f"{P}{path}", "x")
     assert client.ask(f"{P}/ping")[0] == f"{P}/pong"  # the first answer is the ping's: no reply loop
     assert server.stats["errors"] == before
+
+
+def test_a_burst_of_edits_is_saved_once_after_it_and_shutdown_saves_the_rest(server, client):
+    session_file = Path(server.session.project) / "wavestack-session.json"
+    writes = []
+    real = server.handlers.write_session
+
+    def counted():  # the real write, counted
+        writes.append(server.session.tempo)
+        real()
+
+    server.handlers.write_session = counted
+    for bpm in range(60, 160):
+        client.send(f"{P}/tempo", float(bpm))
+    client.send(f"{P}/state/get")
+    assert client.until(f"{P}/state")[0] == f"{P}/state"  # every edit before it has taken effect
+    time.sleep(0.6)
+    assert 1 <= len(writes) <= 3 and writes[-1] == 159.0
+    assert json.loads(session_file.read_text())["tempo"] == 159.0
+    client.send(f"{P}/tempo", 61.0)
+    assert client.until(f"{P}/ack")[0] == f"{P}/ack"
+    server.shutdown()
+    assert json.loads(session_file.read_text())["tempo"] == 61.0
+
+
+def test_a_session_that_cannot_be_saved_is_said_to_subscribers(server, client, tmp_path):
+    listener = Client(server.address)
+    try:
+        assert listener.ask(f"{P}/subscribe", listener.sock.getsockname()[1])[0] == f"{P}/ack"
+        session_file = Path(server.session.project) / "wavestack-session.json"
+        session_file.unlink()
+        session_file.mkdir()  # the file cannot be put in place: the next save fails
+        client.send(f"{P}/tempo", 77.0)
+        _, (where, text) = listener.until(f"{P}/error", timeout=5)
+        assert where == f"{P}/project" and "could not be saved" in text and server.session.tempo == 77.0
+    finally:
+        listener.close()
