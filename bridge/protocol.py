@@ -174,11 +174,14 @@ TABLE: tuple[Address, ...] = (
             clears=("at_bar",)),
     Address("/track/at_bar", "where the stem starts, as a bar number (bar 1 is the project start)",
             _track(Arg("bar", "f", "bar number", 1, 10000, field="at_bar")), group="track"),
-    Address("/track/seed", "seed of the next render; -1 picks one at random and reports it",
+    Address("/track/seed", "the take's seed: the same seed and settings render the same audio; -1 picks "
+            "a new one each render and reports it",
             _track(Arg("seed", "i", "seed", -1, SEED_MAX, field="seed")), group="track"),
-    Address("/track/temperature", "sampling temperature",
+    Address("/track/temperature", "randomness: low is steadier and more repetitive, high is wilder (1 = as "
+            "trained)",
             _track(Arg("temperature", "f", "temperature", 0.05, 2.0, field="temperature")), group="track"),
-    Address("/track/top_p", "nucleus sampling: keep the smallest set of classes with this probability",
+    Address("/track/top_p", "keep only the likeliest choices at each step: lower is safer and plainer, "
+            "1 keeps them all (nucleus sampling)",
             _track(Arg("top_p", "f", "top-p", 0.01, 1.0, field="top_p")), group="track"),
     Address("/track/gain", "track gain in dB, after its effects",
             _track(Arg("db", "f", "gain", -60, 12, field="gain_db")), group="track"),
