@@ -31,6 +31,18 @@ def add_track(client: Client, name: str = "keys", **settings) -> None:
         assert client.ask(f"{P}/track/{key}", name, *args)[0] == f"{P}/ack"
 
 
+def ping_delays(client: Client, n: int, pause: float = 0.0) -> list[float]:
+    """Seconds from sending a ping to its pong, ``n`` times."""
+    delays = []
+    for _ in range(n):
+        t = time.perf_counter()
+        client.send(f"{P}/ping")
+        client.until(f"{P}/pong", timeout=2)
+        delays.append(time.perf_counter() - t)
+        time.sleep(pause)
+    return delays
+
+
 def test_ping_answers_with_the_version(client):
     assert client.ask(f"{P}/ping") == (f"{P}/pong", ["0.1.0"])
 
@@ -103,12 +115,7 @@ def test_ping_answers_within_50_ms_while_a_render_runs(server, client):
         client.until(f"{P}/progress", timeout=2)
         arrivals.append(time.monotonic())
     assert max(b - a for a, b in itertools.pairwise(arrivals)) < 0.5
-    delays = []
-    for _ in range(5):
-        t = time.perf_counter()
-        client.send(f"{P}/ping")
-        client.until(f"{P}/pong", timeout=2)
-        delays.append(time.perf_counter() - t)
+    delays = ping_delays(client, 5)
     assert server.jobs.get(job).state == "running"
     assert max(delays) < 0.05
     # cancelling stops the render and leaves nothing in the project
@@ -363,13 +370,7 @@ def test_ping_answers_within_50_ms_and_edits_stay_in_order_while_a_plugin_loads(
         client.send(f"{P}/track/fx", "keys", chain)
         client.send(f"{P}/track/seed", "keys", 5)  # waits behind the plugin: edits keep their order
         time.sleep(0.5)
-        delays = []
-        for _ in range(10):
-            t = time.perf_counter()
-            client.send(f"{P}/ping")
-            client.until(f"{P}/pong", timeout=2)
-            delays.append(time.perf_counter() - t)
-            time.sleep(0.05)
+        delays = ping_delays(client, 10, pause=0.05)
         assert max(delays) < 0.05, delays
         client.send(f"{P}/state/get")
         with pytest.raises(TimeoutError):  # the state waits for the edits before it
