@@ -72,11 +72,16 @@ def catalog() -> dict[str, dict[str, dict[str, Any]]]:
             if type(value) is bool:
                 params[key] = {"default": value}
             elif type(value) in (int, float):
-                lo, hi = next(((lo, hi) for k, lo, hi in UI_RANGES if key == k), None) or next(
-                    ((lo, hi) for k, lo, hi in UI_RANGES if key.endswith(k)), (-1e6, 1e6))
+                lo, hi = value_range(key)
                 params[key] = {"default": round(float(value), 6), "min": lo, "max": hi}
         out[name] = params
     return out
+
+
+def value_range(key: str) -> tuple[float, float]:
+    """The range a built-in parameter accepts (and the window offers), by its name."""
+    exact = next(((lo, hi) for k, lo, hi in UI_RANGES if key == k), None)
+    return exact or next(((lo, hi) for k, lo, hi in UI_RANGES if key.endswith(k)), (-1e6, 1e6))
 
 
 def _settable(plugin: Any) -> list[str]:
@@ -201,6 +206,10 @@ def _build_step(index: int, step: dict[str, Any]) -> Any:
             raise FxError(f"{where} ({name}): unknown parameter {key!r}; parameters: {', '.join(settable)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise FxError(f"{where} ({name}): {key} must be a finite number, got {value!r}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            lo, hi = value_range(key)
+            if not lo <= value <= hi:
+                raise FxError(f"{where} ({name}): {key} must be in [{lo:g}, {hi:g}], got {value!r}")
         try:
             setattr(plugin, key, value)
         except (TypeError, ValueError) as exc:
