@@ -23,6 +23,7 @@ import glob
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from bridge.render.checks import check_fx, check_model
 from bridge.session import Session, Track
 from engine.errors import EngineError
 
+MAX_RENDERS = 100_000  # renders one spec may expand to (checked before anything is expanded)
 EXPAND = {"seeds", "random_seeds", "temperatures", "top_ps", "primers", "sources"}
 SESSION_KEYS = {"project", "tempo", "meter", "sample_rate", "bit_depth", "master_fx", "mixes"}
 TRACK_KEYS = {f.name for f in fields(Track)}
@@ -87,6 +89,8 @@ def load_spec(path: Path, model_hash: Any = None) -> Spec:
         raise SpecError(path, ["file not found"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(path, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise SpecError(path, ["tables or arrays nested too deeply to be a spec"]) from None
     problems: list[str] = []
     for key in sorted(set(data) - {"session", "tracks"}):
         problems.append(f"{key}: unknown table; a spec has [session] and [[tracks]]")
@@ -103,6 +107,9 @@ def load_spec(path: Path, model_hash: Any = None) -> Spec:
     names = [t.name for t, _ in bases]
     for name in {n for n in names if names.count(n) > 1}:
         problems.append(f"tracks: the name {name!r} is used twice")
+    count = sum(math.prod(len(v) for v in lists.values()) for _, lists in bases)
+    if count > MAX_RENDERS:
+        problems.append(f"the spec expands to {count:,} renders; at most {MAX_RENDERS:,} per spec (split it)")
     if not problems:
         session.tracks = [t for t, _ in bases]
         _check_models(bases, problems, model_hash)
@@ -212,6 +219,9 @@ def _lists(table: dict[str, Any], where: str, root: Path, name: str, problems: l
         values = table[key]
         if not isinstance(values, list) or not values:
             problems.append(f"{where}.{key}: expected a non-empty list")
+            continue
+        if len(values) > MAX_RENDERS:
+            problems.append(f"{where}.{key}: {len(values):,} values; at most {MAX_RENDERS:,}")
             continue
         for i, value in enumerate(values):
             try:

@@ -327,3 +327,17 @@ def test_a_dry_run_lists_the_renders_and_where_they_go_and_writes_nothing(tmp_pa
     assert out.count(" todo ") == 6 and f"stems go to {tmp_path / 'out'}/Audio" in out
     assert "6 of 6 renders to do" in out
     assert not (tmp_path / "out" / "Audio").exists() or not any((tmp_path / "out" / "Audio").iterdir())
+
+
+def test_a_spec_too_big_or_too_deep_is_refused_up_front(tmp_path, tiny_model):
+    from bridge.batch.spec import MAX_RENDERS
+
+    huge = SPEC.replace("seeds = [1, 2, 3]", "random_seeds = 100000\ntemperatures = [0.5, 0.6, 0.7]")
+    with pytest.raises(SpecError, match=f"expands to 300,00[0-9] renders; at most {MAX_RENDERS:,}"):
+        load_spec(write_spec(tmp_path / "huge", huge))
+    long_list = SPEC.replace("seeds = [1, 2, 3]", f"seeds = [{', '.join(['1'] * (MAX_RENDERS + 1))}]")
+    with pytest.raises(SpecError, match="seeds: 100,001 values; at most 100,000"):
+        load_spec(write_spec(tmp_path / "long", long_list))
+    deep = write_spec(tmp_path / "deep", "x = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(SpecError, match="nested too deeply|not valid TOML"):
+        load_spec(deep)
