@@ -32,6 +32,9 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--advertise", action="store_true",
                        help="announce the OSC and OSCQuery ports over Zeroconf/mDNS (off by default)")
     serve.add_argument("--project", help="project folder to start with (else set it over OSC)")
+    serve.add_argument("--projects-root", metavar="DIR",
+                       help="the only folder OSC clients may open projects and read audio files in "
+                            "(default: the folder holding --project, else your home folder)")
     serve.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
 
 
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     oscquery = None if args.no_oscquery else (args.port if args.oscquery_port is None else args.oscquery_port)
     try:
-        server = Server(args.host, args.port, args.project, oscquery_port=oscquery)
+        server = Server(args.host, args.port, args.project, oscquery_port=oscquery,
+                        projects_root=args.projects_root)
     except OSError as exc:
         print(f"wavestack serve: cannot listen on {args.host} (OSC udp {args.port}, OSCQuery tcp "
               f"{oscquery}): {exc.strerror}; pick another --port or --oscquery-port, or --no-oscquery",

@@ -34,9 +34,10 @@ Reply = Callable[..., None]  # reply(path below the prefix, *values): to the req
 class Handlers:
     """The session and everything that changes it: tracks, DAW following, jobs, persistence."""
 
-    def __init__(self, jobs: JobQueue, broadcast: Reply) -> None:
+    def __init__(self, jobs: JobQueue, broadcast: Reply, projects_root: Path) -> None:
         import threading
 
+        self.projects_root = projects_root.expanduser().resolve()
         self.session = Session()
         self.jobs = jobs
         self.broadcast = broadcast  # to every subscriber (DAW changes, job events without a requester)
@@ -56,6 +57,9 @@ class Handlers:
     # ------------------------------------------------------------------ the generic setter
     def set_fields(self, address: Address, args: dict[str, Any]) -> None:
         """Set the attributes ``address``'s arguments name (and clear the ones it replaces)."""
+        for arg in address.args:
+            if arg.check == "file" and args[arg.name]:
+                self.confined(args[arg.name], "audio file")
         values = {arg: checked(arg, args[arg.name]) for arg in address.args if arg.field}
         with self.lock:
             target: Any = self.session.track(args["track"]) if address.group == "track" else self.session
@@ -94,7 +98,7 @@ class Handlers:
     def project(self, args: dict, reply: Reply) -> bool:
         """Open a project folder: the session saved there is loaded, never replaced. A folder with
         no saved session takes the current one (so tracks set up before choosing a folder stay)."""
-        root = Project(args["folder"]).root
+        root = Project(self.confined(args["folder"], "project folder")).root
         saved = root / SESSION_FILE
         if saved.is_file():
             try:
@@ -128,14 +132,27 @@ class Handlers:
             data = json.loads(args["json"])
         except json.JSONDecodeError as exc:
             raise ProtocolError(f"/state/set: not valid JSON: {exc}") from None
-        session = check_session(Session.from_dict(data))
+        session = Session.from_dict(data)
+        for track in session.tracks:
+            for path in (track.primer, track.vary):
+                if path:
+                    self.confined(path, "audio file")
+        check_session(session)
         if session.project:
-            session.project = str(Project(session.project).root)
+            session.project = str(Project(self.confined(session.project, "project folder")).root)
         with self.lock:
             if not session.project:
                 session.project = self.session.project  # state without a folder keeps the current one
             self.session = session
             self.save()
+
+    def confined(self, path: str, what: str) -> Path:
+        """``path`` resolved (symlinks too), if it lies inside the projects root; else ProjectError."""
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.is_relative_to(self.projects_root):
+            raise ProjectError(f"{what} {path} is outside the projects root {self.projects_root} "
+                               "(wavestack serve --projects-root DIR sets it)")
+        return resolved
 
     # ------------------------------------------------------------------ tracks
     def track_add(self, args: dict, reply: Reply) -> None:

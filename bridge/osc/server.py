@@ -49,11 +49,21 @@ class Reply:
         self.server.send(path, *args, to=self.addr)
 
 
+def default_root(projects_root: str | None, project: str | None) -> Path:
+    """Where OSC clients may open projects and read audio: the root given, else the folder that
+    holds the starting project, else the user's home folder."""
+    if projects_root:
+        return Path(projects_root)
+    if project:
+        return Path(project).expanduser().resolve().parent
+    return Path.home()
+
+
 class Server:
     """The loop: receive, check the bytes, dispatch; replies to the sender and every subscriber."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, project: str | None = None, *,
-                 oscquery_port: int | None = None) -> None:
+                 oscquery_port: int | None = None, projects_root: str | None = None) -> None:
         self.subscribers: set[Addr] = set()
         self.stats = {"received": 0, "malformed": 0, "errors": 0}
         self._last_progress: dict[int, float] = {}
@@ -64,7 +74,7 @@ class Server:
         self.sock.settimeout(0.1)
         self.address: Addr = self.sock.getsockname()
         self.jobs = JobQueue(self._on_job)
-        self.handlers = Handlers(self.jobs, self.reply_to(None))
+        self.handlers = Handlers(self.jobs, self.reply_to(None), default_root(projects_root, project))
         self.dispatcher = Dispatcher(self.handlers, {"subscribe": self._subscribe,
                                                      "unsubscribe": self._unsubscribe},
                                      self.reply_to, self._count_error)

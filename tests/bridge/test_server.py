@@ -75,7 +75,7 @@ def test_a_generated_stem_lands_in_the_project_at_its_bar(server, client):
     assert f"POSITION {4 * bar:.6f}" in Path(project, "wavestack.rpp").read_text()
 
 
-def test_bad_requests_get_an_error_naming_what_is_allowed(client):
+def test_bad_requests_get_an_error_naming_what_is_allowed(server, client):
     assert client.ask(f"{P}/tempo", 900) == (
         f"{P}/error", [f"{P}/tempo", f"{P}/tempo: argument 'bpm' must be a number in [20, 300], got 900"])
     address, (where, text) = client.ask(f"{P}/track/seed", "nope", 2)
@@ -88,9 +88,28 @@ def test_bad_requests_get_an_error_naming_what_is_allowed(client):
     assert where == "/other/thing" and "unknown address" in text
     add_track(client, "keys")
     address, (where, text) = client.ask(f"{P}/track/fx", "keys", '[{"plugin": "Reverb", "room_size": 7}]')
-    assert "room_size=7 refused" in text
+    assert "room_size must be in [0, 1], got 7" in text
     address, (where, text) = client.ask(f"{P}/track/primer", "keys", "/no/such.wav")
+    assert "is outside the projects root" in text  # not whether it exists: nothing outside is probed
+    inside = str(Path(server.session.project).parent / "no-such.wav")
+    address, (where, text) = client.ask(f"{P}/track/primer", "keys", inside)
     assert "audio file not found" in text
+
+
+def test_projects_and_audio_files_stay_inside_the_projects_root(server, client, tmp_path):
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    for path in ("/etc", str(outside), str(tmp_path / ".." / "x")):
+        address, (_, text) = client.ask(f"{P}/project", path)
+        assert address == f"{P}/error" and "outside the projects root" in text, path
+    assert not outside.exists() and not Path("/etc/Audio").exists()
+    (tmp_path / "link").symlink_to("/etc", target_is_directory=True)  # a symlink out is still out
+    assert "outside the projects root" in client.ask(f"{P}/project", str(tmp_path / "link"))[1][1]
+    add_track(client, "keys")
+    address, (_, text) = client.ask(f"{P}/track/primer", "keys", "/etc/shadow")
+    assert address == f"{P}/error" and "outside the projects root" in text
+    state = {"tracks": [{"name": "a", "primer": "/etc/passwd"}]}
+    assert "outside the projects root" in client.ask(f"{P}/state/set", json.dumps(state))[1][1]
+    assert [t.name for t in server.session.tracks] == ["keys"]
 
 
 def test_replies_also_go_to_a_subscribed_port(server, client):
