@@ -295,7 +295,7 @@ REPLIES: tuple[Reply, ...] = (
           "waiting, following or silent (last values kept); tempo; meter; playing 1/0; playhead seconds "
           "(-1: unknown); seconds since the DAW was heard (-1: never)",
           ("daw", "state", "tempo", "numerator", "denominator", "playing", "position", "heard")),
-    Reply("/seed", "the seed a render used (reported when it was random)", ("track", "seed")),
+    Reply("/seed", "the seed each render used, fixed or drawn (-1), before its done", ("track", "seed")),
     Reply("/done", "a job finished; the files it wrote", ("job", "path…")),
 )
 

@@ -8,6 +8,7 @@ messages still take effect in the order they were sent.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import queue
 import threading
@@ -69,8 +70,7 @@ class Dispatcher:
             level = logging.DEBUG if address in QUERIES else logging.INFO  # a window polls these
             log.log(level, "%s %s from %s", address, _short(values), f"{addr[0]}:{addr[1]}" if addr else "-")
             if spec is None:
-                raise ProtocolError(f"unknown address {address}; every address starts with {PREFIX}/ "
-                                    "(see the protocol reference in the README)")
+                raise ProtocolError(unknown(address))
             args = spec.parse(values)
             if spec.path in IMMEDIATE:
                 self._run(spec, args, addr)
@@ -129,6 +129,16 @@ class Dispatcher:
             finally:
                 self.lane.task_done()
         self.lane.task_done()
+
+
+def unknown(address: str) -> str:
+    """The error for an address the table does not have, with the nearest ones it has."""
+    path = address[len(PREFIX):] if address.startswith(PREFIX + "/") else address
+    paths = {a.path: a.full for a in BY_PATH.values()}
+    near = [paths[p] for p in difflib.get_close_matches(path, list(paths), n=2, cutoff=0.75)]
+    hint = f"; did you mean {' or '.join(near)}?" if near else \
+        f"; every address starts with {PREFIX}/ (see the protocol reference in the README)"
+    return f"unknown address {address}{hint}"
 
 
 def _short(values: list[Any]) -> str:

@@ -75,10 +75,30 @@ def _check_typetags(message: OscMessage) -> str:
 
 
 
+def _alias_tags(data: bytes) -> bytes:
+    """``data`` (already framed by ``_check_frame``) with the type tag ``S`` (an alternate string,
+    as liblo and SuperCollider send) read as ``s``: the same bytes follow either tag."""
+    if not data.startswith(BUNDLE):
+        end = data.find(b"\0")
+        at = (end // 4 + 1) * 4 if end >= 0 else len(data)
+        if data[at:at + 1] != b",":
+            return data
+        stop = data.find(b"\0", at)
+        stop = len(data) if stop < 0 else stop
+        return data[:at] + data[at:stop].replace(b"S", b"s") + data[stop:]
+    out, at = [data[:16]], 16
+    while at < len(data):
+        size = int.from_bytes(data[at:at + 4], "big", signed=True)
+        out += [data[at:at + 4], _alias_tags(data[at + 4:at + 4 + size])]
+        at += 4 + size
+    return b"".join(out)
+
+
 def parse(data: bytes) -> tuple[list[OscMessage], list[str]]:
     """The messages of a datagram and their type tags; ValueError saying what is wrong for
     anything malformed."""
     _check_frame(data)
+    data = _alias_tags(data)
     try:
         messages = [m.message for m in OscPacket(data).messages]
     except Exception as exc:  # python-osc raises several kinds on garbage

@@ -74,7 +74,7 @@ def test_oscsend_drives_the_server_and_oscdump_reads_the_replies(serve):
         time.sleep(0.3)
         oscsend(port, "/wavestack/subscribe", "i", dump_port)
         oscsend(port, "/wavestack/tempo", "f", 100)
-        oscsend(port, "/wavestack/track/add", "ss", "lead", "tiny")
+        oscsend(port, "/wavestack/track/add", "SS", "lead", "tiny")  # liblo's alternate strings
         oscsend(port, "/wavestack/track/bars", "sf", "lead", 0.5)
         oscsend(port, "/wavestack/track/at_bar", "si", "lead", 3)
         oscsend(port, "/wavestack/generate", "s", "lead")

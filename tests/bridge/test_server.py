@@ -470,3 +470,10 @@ def test_a_session_that_cannot_be_saved_is_said_to_subscribers(server, client, t
         assert where == f"{P}/project" and "could not be saved" in text and server.session.tempo == 77.0
     finally:
         listener.close()
+
+
+def test_an_unknown_address_is_answered_with_the_nearest_real_ones(client):
+    address, (where, text) = client.ask(f"{P}/track/seeds", "keys", 3)
+    assert address == f"{P}/error" and where == f"{P}/track/seeds"
+    assert f"did you mean {P}/track/seed" in text
+    assert "did you mean" not in client.ask("/hello")[1][1]

@@ -51,3 +51,11 @@ def test_a_packet_holds_at_most_max_messages():
     assert len(wire.parse(bundle(*[PING] * wire.MAX_MESSAGES))[0]) == wire.MAX_MESSAGES
     with pytest.raises(ValueError, match=f"at most {wire.MAX_MESSAGES}"):
         wire.parse(bundle(*[PING] * (wire.MAX_MESSAGES + 1)))
+
+
+def test_the_alternate_string_tag_s_reads_as_a_string():
+    message = b"/wavestack/track/add\0\0\0\0,SS\0keys\0\0\0\0default\0"
+    messages, tags = wire.parse(message)
+    assert tags == ["ss"] and list(messages[0].params) == ["keys", "default"]
+    messages, tags = wire.parse(bundle(PING, message))
+    assert tags == ["", "ss"] and list(messages[1].params) == ["keys", "default"]
