@@ -158,7 +158,8 @@ class Server:
         except Exception as exc:  # python-osc raises several kinds on garbage
             self.stats["malformed"] += 1
             log.warning("malformed packet (%d bytes) from %s:%d: %s", len(data), *addr, exc)
-            self.send("/error", PREFIX, f"malformed OSC packet ({len(data)} bytes): {exc}", to=addr)
+            text = f"malformed OSC packet ({len(data)} bytes): {exc}"
+            self.send("/error", _address_of(data), text, to=addr)
             return
         for message, typetags in zip(messages, tags, strict=False):
             self.dispatch(message.address, _decimal_floats(list(message.params), typetags), addr)
@@ -228,6 +229,16 @@ class Server:
         job = self.jobs.current
         if job is not None and time.monotonic() - self._last_progress.get(job.id, 0.0) >= HEARTBEAT:
             self._on_job(job, "progress")
+
+
+def _address_of(data: bytes) -> str:
+    """The address a malformed message was sent to, if it can be read; else the prefix."""
+    end = data.find(b"\0")
+    if data.startswith(b"/") and 0 < end <= 256:
+        text = data[:end].decode("utf-8", errors="replace")
+        if text.isprintable():
+            return text
+    return PREFIX
 
 
 def _decimal_floats(values: list[Any], typetags: str) -> list[Any]:

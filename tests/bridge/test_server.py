@@ -224,6 +224,9 @@ def test_malformed_packets_are_counted_answered_and_survived(server, client):
     assert client.until(f"{P}/error")[1][0] == P
     assert client.ask(f"{P}/ping")[0] in (f"{P}/pong", f"{P}/error")
     assert client.until(f"{P}/pong", timeout=5)
+    client.raw(MALFORMED[4])  # a readable address: the error names it
+    address, (where, text) = client.until(f"{P}/error")
+    assert where == f"{P}/tempo" and "unknown type tag(s) Q" in text
 
 
 def test_the_server_binds_loopback_by_default(tiny_model, tmp_path):
