@@ -11,6 +11,8 @@ answered; they never stop the server.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import socket
 import threading
@@ -34,6 +36,8 @@ MAX_DATAGRAM = 65535
 MAX_REPLY = 65507  # the largest UDP payload over IPv4
 RECEIVE_BUFFER = 8 << 20  # bytes asked of the kernel: a burst of thousands of messages fits
 HEARTBEAT = 0.4  # seconds between progress replies of a running job, at most
+MAX_AHEAD = 60.0  # seconds a bundle's time tag may lie in the future
+MAX_SCHEDULED = 1000  # messages waiting for their time tags at once
 MAX_SUBSCRIBERS = 16  # reply ports; each reply is sent to all of them
 JOB_REPLIES = {"/progress", "/done", "/status", "/seed"}  # replies whose first value is the job id (or track)
 
@@ -47,6 +51,44 @@ class Reply:
 
     def __call__(self, path: str, *args: Any) -> None:
         self.server.send(path, *args, to=self.addr)
+
+
+class Schedule:
+    """Calls made at a given time (bundles with a future time tag), on their own thread, in time order."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self._heap, self._count = limit, [], itertools.count()
+        self._wake = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="wavestack-schedule", daemon=True)
+        self._thread.start()
+
+    def add(self, due: float, call: Any) -> bool:
+        """Call ``call()`` at ``due`` (seconds since the epoch); False when ``limit`` calls wait already."""
+        with self._wake:
+            if len(self._heap) >= self.limit:
+                return False
+            heapq.heappush(self._heap, (due, next(self._count), call))
+            self._wake.notify()
+        return True
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.time()):
+                    self._wake.wait(None if not self._heap else self._heap[0][0] - time.time())
+                if self._stopped:
+                    return
+                _, _, call = heapq.heappop(self._heap)
+            try:
+                call()
+            except Exception:  # one scheduled message must not stop the others
+                log.exception("scheduled message")
 
 
 def default_root(projects_root: str | None, project: str | None) -> Path:
@@ -74,6 +116,7 @@ class Server:
         self.sock.settimeout(0.1)
         self.address: Addr = self.sock.getsockname()
         self.jobs = JobQueue(self._on_job)
+        self.scheduled = Schedule(MAX_SCHEDULED)
         self.handlers = Handlers(self.jobs, self.reply_to(None), default_root(projects_root, project))
         self.dispatcher = Dispatcher(self.handlers, {"subscribe": self._subscribe,
                                                      "unsubscribe": self._unsubscribe},
@@ -140,6 +183,7 @@ class Server:
     def shutdown(self) -> None:
         """Cancel queued and running jobs (nothing partial is written), then close the socket."""
         self._stop.set()
+        self.scheduled.stop()
         self.dispatcher.stop()
         self.jobs.stop()
         if self.handlers.follower is not None:
@@ -154,15 +198,24 @@ class Server:
         """Check one datagram's bytes and dispatch its messages."""
         self.stats["received"] += 1
         try:
-            messages, tags = wire.parse(data)
+            messages, tags, times = wire.parse_timed(data)
         except Exception as exc:  # python-osc raises several kinds on garbage
             self.stats["malformed"] += 1
             log.warning("malformed packet (%d bytes) from %s:%d: %s", len(data), *addr, exc)
             text = f"malformed OSC packet ({len(data)} bytes): {exc}"
             self.send("/error", _address_of(data), text, to=addr)
             return
-        for message, typetags in zip(messages, tags, strict=False):
-            self.dispatch(message.address, _decimal_floats(list(message.params), typetags), addr)
+        now = time.time()
+        for message, typetags, due in zip(messages, tags, times, strict=True):
+            values = _decimal_floats(list(message.params), typetags)
+            if due <= now + 0.001:
+                self.dispatch(message.address, values, addr)
+            elif due - now > MAX_AHEAD:
+                self.send("/error", message.address, f"bundle time tag {due - now:.0f} s ahead; at most "
+                          f"{MAX_AHEAD:.0f} s", to=addr)
+            elif not self.scheduled.add(due, lambda a=message.address, v=values: self.dispatch(a, v, addr)):
+                self.send("/error", message.address, f"{MAX_SCHEDULED} messages wait for their time tags "
+                          "already; send this one later", to=addr)
 
     def _count_error(self) -> None:
         self.stats["errors"] += 1

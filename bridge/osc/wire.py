@@ -97,14 +97,22 @@ def _alias_tags(data: bytes) -> bytes:
 def parse(data: bytes) -> tuple[list[OscMessage], list[str]]:
     """The messages of a datagram and their type tags; ValueError saying what is wrong for
     anything malformed."""
+    messages, tags, _ = parse_timed(data)
+    return messages, tags
+
+
+def parse_timed(data: bytes) -> tuple[list[OscMessage], list[str], list[float]]:
+    """``parse``, with each message's time to take effect (seconds since the epoch, as a bundle's
+    time tag says; the time of receipt for a bare message or an immediate or past tag)."""
     _check_frame(data)
     data = _alias_tags(data)
     try:
-        messages = [m.message for m in OscPacket(data).messages]
+        timed = OscPacket(data).messages
     except Exception as exc:  # python-osc raises several kinds on garbage
         raise ValueError(f"not a valid OSC packet: {exc}") from None
+    messages = [m.message for m in timed]
     if not messages:
         raise ValueError("no message in the packet (an empty or broken bundle)")
     if len(messages) > MAX_MESSAGES:
         raise ValueError(f"{len(messages)} messages in one packet; at most {MAX_MESSAGES}")
-    return messages, [_check_typetags(message) for message in messages]
+    return messages, [_check_typetags(message) for message in messages], [m.time for m in timed]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.osc.server import Server
 from bridge.render.bwf import read_bext
@@ -225,7 +226,7 @@ def test_malformed_packets_are_counted_answered_and_survived(server, client):
     assert client.ask(f"{P}/ping")[0] in (f"{P}/pong", f"{P}/error")
     assert client.until(f"{P}/pong", timeout=5)
     client.raw(MALFORMED[4])  # a readable address: the error names it
-    address, (where, text) = client.until(f"{P}/error")
+    _, (where, text) = client.until(f"{P}/error")
     assert where == f"{P}/tempo" and "unknown type tag(s) Q" in text
 
 
@@ -480,3 +481,24 @@ def test_an_unknown_address_is_answered_with_the_nearest_real_ones(client):
     assert address == f"{P}/error" and where == f"{P}/track/seeds"
     assert f"did you mean {P}/track/seed" in text
     assert "did you mean" not in client.ask("/hello")[1][1]
+
+
+def test_a_bundle_takes_effect_at_its_time_tag(server, client):
+    from pythonosc.osc_bundle_builder import OscBundleBuilder
+
+    def tempo_bundle(bpm: float, ahead: float) -> bytes:
+        bundle = OscBundleBuilder(time.time() + ahead)
+        message = OscMessageBuilder(address=f"{P}/tempo")
+        message.add_arg(bpm)
+        bundle.add_content(message.build())
+        return bundle.build().dgram
+
+    client.raw(tempo_bundle(133.0, 0.6))
+    assert client.ask(f"{P}/ping")[0] == f"{P}/pong"
+    server.settle()
+    assert server.session.tempo == 120.0  # not yet
+    assert client.until(f"{P}/ack", timeout=3)[1] == [f"{P}/tempo"]
+    assert server.session.tempo == 133.0
+    client.raw(tempo_bundle(90.0, 3600))
+    _, (where, text) = client.until(f"{P}/error")
+    assert where == f"{P}/tempo" and "ahead; at most 60 s" in text and server.session.tempo == 133.0
