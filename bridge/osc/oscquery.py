@@ -50,8 +50,20 @@ def _leaf(address: Address, state: dict[str, Any]) -> dict[str, Any]:
     has_value = address.group == "session" and any(arg.field for arg in address.args)
     node["ACCESS"] = READ_WRITE if has_value else WRITE
     if has_value:
-        node["VALUE"] = current(address, state)
+        node["VALUE"] = _value(address, address.args, state)
     return node
+
+
+def _value(address: Address, args: tuple[Arg, ...], data: dict[str, Any]) -> list[Any]:
+    """One entry per type tag; ``null`` for what is unset (a length given in bars has no seconds)."""
+    values = current(address, data)
+    return values if values else [None] * len(args)
+
+
+def osc_name(text: str) -> str:
+    """``text`` as one legal OSC path part: characters OSC reserves (space # * , / ? [ ] { }) and
+    ``%`` itself percent-encoded."""
+    return "".join(f"%{ord(c):02X}" if c in " #*,/?[]{}%" or not c.isprintable() else c for c in text)
 
 
 def _container(path: str, description: str | None = None) -> dict[str, Any]:
@@ -84,12 +96,12 @@ def namespace(state: dict[str, Any]) -> dict[str, Any]:
     _insert(root, tracks["FULL_PATH"], tracks)
     parameters = [a for a in TABLE if a.group == "track" and any(arg.field for arg in a.args)]
     for track in state["tracks"]:
-        base = f"{PREFIX}/tracks/{track['name']}"
+        base = f"{PREFIX}/tracks/{osc_name(track['name'])}"
         for address in parameters:
             args = address.args[1:]
             leaf = {"FULL_PATH": f"{base}/{address.path.rsplit('/', 1)[1]}", "ACCESS": READ,
                     "TYPE": "".join(a.type for a in args), "RANGE": [_range(a) for a in args],
-                    "VALUE": current(address, track),
+                    "VALUE": _value(address, args, track),
                     "DESCRIPTION": f"{address.help} (set with {address.full})"}
             _insert(root, leaf["FULL_PATH"], leaf)
     return root
@@ -121,6 +133,8 @@ class OscQueryServer:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = f"wavestack/{__version__}"
+            protocol_version = "HTTP/1.1"  # what the OSCQuery proposal names; every answer has a length
+            timeout = 5  # seconds an idle or half-sent connection is kept
 
             def do_GET(self) -> None:
                 try:

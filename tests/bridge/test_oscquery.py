@@ -107,3 +107,41 @@ def test_a_server_stopped_before_it_started_shuts_down_at_once(tmp_path, tiny_mo
     stopper.start()
     stopper.join(timeout=5)
     assert not stopper.is_alive()
+
+
+OSC_RESERVED = set(" #*,?[]{}")
+
+
+def test_every_node_is_a_legal_osc_path_and_every_value_has_an_entry_per_type_tag(served):
+    srv, url = served
+    client = Client(srv.address)
+    try:
+        assert client.ask(f"{P}/track/add", "my keys", "tiny")[0] == f"{P}/ack"  # a name with a space
+        assert client.ask(f"{P}/track/bars", "my keys", 2.0)[0] == f"{P}/ack"  # its seconds: unset
+    finally:
+        client.close()
+    status, root = get(url + "/")
+    assert status == 200
+    for node in walk(root):
+        assert not set(node["FULL_PATH"]) & OSC_RESERVED, node["FULL_PATH"]
+        if "VALUE" in node:
+            assert len(node["VALUE"]) == len(node["TYPE"]), node["FULL_PATH"]
+    seconds = get(url + "/wavestack/tracks/my%2520keys/seconds")[1]
+    assert seconds["VALUE"] == [None] and get(url + "/wavestack/tracks/my%2520keys/bars")[1]["VALUE"] == [2.0]
+    assert get(url + "/wavestack/ping?VALUE")[0] == 204  # a method without a value
+
+
+def test_the_server_speaks_http_1_1(served):
+    import http.client
+
+    _, url = served
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        for _ in range(2):  # one connection, two requests
+            conn.request("GET", "/?HOST_INFO")
+            response = conn.getresponse()
+            assert response.status == 200 and response.version == 11
+            assert json.loads(response.read())["OSC_TRANSPORT"] == "UDP"
+    finally:
+        conn.close()
