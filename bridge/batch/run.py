@@ -15,13 +15,14 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from bridge.batch.spec import Render, Spec
 from bridge.render.bwf import read_bext
-from bridge.render.project import AUDIO, Project
+from bridge.render.project import AUDIO, Claim, Project
 
 
 @dataclass
@@ -97,7 +98,16 @@ def pending(spec: Spec, jobs: list[Render], *, clean: bool = False, log: Any = p
 
 def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
               show_progress: bool = True, log: Any = print) -> Summary:
-    """Render what the spec asks for and the project does not hold yet; resumable after a kill."""
+    """Render what the spec asks for and the project does not hold yet; resumable after a kill.
+    The project is held against another server or batch while this runs."""
+    claim = Claim(Path(spec.session.project))
+    try:
+        return _run_batch(spec, workers, shard, show_progress, log)
+    finally:
+        claim.release()
+
+
+def _run_batch(spec: Spec, workers: int, shard: tuple[int, int], show_progress: bool, log: Any) -> Summary:
     selected = spec.shard(*shard)
     todo = pending(spec, selected, clean=True, log=log)
     summary = Summary(total=len(selected), skipped=len(selected) - len(todo))

@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """`wavestack render`: render a saved session's tracks and mix, as the server would."""
     from bridge.cli.progress import ProgressBar
-    from bridge.render.project import SESSION_FILE, Project
+    from bridge.render.project import SESSION_FILE, Claim, Project
     from bridge.render.stems import mix, render_tracks
     from bridge.session import Session
 
@@ -44,10 +44,14 @@ def run(args: argparse.Namespace) -> int:
     tracks = [session.track(name) for name in args.track] if args.track else session.tracks
     if not tracks:
         raise ValueError(f"{source} has no tracks")
-    with ProgressBar("render", disable=args.quiet) as bar:  # everything is checked before any audio
-        stems = render_tracks(session, tracks, project, progress=bar.update)
-    for stem in stems:
-        print(f"{stem.path} (seed {stem.seed})")
-    if not args.track:
-        print(mix(session, project, stems).path)
+    claim = Claim(project.root)  # no server or batch writes here meanwhile
+    try:
+        with ProgressBar("render", disable=args.quiet) as bar:  # everything is checked before any audio
+            stems = render_tracks(session, tracks, project, progress=bar.update)
+        for stem in stems:
+            print(f"{stem.path} (seed {stem.seed})")
+        if not args.track:
+            print(mix(session, project, stems).path)
+    finally:
+        claim.release()
     return 0

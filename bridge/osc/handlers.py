@@ -22,7 +22,7 @@ from bridge.osc.follow import Follower, Transport
 from bridge.osc.jobs import Job, JobQueue
 from bridge.protocol import PREFIX, Address, ProtocolError
 from bridge.render.checks import check_model, check_session, checked
-from bridge.render.project import SESSION_FILE, Project, ProjectError
+from bridge.render.project import SESSION_FILE, Claim, Project, ProjectError
 from bridge.session import MAX_TRACKS, Session, Track, check, check_track_name
 
 log = logging.getLogger("wavestack.server")
@@ -44,6 +44,7 @@ class Handlers:
         self.lock = threading.Lock()  # the session: changed here and by the DAW follower, read by OSCQuery
         self.follower: Follower | None = None
         self.requesters: dict[int, Reply] = {}
+        self.claim: Claim | None = None  # the project folder this server writes, held against others
         self._unsaved = threading.Condition(self.lock)  # an edit waits to be saved
         self._dirty = self._closed = False
         self._saver = threading.Thread(target=self._save_later, name="wavestack-save", daemon=True)
@@ -100,10 +101,12 @@ class Handlers:
         no saved session takes the current one (so tracks set up before choosing a folder stay)."""
         root = Project(self.confined(args["folder"], "project folder")).root
         saved = root / SESSION_FILE
+        claim = self._claim(root)
         if saved.is_file():
             try:
                 session = check_session(Session.from_dict(json.loads(saved.read_text())))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+                self._keep(claim, None)
                 raise ProjectError(f"{saved} cannot be read ({text(exc)}); it is left as it is: "
                                    "fix or move it, then open the folder again") from None
             with self.lock:
@@ -117,9 +120,25 @@ class Handlers:
                 self.write_session()
                 said = f"opened {root}: no saved session there, the current one " \
                        f"({len(self.session.tracks)} track(s)) is saved into it"
+        self._keep(claim, claim)
         log.info("%s", said)
         reply("/ack", PREFIX + "/project", said)
         return True
+
+    def _claim(self, root: Path) -> Claim:
+        """A claim on ``root``: the one held already, or a new one (ProjectError if another
+        wavestack holds it)."""
+        if self.claim is not None and self.claim.root == root:
+            return self.claim
+        return Claim(root)
+
+    def _keep(self, claim: Claim, kept: Claim | None) -> None:
+        """Hold ``kept`` from now on (None: the one held before) and let go of the other."""
+        keep = self.claim if kept is None else kept
+        for held in {id(c): c for c in (self.claim, claim) if c is not None}.values():
+            if held is not keep:
+                held.release()
+        self.claim = keep
 
     def state_get(self, args: dict, reply: Reply) -> bool:
         """/wavestack/state/get: the whole session as JSON; answers /wavestack/state <json>."""
@@ -138,13 +157,17 @@ class Handlers:
                 if path:
                     self.confined(path, "audio file")
         check_session(session)
+        claim = None
         if session.project:
             session.project = str(Project(self.confined(session.project, "project folder")).root)
+            claim = self._claim(Path(session.project))
         with self.lock:
             if not session.project:
                 session.project = self.session.project  # state without a folder keeps the current one
             self.session = session
             self.save()
+        if claim is not None:
+            self._keep(claim, claim)
 
     def confined(self, path: str, what: str) -> Path:
         """``path`` resolved (symlinks too), if it lies inside the projects root; else ProjectError."""
@@ -375,6 +398,8 @@ class Handlers:
             self._closed = True
             self._unsaved.notify()
         self._saver.join(5)
+        if self.claim is not None:
+            self.claim.release()
 
     def _save_later(self) -> None:
         with self.lock:

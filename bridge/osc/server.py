@@ -121,9 +121,13 @@ class Server:
         self.dispatcher = Dispatcher(self.handlers, {"subscribe": self._subscribe,
                                                      "unsubscribe": self._unsubscribe},
                                      self.reply_to, self._count_error)
-        if project:  # before anything is received; a project that cannot be opened is raised here
-            self.handlers.project({"folder": project}, self.reply_to(None))
         self.oscquery = None
+        if project:  # before anything is received; a project that cannot be opened is raised here
+            try:
+                self.handlers.project({"folder": project}, self.reply_to(None))
+            except BaseException:
+                self.shutdown()
+                raise
         if oscquery_port is not None:
             from bridge.osc.oscquery import OscQueryServer
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bridge.render.project import MANIFEST, Project, ProjectError
+from bridge.render.project import MANIFEST, Claim, Project, ProjectError
 
 _STEM = re.compile(r"^(?P<stem>.+)_take\d+\.wav$")
 
@@ -29,6 +29,14 @@ def merge(target: str | Path, sources: list[str | Path]) -> list[Path]:
         if not (Path(source).expanduser() / MANIFEST).is_file():
             raise ProjectError(f"{source} is not a wavestack project (no {MANIFEST}); nothing was merged")
     out = Project(target)
+    claim = Claim(out.root)
+    try:
+        return _merge(out, sources)
+    finally:
+        claim.release()
+
+
+def _merge(out: Project, sources: list[str | Path]) -> list[Path]:
     known: dict[str, str] = {}  # batch key → sha256 of its audio, in the target
     for render in out.read_manifest()["renders"]:
         if render.get("batch_key"):

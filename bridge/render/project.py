@@ -40,6 +40,40 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "track"
 
 
+CLAIM = ".wavestack-in-use"  # held (flock) by the one server or batch writing the project
+
+
+class Claim:
+    """This process's hold on a project folder: while it lives no other wavestack writes there.
+    Taking it removes the ``.part`` files a killed writer left (nobody else can be writing them)."""
+
+    def __init__(self, root: Path) -> None:
+        import os
+
+        root.mkdir(parents=True, exist_ok=True)
+        self.root, self._fh = root, open(root / CLAIM, "a+")  # noqa: SIM115 (held for the claim's life)
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise ProjectError(f"{root} is in use by another wavestack ({holder}); stop it or choose "
+                               "another project folder") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()}\n")
+        self._fh.flush()
+        for leftover in [*root.glob(".*.part"), *(root / AUDIO).glob(".*.part")]:
+            leftover.unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """Let another wavestack write the project."""
+        if not self._fh.closed:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+
+
 class Project:
     """A DAW project folder: stems under Audio/, the manifest, the REAPER project."""
     def __init__(self, root: str | Path) -> None:

@@ -124,3 +124,23 @@ def test_the_reaper_project_holds_every_take_with_the_newest_active(tmp_path, ti
     assert first_item.count("TAKE SEL") == 1 and first_item.count("TAKE") == 2
     assert first_item.index("TAKE SEL") < first_item.index("01_keys_take3.wav")  # the newest is active
     assert first_item.index("01_keys_take1.wav") < first_item.index("01_keys_take2.wav")
+
+
+def test_one_wavestack_at_a_time_writes_a_project_and_leftovers_of_a_killed_one_go(tmp_path, tiny_model):
+    from bridge.osc.server import Server
+    from bridge.render.project import Claim
+
+    project = tmp_path / "song"
+    (project / "Audio").mkdir(parents=True)
+    leftover = project / "Audio" / ".01_keys_take1.wav.abc123.part"  # what kill -9 mid-write leaves
+    leftover.write_bytes(b"RIFF half a stem")
+    first = Server(port=0, project=str(project))
+    try:
+        assert not leftover.exists()
+        with pytest.raises(ProjectError, match=r"in use by another wavestack \(pid \d+\)"):
+            Server(port=0, project=str(project))
+        with pytest.raises(ProjectError, match="in use"):
+            Claim(project)  # a batch, `wavestack render` or merge into it
+    finally:
+        first.shutdown()
+    Claim(project).release()  # free again once the server stopped
