@@ -134,7 +134,7 @@ def _run_batch(spec: Spec, workers: int, shard: tuple[int, int], show_progress: 
                 finished(outcome)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker_process,
                                  initargs=(threads,)) as pool:
             work = replace(spec, jobs=[])  # each worker is sent its own jobs, not the whole spec
             running = {pool.submit(render_group, work, group)
@@ -183,6 +183,26 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _init_worker_process(threads: int) -> None:
+    """A worker process: dies with the batch that started it (a killed batch leaves no writers)."""
+    _die_with_parent()
+    _init_worker(threads)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this process when its parent dies (prctl PR_SET_PDEATHSIG); elsewhere a no-op."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def group_jobs(spec: Spec, jobs: list[Render], max_rows: int | None = None) -> list[list[Render]]:

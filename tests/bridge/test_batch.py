@@ -341,3 +341,38 @@ def test_a_spec_too_big_or_too_deep_is_refused_up_front(tmp_path, tiny_model):
     deep = write_spec(tmp_path / "deep", "x = " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(SpecError, match="nested too deeply|not valid TOML"):
         load_spec(deep)
+
+
+def children_of(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (from /proc)."""
+    out = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        out |= {int(c) for c in text.split()}
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_a_killed_batch_takes_its_worker_processes_with_it(tmp_path, models_dir):
+    many = SPEC.replace("seeds = [1, 2, 3]", "seeds = [1, 2, 3, 7, 8, 9, 10, 11, 12, 13]")
+    spec = write_spec(tmp_path, many)
+    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "bridge.cli", "batch", "--quiet", "--jobs", "2", str(spec)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    audio = tmp_path / "out" / "Audio"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (audio.is_dir() and list(audio.glob("*.wav"))):
+        time.sleep(0.01)
+    workers = children_of(proc.pid)
+    assert workers, "the batch runs worker processes"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.05)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and
+             "zombie" not in Path(f"/proc/{w}/status").read_text().lower()]
+    assert alive == [], "worker processes outlived their batch"
+    written = len(list(audio.glob("*.wav")))
+    time.sleep(1.0)
+    assert len(list(audio.glob("*.wav"))) == written  # and nobody writes any more
