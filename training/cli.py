@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--init", metavar="BUNDLE",
                      help="start every stage from this bundle's weights (same stack config): train a "
                      "shipped model further; the bundle's own training history is kept in the export")
+    fit.add_argument("--reuse", metavar="RUN",
+                     help="take the finished level stages of another run that were trained exactly as "
+                     "this config would (same levels so far, stage settings, seed, data): compare "
+                     "recipes for the levels above without training the ones below again")
     fit.add_argument("--until", metavar="STAGE",
                      help="stop after this stage (e.g. level1, for a quick comparison of recipes)")
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -116,7 +120,7 @@ def _fit(args: argparse.Namespace) -> int:
     cfg = load(args.config, args.overrides)
     command = shlex.join(["wavestack-train", *args.argv])
     manifest = fit(cfg, args.data, args.run, show_progress=not args.quiet, command=command,
-                   until=args.until, init=args.init)
+                   until=args.until, init=args.init, reuse=args.reuse)
     done = "all stages" if args.until is None else f"stages up to {args.until}"
     print(f"{args.run}: {done} finished ({', '.join(manifest['config']['stages'])})")
     return 0

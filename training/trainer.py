@@ -74,12 +74,15 @@ class Run:
 
 def fit(
     cfg: TrainConfig, data_dir: Path, run_dir: Path, *, show_progress: bool = True, command: str = "",
-    until: str | None = None, init: str | Path | None = None,
+    until: str | None = None, init: str | Path | None = None, reuse: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) every stage, or the stages up to ``until``; returns the run manifest.
 
     ``init``: a bundle of the same stack whose weights each stage starts from (training goes on
     from a shipped model: the run's ``steps`` are added to the bundle's).
+    ``reuse``: another run whose finished level stages this run takes as they are, as far as they
+    were trained exactly as this config would (same levels up to that one, stage settings, seed
+    and data): an A/B of the levels above shares the levels below.
     """
     names = cfg.stage_names()
     if until is not None and until not in names:
@@ -97,6 +100,8 @@ def fit(
         run = Run(Path(run_dir))
         start = _init_weights(init, cfg) if init is not None else None
         manifest = _open_run(run, cfg, data, world, command, start)
+        if reuse is not None and world.main:
+            _reuse_stages(Run(Path(reuse)), run, cfg, manifest, names)
         world.barrier()
         sequences: dict[int, list[np.ndarray]] = {0: data.sequences}
         for index, name in enumerate(names):
@@ -114,6 +119,37 @@ def fit(
         return manifest
     finally:
         teardown(world)
+
+
+def _reuse_stages(other: Run, run: Run, cfg: TrainConfig, manifest: dict[str, Any], names: list[str]) -> None:
+    """Copy ``other``'s finished level stages (and the codes each produced) that ``cfg`` would train
+    the same way; stop at the first that differs. Recorded in the manifest's ``reused``."""
+    import shutil
+
+    theirs = other.read()
+    same_data = theirs["data"]["fingerprint"] == manifest["data"]["fingerprint"]
+    if not same_data or theirs["config"]["seed"] != cfg.seed:
+        raise RunError(f"--reuse {other.root}: it was trained on other data or with another seed")
+    mine = to_dict(cfg.stack)
+    recorded = _same_stack(theirs["config"]["stack"]) or {}
+    reused = manifest.setdefault("reused", {})
+    for name in names:
+        k = stages.level_index(name)
+        if k is None or recorded.get("levels", [])[: k + 1] != mine["levels"][: k + 1]:
+            break
+        if theirs["config"]["stages"].get(name) != cfg.to_dict()["stages"][name]:
+            break
+        source = other.checkpoint(name)
+        if not source.is_file() or not read_meta(source).get("done"):
+            break
+        if not run.checkpoint(name).is_file():
+            run.checkpoint(name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, run.checkpoint(name))
+            if other.codes(k + 1).is_file():
+                run.codes(k + 1).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(other.codes(k + 1), run.codes(k + 1))
+        reused[name] = str(other.root)
+    write_json_atomic(run.manifest, manifest)
 
 
 def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, dict]]:

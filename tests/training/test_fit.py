@@ -161,3 +161,19 @@ def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_t
     other = load(tiny_toml, ["stack.levels.0.decoder.residual=16"])
     with pytest.raises(RunError, match="same shape"):
         fit(other, tone_dir, tmp_path / "third", show_progress=False, init=bundle)
+
+
+def test_a_run_reuses_the_finished_levels_another_run_trained_the_same_way(tiny_toml, tone_dir, tmp_path):
+    first, second, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    fit(load(tiny_toml), tone_dir, first, show_progress=False, until="level2")
+    wider = ["stack.levels.1.decoder.layers=3"]  # another level 2, the same level 1
+    manifest = fit(load(tiny_toml, wider), tone_dir, second, show_progress=False, until="level2", reuse=first)
+    assert manifest["reused"] == {"level1": str(first)}
+    assert (second / "checkpoints" / "level1.safetensors").read_bytes() == \
+        (first / "checkpoints" / "level1.safetensors").read_bytes()
+    assert read_meta(second / "checkpoints" / "level2.safetensors")["done"]
+    assert log_rows(second, "level1") == [] and log_rows(second, "level2")  # level 1 was not trained again
+    changed = ["stack.levels.0.decoder.layers=3"]  # another level 1: nothing to reuse
+    manifest = fit(load(tiny_toml, changed), tone_dir, other, show_progress=False, until="level1",
+                   reuse=first)
+    assert manifest["reused"] == {} and log_rows(other, "level1")
