@@ -148,6 +148,7 @@ class LevelConfig:
     strides: tuple[int, ...] = (2, 2, 2)
     encoder_channels: int = 64
     encoder_blocks: int = 1
+    encoder_dilated: bool = False  # block i after each stride dilated 2^i: a wider view per code
     # what the encoder reads: the classes themselves, or (level 1 only) log-mel frames of the audio,
     # one per code (window mel_window samples): codes that cannot carry the waveform's phase
     encoder_input: Literal["classes", "mel"] = "classes"

@@ -15,9 +15,11 @@ from .wavenet import WaveNet
 
 
 class ResBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
+    """x + conv1x1(relu(conv3(relu(x)))), the 3-tap conv dilated by ``dilation``."""
+
+    def __init__(self, channels: int, dilation: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv1d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
         self.conv2 = nn.Conv1d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -28,14 +30,15 @@ class Encoder(nn.Module):
     """Class sequence (B, T) → (B, dim, T / hop): a strided conv per stride, each with res blocks."""
 
     def __init__(
-        self, *, classes: int, channels: int, dim: int, strides: tuple[int, ...], blocks: int
+        self, *, classes: int, channels: int, dim: int, strides: tuple[int, ...], blocks: int,
+        dilated: bool = False,
     ) -> None:
         super().__init__()
         self.embed = nn.Embedding(classes, channels)
         stages: list[nn.Module] = []
         for stride in strides:
             stages.append(nn.Conv1d(channels, channels, stride, stride=stride))
-            stages.extend(ResBlock(channels) for _ in range(blocks))
+            stages.extend(ResBlock(channels, 2 ** i if dilated else 1) for i in range(blocks))
         self.stages = nn.Sequential(*stages)
         self.out = nn.Conv1d(channels, dim, 1)
 
@@ -106,6 +109,7 @@ class Level(nn.Module):
                 dim=q.code_dim,
                 strides=cfg.strides,
                 blocks=cfg.encoder_blocks,
+                dilated=cfg.encoder_dilated,
             )
         self.quantizer: VectorQuantizer | ArgmaxQuantizer
         if q.kind == "vq":

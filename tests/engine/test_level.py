@@ -83,3 +83,25 @@ def test_only_level_1_may_read_mel_frames():
 
     with pytest.raises(ConfigError, match="only level 1"):
         StackConfig(levels=(tiny_level(), replace(tiny_level(), encoder_input="mel", strides=(2,))))
+
+
+def test_dilated_encoder_blocks_see_further_with_the_same_weights_shapes():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    plain = Level(replace(tiny_level("argmax"), encoder_blocks=3), input_classes=256).eval()
+    dilated = replace(tiny_level("argmax"), encoder_blocks=3, encoder_dilated=True)
+    wide = Level(dilated, input_classes=256).eval()
+    wide.load_state_dict(plain.state_dict())  # same parameters, only the dilations differ
+
+    def reach(level: Level) -> int:
+        """How many frames away from a changed input sample the encoder output changes."""
+        x = torch.randint(0, 256, (1, 4 * 64))
+        y = x.clone()
+        y[0, 128] = (y[0, 128] + 100) % 256
+        with torch.no_grad():
+            changed = (level.encoder(x) - level.encoder(y)).abs().sum(1)[0] > 1e-6
+        frames = torch.nonzero(changed).flatten()
+        return int(frames.max() - frames.min())
+
+    assert reach(wide) > reach(plain)
