@@ -228,7 +228,7 @@ class MainWindow(QMainWindow):
             "/state": self._on_state, "/models": self._on_models, "/ack": self._on_ack,
             "/error": self._on_error, "/progress": self._on_progress, "/done": self._on_done,
             "/seed": self._on_seed, "/takes": self._on_takes, "/fx/catalog": self._on_catalog,
-            "/follow": self.session.show_follow,
+            "/follow": self._on_follow,
         }.get(address.removeprefix(PREFIX))
         if handler is not None:
             handler(args)
@@ -253,7 +253,13 @@ class MainWindow(QMainWindow):
         self.editor.show_track(self.track_state(self.selected()), self.seconds_per_bar())
         self.rename_button.setEnabled(bool(names))
         self.remove_button.setEnabled(bool(names))
+        self.generate_button.setEnabled(bool(self.selected()))  # nothing to render before a track exists
+        self.generate_all_button.setEnabled(bool(names))
 
+    def _on_follow(self, args: list[Any]) -> None:
+        self.session.show_follow(args)
+        daw, position = args[0], args[6]
+        self.editor.playhead.setEnabled(daw != "none" and position >= 0)  # a playhead is known
     def _track_selected(self, name: str) -> None:
         self.editor.show_track(self.track_state(name), self.seconds_per_bar())
         self.takes.show_takes([])

@@ -232,8 +232,8 @@ class Handlers:
         """/wavestack/track/at_playhead: place the track at the followed DAW's playhead (see /follow)."""
         t = self.follower.transport if self.follower is not None else None
         if t is None or t.position is None:
-            raise ProtocolError("no DAW playhead known: follow a DAW first (/wavestack/follow reaper|ardour|"
-                                "ableton) and start or move its transport")
+            raise ProtocolError("no DAW playhead known yet: choose your DAW under Follow DAW (or send "
+                                "/wavestack/follow reaper|ardour|ableton), then start or move its transport")
         with self.lock:
             track = self.session.track(args["track"])
             track.position, track.at_bar = max(0.0, round(t.position, 6)), None

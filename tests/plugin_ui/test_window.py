@@ -111,8 +111,9 @@ def test_disconnect_shows_how_to_start_a_server_and_reconnects(server, open_wind
     again = Server(port=port, project=str(tmp_path / "other"))
     again.start()
     try:
-        assert pump(lambda: not window.banner.isVisible() and window.generate_button.isEnabled())
+        assert pump(lambda: not window.banner.isVisible() and window.add_button.isEnabled())
         assert pump(lambda: window.session.project.value() == again.session.project)
+        assert not window.generate_button.isEnabled()  # no track in this session: nothing to render
     finally:
         again.shutdown()
 
@@ -171,6 +172,8 @@ def test_following_a_daw_shows_its_tempo_and_places_a_track_at_its_playhead(serv
 
     window = open_window(server)
     add_tiny_track(window, server, pump)
+    assert pump(lambda: window.generate_button.isEnabled())
+    assert not window.editor.playhead.isEnabled()  # no DAW followed: no playhead to place it at
     daw = FakeDaw()
     try:
         window.send("/follow", "reaper", free_port(), daw.port)
@@ -181,6 +184,7 @@ def test_following_a_daw_shows_its_tempo_and_places_a_track_at_its_playhead(serv
         assert pump(lambda: "reaper: 87 BPM 4/4, playing at 12.50 s" in s.follow_status.text())
         assert s.follow.value() == "reaper" and not s.tempo.editor.isEnabled()
         assert pump(lambda: s.tempo.value() == 87.0)
+        assert pump(lambda: window.editor.playhead.isEnabled())
         window.editor.playhead.click()
         assert pump(lambda: server.session.track("keys").position == 12.5)
         choose(s.follow.editor, "none")
