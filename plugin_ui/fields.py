@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -62,6 +63,44 @@ def set_error_in(fields: dict[str, Any], address: str, text: str) -> bool:
     return field is not None
 
 
+class _Clamping:
+    """A spin box that lets a number outside its range be typed, then brings it to the nearest end
+    and remembers what was typed (``clamped``), so the field can say so instead of silently
+    dropping a digit."""
+
+    clamped: tuple[str, float] | None = None
+
+    def validate(self, text: str, pos: int) -> object:
+        state = super().validate(text, pos)  # type: ignore[misc]
+        number = _number(text)
+        if number is not None and not self.minimum() <= number <= self.maximum():  # type: ignore[attr-defined]
+            return QValidator.State.Intermediate, text, pos
+        return state
+
+    def fixup(self, text: str) -> str:
+        number = _number(text)
+        if number is None:
+            return super().fixup(text)  # type: ignore[misc]
+        used = min(max(number, self.minimum()), self.maximum())  # type: ignore[attr-defined]
+        self.clamped = (text.strip(), used)
+        return self.textFromValue(used)  # type: ignore[attr-defined]
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.strip().replace(",", "."))
+    except ValueError:
+        return None
+
+
+class ClampingSpinBox(_Clamping, QSpinBox):
+    """An integer field that says when a typed value was out of its range."""
+
+
+class ClampingDoubleSpinBox(_Clamping, QDoubleSpinBox):
+    """A number field that says when a typed value was out of its range."""
+
+
 class ArgField(QWidget):
     committed = Signal(object)  # the new value, already valid for the protocol
 
@@ -83,6 +122,7 @@ class ArgField(QWidget):
         box.addLayout(row)
         box.addWidget(self.error)
         self._shown: Any = None
+        self._note = ""  # what the last edit was told about its range
 
     # ------------------------------------------------------------------ editor
     def _make_editor(self, choices: bool) -> QWidget:
@@ -94,13 +134,13 @@ class ArgField(QWidget):
             combo.activated.connect(lambda _i: self._commit())
             return combo
         if arg.type == "i":
-            spin = QSpinBox(self)
+            spin = ClampingSpinBox(self)
             spin.setRange(int(arg.min if arg.min is not None else -2**31),
                           int(arg.max if arg.max is not None else 2**31 - 1))
             spin.editingFinished.connect(self._commit)
             return spin
         if arg.type == "f":
-            dspin = QDoubleSpinBox(self)
+            dspin = ClampingDoubleSpinBox(self)
             dspin.setDecimals(decimals(arg))
             dspin.setRange(arg.min if arg.min is not None else -1e9, arg.max if arg.max is not None else 1e9)
             dspin.setSingleStep(0.01 if (arg.max or 10) <= 2 else 1.0)
@@ -157,10 +197,20 @@ class ArgField(QWidget):
             self.set_editor(value)
 
     def set_error(self, text: str) -> None:
-        self.error.show_text(text)
+        """The server's refusal of the last edit, or "" when it took it (a range note stays)."""
+        self.error.show_text(text or self._note)
 
     def _commit(self) -> None:
+        clamped = getattr(self.editor, "clamped", None)
         value = self.value()
+        if clamped is None and value == self._shown:
+            return  # focus left without a change (Qt finishes editing again): the note stays
+        self._note = ""
+        if clamped is not None:
+            self.editor.clamped = None
+            typed, used = clamped
+            self._note = f"{typed} is outside {self.arg.allowed().split(' in ', 1)[-1]}: {used:g} is used"
+        self.error.show_text(self._note)
         if value != self._shown:
             self._shown = value
             self.committed.emit(value)

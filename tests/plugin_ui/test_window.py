@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QUrl
-from PySide6.QtWidgets import QComboBox
+from PySide6.QtWidgets import QComboBox, QDoubleSpinBox
 
 from bridge.osc.server import Server
 
@@ -46,7 +46,7 @@ def test_connects_edits_generates_and_drags_the_take(server, open_window, pump):
     e.fx.plugins.setCurrentText("Reverb")
     e.fx.add_step({"plugin": "Reverb"})
     assert pump(lambda: server.session.track("keys").fx == [{"plugin": "Reverb"}])
-    room = next(w for w in e.fx.params.findChildren(type(e.temperature.editor))
+    room = next(w for w in e.fx.params.findChildren(QDoubleSpinBox)
                 if "room_size" in w.toolTip())
     room.setValue(0.8)
     room.editingFinished.emit()
@@ -192,3 +192,17 @@ def test_following_a_daw_shows_its_tempo_and_places_a_track_at_its_playhead(serv
         assert s.tempo.editor.isEnabled()
     finally:
         daw.close()
+
+
+def test_a_value_typed_out_of_range_is_brought_in_range_and_said(server, open_window, pump):
+    window = open_window(server)
+    add_tiny_track(window, server, pump)
+    bars = window.editor.bars
+    window.editor.length_unit.setCurrentText("bars")
+    bars.editor.setFocus()
+    bars.editor.lineEdit().setText("999")  # what typing 9, 9, 9 leaves
+    bars.editor.interpretText()
+    bars.editor.editingFinished.emit()
+    bars.editor.clearFocus()
+    assert pump(lambda: server.session.track("keys").bars == 256.0)
+    assert pump(lambda: "999 is outside [0.25, 256]: 256 is used" in bars.error.text())
