@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QPushButton,
     QWidget,
 )
@@ -85,8 +86,10 @@ class TrackEditor(QWidget):
         self.primer = ArgField("/track/primer", "path", self, extra=self._file_buttons("/track/primer"))
         form.addRow("Primer", self.primer)
         self.vary_level = ArgField("/track/vary", "level", self)
+        level_label = QLabel("keep level", self)
+        level_label.setToolTip(self.vary_level.editor.toolTip())
         self.vary = ArgField("/track/vary", "path", self,
-                             extra=(*self._file_buttons("/track/vary"), self.vary_level))
+                             extra=(*self._file_buttons("/track/vary"), level_label, self.vary_level))
         form.addRow("Vary", self.vary)
 
         for field in (self.model, self.seconds, self.bars, self.position, self.at_bar, self.seed,
