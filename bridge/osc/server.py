@@ -112,6 +112,11 @@ class Server:
         self._stop = threading.Event()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self.receive_buffer = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if self.receive_buffer < RECEIVE_BUFFER:  # Linux grants at most net.core.rmem_max (doubled)
+            log.warning("the system granted a %d-KiB receive buffer of the %d KiB asked: a burst of "
+                        "messages may be dropped; raise it with: sudo sysctl -w net.core.rmem_max=%d",
+                        self.receive_buffer // 1024, RECEIVE_BUFFER // 1024, RECEIVE_BUFFER)
         self.sock.bind((host, port))
         self.sock.settimeout(0.1)
         self.address: Addr = self.sock.getsockname()

@@ -502,3 +502,16 @@ def test_a_bundle_takes_effect_at_its_time_tag(server, client):
     client.raw(tempo_bundle(90.0, 3600))
     _, (where, text) = client.until(f"{P}/error")
     assert where == f"{P}/tempo" and "ahead; at most 60 s" in text and server.session.tempo == 133.0
+
+
+def test_a_smaller_receive_buffer_than_asked_is_said_with_how_to_raise_it(tiny_model, caplog):
+    from bridge.osc.server import RECEIVE_BUFFER
+
+    with caplog.at_level("WARNING", logger="wavestack.server"):
+        srv = Server(port=0)
+    try:
+        warned = any("net.core.rmem_max" in r.getMessage() for r in caplog.records)
+        assert warned == (srv.receive_buffer < RECEIVE_BUFFER)
+        assert srv.receive_buffer == srv.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    finally:
+        srv.shutdown()
