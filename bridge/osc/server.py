@@ -286,6 +286,9 @@ class Server:
             reply("/error", job.id, job.error)
         elif job.state == "cancelled":
             reply("/error", job.id, f"job {job.id} cancelled; nothing was written")
+        if job.finished:  # its last reply is sent: nothing of it is kept here
+            self.handlers.requesters.pop(job.id, None)
+            self._last_progress.pop(job.id, None)
 
     def _heartbeat(self) -> None:
         job = self.jobs.current

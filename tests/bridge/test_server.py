@@ -65,6 +65,10 @@ def test_a_generated_stem_lands_in_the_project_at_its_bar(server, client):
         else:
             break
     assert address == f"{P}/done" and params[0] == job and fractions and fractions == sorted(fractions)
+    deadline = time.monotonic() + 2  # forgotten right after the reply is sent
+    while job in server.handlers.requesters and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert job not in server.handlers.requesters and job not in server._last_progress  # nothing kept
     stem = params[1]
     info = sf.info(stem)
     bar = 4 * 60 / 150
