@@ -124,6 +124,35 @@ def host_info(osc_host: str, osc_port: int) -> dict[str, Any]:
             "EXTENSIONS": EXTENSIONS}
 
 
+MAX_CONNECTIONS = 16  # HTTP connections served at once; more are closed at once (no thread each)
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS of them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            log.debug("OSCQuery: %d connections open already; closing one from %s", MAX_CONNECTIONS,
+                      client_address)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class OscQueryServer:
     """HTTP on ``host:port`` in a daemon thread; ``state`` returns the session as a dict."""
 
@@ -162,7 +191,7 @@ class OscQueryServer:
                 log.debug("%s " + format, self.address_string(), *args)
 
         self.state, self.osc_address = state, osc_address
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd = _BoundedHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.address: tuple[str, int] = self.httpd.server_address[:2]  # type: ignore[assignment]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="wavestack-oscquery",

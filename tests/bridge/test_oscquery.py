@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -145,3 +147,36 @@ def test_the_server_speaks_http_1_1(served):
             assert json.loads(response.read())["OSC_TRANSPORT"] == "UDP"
     finally:
         conn.close()
+
+
+def test_half_sent_requests_hold_a_bounded_number_of_connections(served):
+    import socket
+    import threading
+
+    from bridge.osc import oscquery
+
+    srv, url = served
+    host, port = url.removeprefix("http://").split(":")
+    before = threading.active_count()
+    idle = []
+    try:
+        for _ in range(oscquery.MAX_CONNECTIONS * 3):  # each sends half a request and waits
+            s = socket.create_connection((host, int(port)), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            idle.append(s)
+        time.sleep(0.3)
+        assert threading.active_count() - before <= oscquery.MAX_CONNECTIONS
+        assert srv.oscquery._thread.is_alive()
+    finally:
+        for s in idle:
+            s.close()
+    def answered() -> bool:
+        try:
+            return get(url + "/?HOST_INFO")[0] == 200
+        except (OSError, http.client.HTTPException):  # closed at once while the slots were full
+            return False
+
+    deadline = time.monotonic() + 10  # the slots come back once those connections are gone
+    while not answered() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert answered()
