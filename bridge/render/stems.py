@@ -103,7 +103,7 @@ def finish_track(session: Session, track: Track, project: Project, plugins: list
     stem = f"{session.index_of(track.name):02d}_{slug(track.name)}"
     reference = (manifest_extra or {}).get("batch_key", "")[:32]  # lets a resumed batch know its own takes
     rendered = _write(session, project, stem, track.name, audio, session.position_of(track), seed, reference)
-    project.record({
+    _recorded(project, rendered, {
         "kind": "track",
         "track": track.name,
         "model": track.model,
@@ -118,7 +118,7 @@ def finish_track(session: Session, track: Track, project: Project, plugins: list
         "finished": _stamp(time.time()),
         "wavestack": __version__,
         **(manifest_extra or {}),
-    }, session.tempo, session.meter)
+    }, session)
     return rendered
 
 
@@ -136,7 +136,7 @@ def mix(session: Session, project: Project, stems: list[Rendered], *, name: str 
     out = apply_chain(build_board(session.master_fx), out, rate)
     out, safety_db = below_ceiling(out, rate)
     rendered = _write(session, project, name, MIX, out, start, None)
-    project.record({
+    _recorded(project, rendered, {
         "kind": "mix",
         "stems": [str(s.path.relative_to(project.root)) for s in stems],
         "master_fx": session.master_fx,
@@ -147,8 +147,18 @@ def mix(session: Session, project: Project, stems: list[Rendered], *, name: str 
         "finished": _stamp(time.time()),
         "wavestack": __version__,
         **(manifest_extra or {}),
-    }, session.tempo, session.meter)
+    }, session)
     return rendered
+
+
+def _recorded(project: Project, rendered: Rendered, entry: dict[str, Any], session: Session) -> None:
+    """Record a written take in the manifest; if that fails (a full disk), the take goes too, so
+    no file lies in the project that the manifest does not know."""
+    try:
+        project.record(entry, session.tempo, session.meter)
+    except BaseException:
+        rendered.path.unlink(missing_ok=True)
+        raise
 
 
 CEILING_DB = -1.0  # a mix's true peak stays below this (dBFS), so no file and no D/A converter clips

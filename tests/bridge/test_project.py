@@ -144,3 +144,18 @@ def test_one_wavestack_at_a_time_writes_a_project_and_leftovers_of_a_killed_one_
     finally:
         first.shutdown()
     Claim(project).release()  # free again once the server stopped
+
+
+def test_a_take_whose_manifest_entry_cannot_be_written_is_not_left_behind(tmp_path, tiny_model, monkeypatch):
+    s = session(tmp_path, seconds=0.1)
+    project = Project(s.project)
+    render_track(s, s.tracks[0], project)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="No space"):
+        patch.setattr(Project, "record", full_disk)  # room for the stem, none for the manifest
+        render_track(s, s.tracks[0], project)
+    assert sorted(p.name for p in (project.root / "Audio").iterdir()) == ["01_keys_take1.wav"]
+    assert render_track(s, s.tracks[0], project).take == 2  # not 3: nothing orphaned took a number
