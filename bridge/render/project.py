@@ -110,7 +110,13 @@ class Project:
         return self.inside(Path(AUDIO) / f"{stem}_take{take}.wav")
 
     def write_new(self, stem: str, write: Any) -> tuple[Path, int]:
-        """Call ``write(path)`` with the next free take; retries if another writer took it first."""
+        """Call ``write(path)`` with the next free take; retries if another writer took it first.
+        A project folder that vanished (deleted while rendering) is not made again behind the user."""
+        if not (self.root / AUDIO).is_dir():
+            if not self.root.is_dir():
+                raise ProjectError(f"the project folder {self.root} is gone (deleted while rendering?); "
+                                   "nothing was written: open a project folder again")
+            (self.root / AUDIO).mkdir()
         take = self.next_take(stem)
         for _ in range(1000):
             path = self.stem_path(stem, take)

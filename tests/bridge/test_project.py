@@ -159,3 +159,14 @@ def test_a_take_whose_manifest_entry_cannot_be_written_is_not_left_behind(tmp_pa
         render_track(s, s.tracks[0], project)
     assert sorted(p.name for p in (project.root / "Audio").iterdir()) == ["01_keys_take1.wav"]
     assert render_track(s, s.tracks[0], project).take == 2  # not 3: nothing orphaned took a number
+
+
+def test_a_project_folder_deleted_before_the_stem_is_written_is_not_made_again(tmp_path, tiny_model):
+    import shutil
+
+    s = session(tmp_path, seconds=0.1)
+    project = Project(s.project)
+    shutil.rmtree(project.root)  # the user deleted the folder while the track rendered
+    with pytest.raises(ProjectError, match="is gone"):
+        render_track(s, s.tracks[0], project)
+    assert not project.root.exists()
