@@ -10,6 +10,8 @@ ACTIVE = ("queued", "running")
 
 
 class JobList(QTreeWidget):
+    """One row per job: number, what it renders, its state and a progress bar."""
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setColumnCount(4)
@@ -22,6 +24,12 @@ class JobList(QTreeWidget):
         self.bars: dict[int, QProgressBar] = {}
 
     def add(self, job: int, what: str) -> None:
+        """A job the server acknowledged; a row of an earlier server with the same number is let go."""
+        if job in self.items:  # the server restarted and numbers its jobs from 1 again
+            old = self.items.pop(job)
+            self.bars.pop(job)
+            old.setText(0, f"({job})")
+            old.setToolTip(0, "a job of the server before it restarted")
         item = QTreeWidgetItem([str(job), what, "queued", ""])
         self.insertTopLevelItem(0, item)
         bar = QProgressBar(self)
@@ -50,9 +58,14 @@ class JobList(QTreeWidget):
             self.items[job].setText(2, f"{state}: {text}")
             self.items[job].setToolTip(2, text)
 
+    def server_lost(self) -> None:
+        """The server went away: its queued and running jobs will not finish."""
+        for job in self.active():
+            self.items[job].setText(2, "lost: the server stopped")
+
     def active(self) -> list[int]:
         return [job for job in self.items if self.state(job) in ACTIVE]
 
     def selected(self) -> int | None:
         item = self.currentItem()
-        return int(item.text(0)) if item is not None else None
+        return int(item.text(0)) if item is not None and item.text(0).isdigit() else None

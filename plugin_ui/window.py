@@ -222,6 +222,7 @@ class MainWindow(QMainWindow):
             self._poll.start()
         else:
             self._poll.stop()
+            self.jobs.server_lost()
 
     def on_reply(self, address: str, args: list[Any]) -> None:
         handler = {

@@ -108,12 +108,18 @@ def test_disconnect_shows_how_to_start_a_server_and_reconnects(server, open_wind
     assert pump(lambda: window.banner.isVisible())
     assert f"wavestack serve --port {port}" in window.banner.text()
     assert not window.generate_button.isEnabled()
+    window.jobs.add(1, "keys")  # a job the first server had queued …
+    window.jobs.server_lost()
+    assert window.jobs.state(1) == "lost"
     again = Server(port=port, project=str(tmp_path / "other"))
     again.start()
     try:
         assert pump(lambda: not window.banner.isVisible() and window.add_button.isEnabled())
         assert pump(lambda: window.session.project.value() == again.session.project)
         assert not window.generate_button.isEnabled()  # no track in this session: nothing to render
+        window.jobs.add(1, "pad")  # … and the new server's job 1: one row each, the new one live
+        rows = [window.jobs.topLevelItem(i).text(0) for i in range(window.jobs.topLevelItemCount())]
+        assert rows == ["1", "(1)"] and window.jobs.state(1) == "queued"
     finally:
         again.shutdown()
 
