@@ -152,12 +152,7 @@ class Session:
             name, _, item = arg.field.partition(".")
             if name not in data:
                 continue
-            value = convert(address, arg, data[name][int(item)] if item else data[name])
-            if item:
-                items = list(getattr(s, name))
-                items[int(item)] = value
-                value = tuple(items)
-            setattr(s, name, value)
+            assign(s, arg.field, convert(address, arg, data[name][int(item)] if item else data[name]))
         tracks = data.get("tracks", [])
         if not isinstance(tracks, list):
             raise ProtocolError("session: tracks must be a list")
@@ -168,6 +163,16 @@ class Session:
         if len(set(names)) != len(names):
             raise ProtocolError("session: track names must be unique")
         return s
+
+
+def assign(target: Any, field: str, value: Any) -> None:
+    """Set ``target``'s attribute ``field`` as the table names it ("meter.0": an item of a tuple)."""
+    name, _, item = field.partition(".")
+    if item:
+        items = list(getattr(target, name))
+        items[int(item)] = value
+        value = tuple(items)
+    setattr(target, name, value)
 
 
 def convert(address: Address, arg: Arg, value: Any) -> Any:

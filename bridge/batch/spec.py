@@ -33,6 +33,7 @@ import numpy as np
 
 from bridge.protocol import ProtocolError
 from bridge.render.checks import check_fx, check_model
+from bridge.render.generate import model_hash_of
 from bridge.session import Session, Track
 from engine.errors import EngineError
 
@@ -116,7 +117,7 @@ def load_spec(path: Path, model_hash: Any = None) -> Spec:
     if problems:
         raise SpecError(path, problems)
     spec = Spec(path=path, session=session, mixes=data.get("session", {}).get("mixes", False) is True)
-    hashes = model_hash or _model_hash
+    hashes = model_hash or model_hash_of
     for base, lists in bases:
         for combo in itertools.product(*lists.values()):
             track = replace(base, **dict(zip(lists, combo, strict=True)))
@@ -133,12 +134,6 @@ def render_key(session: Session, track: Track, model_hash: str) -> str:
                     "bit_depth": session.bit_depth},
     }, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _model_hash(name: str) -> str:
-    from bridge.render.generate import model_hash_of
-
-    return model_hash_of(name)
 
 
 def _session(table: Any, root: Path, problems: list[str]) -> Session:
@@ -247,6 +242,6 @@ def _check_models(bases: list[tuple[Track, dict]], problems: list[str], model_ha
 
     for i, (track, _) in enumerate(bases):
         try:
-            (model_hash or _model_hash)(track.model)
+            (model_hash or model_hash_of)(track.model)
         except EngineError as exc:
             problems.append(f"tracks[{i}].model: {exc}")

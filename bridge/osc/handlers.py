@@ -23,7 +23,7 @@ from bridge.osc.jobs import Job, JobQueue
 from bridge.protocol import PREFIX, Address, ProtocolError
 from bridge.render.checks import check_model, check_session, checked
 from bridge.render.project import SESSION_FILE, Claim, Project, ProjectError
-from bridge.session import MAX_TRACKS, Session, Track, check, check_track_name
+from bridge.session import MAX_TRACKS, Session, Track, assign, check, check_track_name
 
 log = logging.getLogger("wavestack.server")
 SAVE_DELAY = 0.2  # seconds an edit waits to be saved with the ones after it (a burst: one write)
@@ -65,12 +65,7 @@ class Handlers:
         with self.lock:
             target: Any = self.session.track(args["track"]) if address.group == "track" else self.session
             for arg, value in values.items():
-                name, _, item = arg.field.partition(".")
-                if item:
-                    items = list(getattr(target, name))
-                    items[int(item)] = value
-                    value = tuple(items)
-                setattr(target, name, value)
+                assign(target, arg.field, value)
             for name in address.clears:
                 setattr(target, name, None)
             self.save()
@@ -106,7 +101,7 @@ class Handlers:
             try:
                 session = check_session(Session.from_dict(json.loads(saved.read_text())))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-                self._keep(claim, None)
+                self._give_up(claim)
                 raise ProjectError(f"{saved} cannot be read ({text(exc)}); it is left as it is: "
                                    "fix or move it, then open the folder again") from None
             with self.lock:
@@ -120,7 +115,7 @@ class Handlers:
                 self.write_session()
                 said = f"opened {root}: no saved session there, the current one " \
                        f"({len(self.session.tracks)} track(s)) is saved into it"
-        self._keep(claim, claim)
+        self._move_to(claim)
         log.info("%s", said)
         reply("/ack", PREFIX + "/project", said)
         return True
@@ -132,13 +127,16 @@ class Handlers:
             return self.claim
         return Claim(root)
 
-    def _keep(self, claim: Claim, kept: Claim | None) -> None:
-        """Hold ``kept`` from now on (None: the one held before) and let go of the other."""
-        keep = self.claim if kept is None else kept
-        for held in {id(c): c for c in (self.claim, claim) if c is not None}.values():
-            if held is not keep:
-                held.release()
-        self.claim = keep
+    def _move_to(self, claim: Claim) -> None:
+        """Hold ``claim`` from now on and let go of the one held before."""
+        if self.claim is not None and self.claim is not claim:
+            self.claim.release()
+        self.claim = claim
+
+    def _give_up(self, claim: Claim) -> None:
+        """Let go of ``claim`` unless it is the one held already (opening its folder failed)."""
+        if claim is not self.claim:
+            claim.release()
 
     def state_get(self, args: dict, reply: Reply) -> bool:
         """/wavestack/state/get: the whole session as JSON; answers /wavestack/state <json>."""
@@ -167,7 +165,7 @@ class Handlers:
             self.session = session
             self.save()
         if claim is not None:
-            self._keep(claim, claim)
+            self._move_to(claim)
 
     def confined(self, path: str, what: str) -> Path:
         """``path`` resolved (symlinks too), if it lies inside the projects root; else ProjectError."""

@@ -42,7 +42,7 @@ MAX_SUBSCRIBERS = 16  # reply ports; each reply is sent to all of them
 JOB_REPLIES = {"/progress", "/done", "/status", "/seed"}  # replies whose first value is the job id (or track)
 
 
-class Reply:
+class ReplyTo:
     """``reply(path, *values)``: sends to one requester (``addr``; None: nobody in particular)
     and to every subscriber."""
 
@@ -230,9 +230,9 @@ class Server:
         self.stats["errors"] += 1
 
     # ------------------------------------------------------------------ send
-    def reply_to(self, addr: Addr | None) -> Reply:
+    def reply_to(self, addr: Addr | None) -> ReplyTo:
         """A reply callable for requester ``addr``."""
-        return Reply(self, addr)
+        return ReplyTo(self, addr)
 
     def send(self, path: str, *args: Any, to: Addr | None = None) -> None:
         """Send one reply to ``to`` and every subscriber."""
@@ -256,7 +256,7 @@ class Server:
                 log.debug("cannot send to %s: %s", target, exc)
 
     # ------------------------------------------------------------------ subscriptions
-    def _subscribe(self, args: dict, reply: Reply) -> None:
+    def _subscribe(self, args: dict, reply: ReplyTo) -> None:
         host = args["host"]
         if host not in ("127.0.0.1", "localhost") and (reply.addr is None or host != reply.addr[0]):
             raise ProtocolError("subscribe: replies go to loopback or to the sender's own host only")
@@ -269,7 +269,7 @@ class Server:
                                 "unsubscribe one first")
         self.subscribers.add(target)
 
-    def _unsubscribe(self, args: dict, reply: Reply) -> None:
+    def _unsubscribe(self, args: dict, reply: ReplyTo) -> None:
         self.subscribers.discard((socket.gethostbyname(args["host"]), args["port"]))
 
     # ------------------------------------------------------------------ jobs

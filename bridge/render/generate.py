@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,15 +20,28 @@ from bridge.session import Session, Track
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
 _LOADED: dict[tuple[str, str], Any] = {}
+_MANIFESTS: dict[tuple[str, int], tuple[Path, dict[str, Any], str]] = {}
 _LOCK = threading.Lock()
+
+
+def _manifest(name: str) -> tuple[Path, dict[str, Any], str]:
+    """Bundle ``name``'s folder, manifest and model hash, read once per version of its manifest."""
+    from engine.catalog import MANIFEST, model_hash, read_manifest, resolve
+
+    path = resolve(name).resolve()
+    if not (path / MANIFEST).is_file():
+        read_manifest(path)  # raises the BundleError that says what is missing
+    key = (str(path), (path / MANIFEST).stat().st_mtime_ns)
+    if key not in _MANIFESTS:
+        meta = read_manifest(path)
+        _MANIFESTS[key] = (path, meta, model_hash(meta))
+    return _MANIFESTS[key]
 
 
 def bundle(name: str) -> Any:
     """The loaded bundle ``name`` (an ``engine.Bundle``), from this process's cache."""
-    from engine.catalog import model_hash, read_manifest, resolve
-
-    path = resolve(name)
-    key = (str(path.resolve()), model_hash(read_manifest(path)))
+    path, _, digest = _manifest(name)
+    key = (str(path), digest)
     with _LOCK:  # one load per bundle, even when two threads ask at once
         if key not in _LOADED:
             from engine.bundle import load_bundle
@@ -38,16 +52,12 @@ def bundle(name: str) -> Any:
 
 def levels_of(name: str) -> int:
     """How many levels bundle ``name`` has, read from its manifest (nothing is loaded)."""
-    from engine.catalog import read_manifest, resolve
-
-    return len(read_manifest(resolve(name))["config"]["levels"])
+    return len(_manifest(name)[1]["config"]["levels"])
 
 
 def model_hash_of(name: str) -> str:
     """The model hash of bundle ``name``, read from its manifest (nothing is loaded)."""
-    from engine.catalog import model_hash, read_manifest, resolve
-
-    return model_hash(read_manifest(resolve(name)))
+    return _manifest(name)[2]
 
 
 def generate(session: Session, track: Track, seed: int,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -48,8 +49,6 @@ class Claim:
     Taking it removes the ``.part`` files a killed writer left (nobody else can be writing them)."""
 
     def __init__(self, root: Path) -> None:
-        import os
-
         root.mkdir(parents=True, exist_ok=True)
         self.root, self._fh = root, open(root / CLAIM, "a+")  # noqa: SIM115 (held for the claim's life)
         try:
