@@ -115,9 +115,10 @@ def _corpus(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from .config import load
-    from .trainer import fit
+    from .trainer import fit, stop_on_signals
 
     cfg = load(args.config, args.overrides)
+    stop_on_signals()  # a stop asked for (SIGTERM, Ctrl-C) writes the running stage's checkpoint first
     command = shlex.join(["wavestack-train", *args.argv])
     manifest = fit(cfg, args.data, args.run, show_progress=not args.quiet, command=command,
                    until=args.until, init=args.init, reuse=args.reuse)

@@ -18,7 +18,9 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,11 +289,15 @@ def _train_stage(
                 with open(run.log, "a") as fh:
                     fh.write(json.dumps(record) + "\n")
         timed = time.monotonic() - last_save > stage.checkpoint_seconds
-        if step % stage.checkpoint_every == 0 or step == stage.steps or world.agree(timed):
+        stopping = world.agree(STOP.is_set())
+        if step % stage.checkpoint_every == 0 or step == stage.steps or world.agree(timed) or stopping:
             meta.update(step=step, done=step == stage.steps,
                         seconds=round(seconds_before + time.monotonic() - started, 1))
             _save(run, name, model, optimizer, meta, sampler, world)
             last_save = time.monotonic()
+        if stopping:
+            bar.close()
+            raise KeyboardInterrupt(f"stopped at {name} step {step}; its checkpoint is written")
     bar.close()
     if world.active:
         digests = world.gather(state_digest(model))
@@ -301,6 +307,22 @@ def _train_stage(
             with open(run.log, "a") as fh:
                 fh.write(json.dumps({"stage": name, "replica_digests": digests}) + "\n")
     return model.eval()
+
+
+STOP = threading.Event()  # set by SIGTERM / Ctrl-C (see stop_on_signals): checkpoint, then stop
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM and Ctrl-C end training after the current step, its checkpoint written."""
+    def request(signum: int, frame: Any) -> None:
+        if STOP.is_set():  # asked twice: stop now
+            raise KeyboardInterrupt
+        STOP.set()
+        print(f"\nstopping after this step (signal {signum}); again to stop at once", file=sys.stderr,
+              flush=True)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request)
 
 
 def _save(run: Run, name: str, model: nn.Module, optimizer: torch.optim.Optimizer,

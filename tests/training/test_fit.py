@@ -177,3 +177,27 @@ def test_a_run_reuses_the_finished_levels_another_run_trained_the_same_way(tiny_
     manifest = fit(load(tiny_toml, changed), tone_dir, other, show_progress=False, until="level1",
                    reuse=first)
     assert manifest["reused"] == {} and log_rows(other, "level1")
+
+
+def test_a_stopped_fit_writes_its_checkpoint_first_and_resumes_exactly(tiny_toml, tone_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    settings = ["--until", "level1", "--set", "stages.level1.steps=300", "--set",
+                "stages.level1.checkpoint_every=10000", "--set", "stages.level1.checkpoint_seconds=10000"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    subprocess.run(_fit_cmd(tiny_toml, tone_dir, straight, *settings), check=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(_fit_cmd(tiny_toml, tone_dir, stopped, *settings), env=env, cwd=ROOT,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    log = stopped / "log.jsonl"
+    while time.monotonic() < deadline and proc.poll() is None and \
+            not (log.is_file() and len(log_rows(stopped, "level1")) >= 3):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # what the end of a session or `kill` sends
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    meta = read_meta(stopped / "checkpoints" / "level1.safetensors")  # no periodic one was due
+    assert 0 < meta["step"] < 300 and not meta["done"]
+    subprocess.run(_fit_cmd(tiny_toml, tone_dir, stopped, *settings), check=True, env=env, cwd=ROOT)
+    a = load_file(str(straight / "checkpoints" / "level1.safetensors"))
+    b = load_file(str(stopped / "checkpoints" / "level1.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
