@@ -12,7 +12,7 @@ Every model figure has its references beside it (training.references, training.m
 backward-adaptive linear predictors (orders 16, 32, 64) and an adaptive unigram for level 1, adaptive
 unigram and bigram models for the codes above; reconstructions from each level's true codes next
 to the μ-law round trip and to white noise; generated audio's Fréchet distance next to that between
-two halves of the held-out audio and that of white noise.
+two halves of the held-out audio and that of white noise, its pitch clarity next to theirs.
 """
 
 from __future__ import annotations
@@ -157,11 +157,12 @@ def _unigram(sequences: list[np.ndarray], classes: int) -> dict[str, float]:
 
 def _figures(original: np.ndarray, estimate: np.ndarray, rate: int) -> dict[str, float]:
     """How close ``estimate`` is to ``original``: STFT distance, pitch agreement, noise between the
-    original's partials, and the estimate's own harmonicity."""
+    original's partials, and the estimate's own harmonicity and pitch clarity."""
     return {"stft": round(mr_stft_distance(original, estimate), 4),
             "chroma_agreement": music.chroma_agreement(original, estimate, rate),
             "interpartial_db": music.interpartial_db(original, estimate),
-            "harmonicity_db": music.harmonicity_db(estimate)}
+            "harmonicity_db": music.harmonicity_db(estimate),
+            "pitch_clarity": music.pitch_clarity(estimate, rate)}
 
 
 def _reconstructions(stack: Stack, audio: np.ndarray, classes: np.ndarray, codes: list[np.ndarray],
@@ -194,20 +195,25 @@ def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:
 def _likeness(generated: np.ndarray, heldout: list[np.ndarray], rate: int) -> dict[str, Any]:
     """Fréchet distance of the generated audio's 1-s window statistics to the held-out audio's,
     with the held-out audio's two halves (near end) and white noise (far end) as references."""
+    own = {"harmonicity_db": music.harmonicity_db(generated),
+           "pitch_clarity": music.pitch_clarity(generated, rate)}
     windows = [music.window_features(a, rate) for a in heldout]
     windows = [w for w in windows if len(w)]
     if not windows or len(generated) < 2 * rate:
-        return {"harmonicity_db": music.harmonicity_db(generated)}
+        return own
     held = np.concatenate(windows)
     half = len(held) // 2
     noise = references.white_noise(generated, 0)
+    clarity = float(np.mean([music.pitch_clarity(a, rate) for a in heldout]))
     return {
-        "harmonicity_db": music.harmonicity_db(generated),
+        **own,
         "frechet": music.frechet(music.window_features(generated, rate), held),
         "references": {
             "frechet_heldout_halves": music.frechet(held[:half], held[half:]),
             "frechet_white_noise": music.frechet(music.window_features(noise, rate), held),
             "harmonicity_db_white_noise": music.harmonicity_db(noise),
+            "pitch_clarity_heldout": round(clarity, 4),
+            "pitch_clarity_white_noise": music.pitch_clarity(noise, rate),
         },
     }
 

@@ -6,6 +6,8 @@
   unrelated or noise: about 0);
 - ``interpartial_db``: the energy an estimate puts between the reference's partials, relative to the
   reference's partials (the noise floor a listener hears under the notes);
+- ``pitch_clarity``: how few pitch classes a frame's energy falls on (one note: near 1; chords
+  and music: in between; noise or pitchless clatter: near 0), needing no reference to compare to;
 - ``frechet``: Fréchet distance between the distributions of 1-s window statistics (chroma, octave
   band balance, harmonicity) of two collections of audio.
 
@@ -118,6 +120,19 @@ def chroma_agreement(reference: np.ndarray, estimate: np.ndarray, sample_rate: i
     b = b - b.mean(1, keepdims=True)
     corr = (a * b).sum(1) / np.maximum(np.sqrt((a * a).sum(1) * (b * b).sum(1)), 1e-30)
     return round(_weighted(corr, weights), 4)
+
+
+def pitch_clarity(audio: np.ndarray, sample_rate: int) -> float:
+    """Power-weighted mean over loud frames of 1 − entropy(chroma) / log 12."""
+    power = _power(audio)
+    c = (power @ _semitone_matrix(sample_rate))
+    c = c.reshape(c.shape[0], -1, 12).sum(1)[_loud(power)]
+    if not len(c):
+        return 0.0
+    weights = c.sum(1)
+    p = c / np.maximum(weights[:, None], 1e-30)
+    entropy = -(p * np.log(np.maximum(p, 1e-30))).sum(1)
+    return round(_weighted(1.0 - entropy / np.log(12), weights), 4)
 
 
 def window_features(audio: np.ndarray, sample_rate: int, seconds: float = 1.0) -> np.ndarray:

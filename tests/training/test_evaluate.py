@@ -41,7 +41,8 @@ def test_eval_reports_every_metric_and_the_baseline(tiny_toml, tone_dir, tmp_pat
     assert 0 < m["level1"]["usage"] <= 1 and m["level1"]["perplexity"] >= 1
     assert m["level2"]["bits_per_code"] > 0 and m["prior"]["bits_per_code"] > 0
     assert m["reconstruction"]["teacher_forced_stft"] > 0 and m["reconstruction"]["sampled_seconds"] == 0.1
-    assert m["generated"]["seconds"] == 0.2 and {"rms_dbfs", "flatness", "centroid_hz"} <= set(m["generated"])
+    assert m["generated"]["seconds"] == 0.2
+    assert {"rms_dbfs", "flatness", "centroid_hz", "pitch_clarity"} <= set(m["generated"])
     again = evaluate(bundle, tone_dir, max_seconds=2.0, decode_seconds=0.1, generate_seconds=0.2, seed=3)
     assert "baseline" not in again
     assert again["level1"] == m["level1"] and again["generated"] == m["generated"]  # deterministic
@@ -59,8 +60,10 @@ def test_eval_of_a_run_measures_its_finished_levels_with_references_and_writes_f
     assert set(refs) == {"lpc16", "lpc32", "lpc64", "unigram"}
     assert refs["lpc32"] < refs["unigram"]  # slow tones: linear prediction beats a histogram
     rec = m["reconstruction"]
-    assert set(rec["from_level1"]) == {"stft", "chroma_agreement", "interpartial_db", "harmonicity_db"}
+    assert set(rec["from_level1"]) == {"stft", "chroma_agreement", "interpartial_db", "harmonicity_db",
+                                     "pitch_clarity"}
     assert rec["mulaw_roundtrip"]["chroma_agreement"] > 0.9 and rec["mulaw_roundtrip"]["snr_db"] > 20
-    assert rec["white_noise"]["harmonicity_db"] < rec["mulaw_roundtrip"]["harmonicity_db"]
+    for figure in ("harmonicity_db", "pitch_clarity"):
+        assert rec["white_noise"][figure] < rec["mulaw_roundtrip"][figure]
     names = {p.name for p in (tmp_path / "fig").iterdir()}
     assert {"spectrograms.png", "original.wav", "from_level1.wav", "white_noise.wav"} <= names

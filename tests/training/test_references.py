@@ -57,6 +57,14 @@ def test_chroma_agreement_is_one_for_the_same_notes_and_low_for_other_notes_or_n
     assert abs(music.chroma_agreement(c_major, references.white_noise(c_major), RATE)) < 0.3
 
 
+def test_pitch_clarity_ranks_one_note_above_a_chord_above_noise():
+    note, triad = chord(notes=(60,)), chord()
+    noise = references.white_noise(triad)
+    one, three, none = (music.pitch_clarity(x, RATE) for x in (note, triad, noise))
+    assert one > three > 0.1 > none >= 0.0
+    assert music.pitch_clarity(np.zeros(RATE, np.float32), RATE) == 0.0
+
+
 def test_interpartial_level_rises_with_added_noise():
     x = chord()
     noise = references.white_noise(x, seed=1)
