@@ -62,8 +62,12 @@ def setup() -> World:
     return World(rank=rank, size=size, device=device)
 
 
-def teardown(world: World) -> None:
+def teardown(world: World, finished: bool) -> None:
+    """Leave the process group; after a clean finish, only once every rank is done with it (a rank
+    that leaves while another still talks to it can take the job down at exit)."""
     if world.active and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

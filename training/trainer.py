@@ -91,6 +91,7 @@ def fit(
         raise RunError(f"--until {until}: not a stage of this config ({', '.join(names)})")
     names = names[: names.index(until) + 1] if until is not None else names
     world = setup()
+    finished = False
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -118,9 +119,10 @@ def fit(
         if world.main and names == cfg.stage_names():
             manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             write_json_atomic(run.manifest, manifest)
+        finished = True
         return manifest
     finally:
-        teardown(world)
+        teardown(world, finished)
 
 
 def _reuse_stages(other: Run, run: Run, cfg: TrainConfig, manifest: dict[str, Any], names: list[str]) -> None:

@@ -17,11 +17,11 @@ ROOT = Path(__file__).parents[2]
 def test_fit_under_torchrun_with_two_gloo_processes(tiny_toml, tone_dir, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--tee=3",
            "-m", "training.cli", "fit", "--config", str(tiny_toml), "--data", str(tone_dir),
            "--run-dir", str(run), "--quiet"]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     digests = {r["stage"]: r["replica_digests"] for r in rows if "replica_digests" in r}
     assert set(digests) == {"level1", "level2", "prior", "baseline"}
