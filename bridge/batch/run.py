@@ -1,8 +1,10 @@
 """Running a batch: resume from the manifest, worker processes, shards, progress and a summary.
 
-Renders go through ``bridge.render.render_track`` — the server's code path — and are recorded in
-the project manifest with their batch key. Workers are separate processes (``spawn``), each with
-an equal share of the CPU threads; a render's audio depends only on its parameters, so any number
+Workers compute — generation, effects, gain: the server's code path (``bridge.render``) — and send
+the audio back; the batch's own process alone writes each take and records it in the project
+manifest with its batch key, so no worker can leave a partial file and none needs the project
+folder. Workers are separate processes (``spawn``), each with an equal share of the CPU threads, or
+Ray tasks (``bridge.batch.onray``); a render's audio depends only on its parameters, so any number
 of workers gives the same files' contents.
 """
 
@@ -11,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import socket
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
@@ -18,10 +23,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from bridge.batch.spec import Render, Spec
 from bridge.render.bwf import read_bext
+from bridge.render.generate import model_hash_of
 from bridge.render.project import AUDIO, Claim, Project
 
 
@@ -45,6 +52,8 @@ class Summary:
     outcomes: list[Outcome] = field(default_factory=list)
     mixes: list[str] = field(default_factory=list)
     wall: float = 0.0
+    workers: int = 0  # processes that computed renders
+    retries: int = 0  # renders computed again after their worker was lost (Ray)
 
     @property
     def failed(self) -> list[Outcome]:
@@ -65,7 +74,10 @@ class Summary:
             f"audio rendered          {audio:.1f} s",
             f"wall time               {self.wall:.1f} s",
             f"real-time factor        {rtf:.2f} (wall / audio)",
+            f"worker processes        {self.workers}",
         ]
+        if self.retries:
+            lines.append(f"retried after a lost worker  {self.retries}")
         lines += [f"  failed #{o.index} {o.track}: {o.reason}" for o in self.failed]
         return "\n".join(lines)
 
@@ -96,27 +108,34 @@ def pending(spec: Spec, jobs: list[Render], *, clean: bool = False, log: Any = p
     return todo
 
 
-def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1),
+def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1), ray: Any = None,
               show_progress: bool = True, log: Any = print) -> Summary:
     """Render what the spec asks for and the project does not hold yet; resumable after a kill.
-    The project is held against another server or batch while this runs."""
+    ``ray``: a ``bridge.batch.onray.RayOptions`` to compute on a Ray cluster instead of ``workers``
+    local processes. Workers only compute; this process alone writes the project, and holds it
+    against another server or batch while it runs."""
     claim = Claim(Path(spec.session.project))
     try:
-        return _run_batch(spec, workers, shard, show_progress, log)
+        return _run_batch(spec, workers, shard, ray, show_progress, log)
     finally:
         claim.release()
 
 
-def _run_batch(spec: Spec, workers: int, shard: tuple[int, int], show_progress: bool, log: Any) -> Summary:
+def _run_batch(spec: Spec, workers: int, shard: tuple[int, int], ray: Any, show_progress: bool,
+               log: Any) -> Summary:
     selected = spec.shard(*shard)
     todo = pending(spec, selected, clean=True, log=log)
     summary = Summary(total=len(selected), skipped=len(selected) - len(todo))
     started = time.monotonic()
     bar = tqdm(total=len(todo), desc="batch", unit="render", disable=not show_progress, dynamic_ncols=True)
     audio = 0.0
+    by_index = {job.index: job for job in todo}
+    seen: set[str] = set()
 
-    def finished(outcome: Outcome) -> None:
+    def finished(computed: Computed) -> None:
         nonlocal audio
+        outcome = write_computed(spec, by_index[computed.index], computed)
+        seen.add(computed.worker)
         summary.outcomes.append(outcome)
         audio += outcome.seconds
         bar.update(1)
@@ -125,26 +144,34 @@ def _run_batch(spec: Spec, workers: int, shard: tuple[int, int], show_progress: 
             f"FAILED #{outcome.index} {outcome.track}: {outcome.reason}"
         (bar.write if show_progress else log)(text)
 
-    # with worker processes, passes small enough that every worker gets one
-    groups = group_jobs(spec, todo, max_rows=max(1, -(-len(todo) // max(workers, 1))))
-    if workers <= 1:
+    hashes = {job.track.model: model_hash_of(job.track.model) for job in todo}
+    work = replace(spec, jobs=[])  # each worker is sent its own jobs, not the whole spec
+    if ray is not None:
+        from bridge.batch.onray import compute_on_ray
+
+        def plan(slots: int) -> list[list[Render]]:
+            return group_jobs(spec, todo, max_rows=max(1, -(-len(todo) // slots)))
+
+        summary.retries = compute_on_ray(ray, work, plan, hashes, finished)
+    elif workers <= 1:
         _init_worker(os.cpu_count() or 1)
-        for group in groups:
-            for outcome in render_group(spec, group):
-                finished(outcome)
+        for group in group_jobs(spec, todo):
+            for computed in compute_group(work, group, hashes):
+                finished(computed)
     else:
+        # passes small enough that every worker gets one
+        groups = group_jobs(spec, todo, max_rows=max(1, -(-len(todo) // workers)))
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker_process,
                                  initargs=(threads,)) as pool:
-            work = replace(spec, jobs=[])  # each worker is sent its own jobs, not the whole spec
-            running = {pool.submit(render_group, work, group)
-                       for group in groups}
+            running = {pool.submit(compute_group, work, group, hashes) for group in groups}
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    for outcome in future.result():
-                        finished(outcome)
+                    for computed in future.result():
+                        finished(computed)
     bar.close()
+    summary.workers = len(seen)
     if spec.mixes:
         summary.mixes = make_mixes(spec, log=bar.write if show_progress else log)
     summary.wall = time.monotonic() - started
@@ -212,69 +239,118 @@ def group_jobs(spec: Spec, jobs: list[Render], max_rows: int | None = None) -> l
     return [[jobs[i] for i in group] for group in group_rows(spec.session, [j.track for j in jobs], max_rows)]
 
 
-def render_group(spec: Spec, jobs: list[Render]) -> list[Outcome]:
-    """Render a group from ``group_jobs``: one batched generation, then each take on its own. Any
-    failure is caught, recorded and reported per job; the batch goes on."""
-    from bridge.render.generate import generate_rows
-    from bridge.render.stems import check_renderable, finish_track
+@dataclass
+class Computed:
+    """One render's audio as a worker made it, for the batch's own process to write, or why it failed."""
+    index: int
+    audio: np.ndarray | None  # (channels, frames) at the session rate, effects and gain applied
+    seed: int = 0
+    started: float = 0.0  # wall clock when its generation began
+    wall: float = 0.0
+    reason: str = ""
+    worker: str = ""  # host:pid of the process that computed it
 
-    if len(jobs) == 1:
-        return [render_job(spec, jobs[0])]
+
+def compute_group(spec: Spec, jobs: list[Render], hashes: dict[str, str],
+                  files: dict[str, bytes] | None = None) -> list[Computed]:
+    """Compute a group from ``group_jobs`` — one batched generation, then each take's effects — and
+    write nothing. ``hashes``: the model hash each model had where the batch started (a worker with
+    another version of a model fails its renders rather than make other audio under the same key);
+    ``files``: the primers and sources by path, for a worker on another machine. A failure is caught
+    and reported per job; the others go on."""
+    if files:
+        with tempfile.TemporaryDirectory(prefix="wavestack-batch-") as folder:
+            return _compute(spec, _localised(jobs, files, Path(folder)), hashes)
+    return _compute(spec, jobs, hashes)
+
+
+def _compute(spec: Spec, jobs: list[Render], hashes: dict[str, str]) -> list[Computed]:
+    from bridge.render.generate import generate, generate_rows
+    from bridge.render.stems import check_renderable, process_track
+
+    worker = f"{socket.gethostname()}:{os.getpid()}"
     t0, started = time.monotonic(), time.time()
-    outcomes: dict[int, Outcome] = {}
+    out: dict[int, Computed] = {}
     plugins = {}
     for job in jobs:  # what can be checked before generating
         try:
+            if model_hash_of(job.track.model) != hashes[job.track.model]:
+                raise ValueError(f"model {job.track.model} on {socket.gethostname()} is not the one the "
+                                 "batch started with (another version); install the same one")
             plugins[job.index] = check_renderable(spec.session, job.track)
         except Exception as exc:
-            outcomes[job.index] = _failed(spec, job, exc, time.monotonic() - t0)
+            out[job.index] = Computed(job.index, None, wall=time.monotonic() - t0, reason=_reason(exc),
+                                      worker=worker)
     ready = [job for job in jobs if job.index in plugins]
+    seeds = {job.index: job.track.seed if job.track.seed >= 0 else secrets.randbelow(2**31) for job in ready}
     try:
-        rows = generate_rows(spec.session, [job.track for job in ready], None, None) if ready else []
+        if len(ready) > 1:
+            rows = generate_rows(spec.session, [job.track for job in ready], None, None)
+        else:
+            rows = [generate(spec.session, job.track, seeds[job.index], None, None) for job in ready]
     except Exception as exc:  # the pass failed, so did every job in it
         for job in ready:
-            outcomes[job.index] = _failed(spec, job, exc, (time.monotonic() - t0) / len(ready))
-        return [outcomes[job.index] for job in jobs]
+            out[job.index] = Computed(job.index, None, wall=(time.monotonic() - t0) / len(ready),
+                                      reason=_reason(exc), worker=worker)
+        ready = []
+        rows = []
     share = (time.monotonic() - t0) / max(len(ready), 1)  # the batched pass, split evenly
     for job, audio in zip(ready, rows, strict=True):
         t1 = time.monotonic()
         try:
-            project = Project(spec.session.project)
-            rendered = finish_track(spec.session, job.track, project, plugins[job.index], job.track.seed,
-                                    audio, started, _manifest_extra(spec, job))
+            processed = process_track(job.track, plugins[job.index], audio, spec.session)
         except Exception as exc:
-            outcomes[job.index] = _failed(spec, job, exc, share + time.monotonic() - t1)
+            out[job.index] = Computed(job.index, None, wall=share + time.monotonic() - t1,
+                                      reason=_reason(exc), worker=worker)
             continue
-        outcomes[job.index] = Outcome(job.index, job.track.name, True, str(rendered.path),
-                                      rendered.audio.shape[1] / spec.session.sample_rate,
-                                      share + time.monotonic() - t1)
-    return [outcomes[job.index] for job in jobs]
+        out[job.index] = Computed(job.index, processed, seeds[job.index], started,
+                                  share + time.monotonic() - t1, worker=worker)
+    return [out[job.index] for job in jobs]
 
 
-def render_job(spec: Spec, job: Render) -> Outcome:
-    """Render one job; any failure is caught and reported, the batch goes on."""
-    from bridge.render.stems import render_track
+def _localised(jobs: list[Render], files: dict[str, bytes], folder: Path) -> list[Render]:
+    """``jobs`` with their primer and source paths pointing at copies of ``files`` in ``folder``."""
+    local = {}
+    for i, (path, data) in enumerate(sorted(files.items())):
+        local[path] = folder / str(i) / Path(path).name  # its own name, for messages that name it
+        local[path].parent.mkdir()
+        local[path].write_bytes(data)
 
+    def moved(track):
+        return replace(track, primer=str(local.get(track.primer, track.primer)) if track.primer else "",
+                       vary=str(local.get(track.vary, track.vary)) if track.vary else "")
+
+    return [replace(job, track=moved(job.track)) for job in jobs]
+
+
+def write_computed(spec: Spec, job: Render, computed: Computed) -> Outcome:
+    """Write a computed render as a new take and record it (or record its failure)."""
+    from bridge.render.stems import write_take
+
+    if computed.audio is None:
+        return _failed(spec, job, computed.reason, computed.wall)
     t0 = time.monotonic()
     try:
-        rendered = render_track(spec.session, job.track, Project(spec.session.project),
-                                manifest_extra=_manifest_extra(spec, job))
-    except Exception as exc:  # a late bad file, a plugin crash: recorded, not fatal
-        return _failed(spec, job, exc, time.monotonic() - t0)
+        rendered = write_take(spec.session, job.track, Project(spec.session.project), computed.seed,
+                              computed.audio, computed.started, _manifest_extra(spec, job))
+    except Exception as exc:
+        return _failed(spec, job, _reason(exc), computed.wall + time.monotonic() - t0)
     return Outcome(job.index, job.track.name, True, str(rendered.path),
-                   rendered.audio.shape[1] / spec.session.sample_rate, time.monotonic() - t0)
+                   rendered.audio.shape[1] / spec.session.sample_rate, computed.wall + time.monotonic() - t0)
 
 
 def _manifest_extra(spec: Spec, job: Render) -> dict[str, str]:
     return {"batch_key": job.key, "batch_spec": str(spec.path)}
 
 
-def _failed(spec: Spec, job: Render, exc: Exception, wall: float) -> Outcome:
+def _reason(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _failed(spec: Spec, job: Render, reason: str, wall: float) -> Outcome:
     """Record a failed job in the manifest (so a resumed batch knows) and report it."""
-    reason = str(exc) or type(exc).__name__
     Project(spec.session.project).record(
         {"kind": "failed", "track": job.track.name, "failed_key": job.key, "reason": reason,
          "parameters": asdict(job.track), "batch_spec": str(spec.path)},
         spec.session.tempo, spec.session.meter)
     return Outcome(job.index, job.track.name, False, wall=wall, reason=reason)
-

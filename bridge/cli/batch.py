@@ -12,14 +12,21 @@ def add_parser(sub: Any) -> None:
     """The subcommand's arguments."""
     batch = sub.add_parser(
         "batch",
-        help="render every variation a spec file lists (resumable, parallel, shardable)",
+        help="render every variation a spec file lists (resumable, parallel, shardable, on Ray)",
         description="Expand SPEC (TOML: a [session] and [[tracks]] with seeds, temperatures, top_ps, "
         "primers or sources to combine), check all of it, then render what the project manifest "
-        "does not have yet. See examples/batch.toml.",
+        "does not have yet. See examples/batch.toml. Renders are computed by --jobs local worker "
+        "processes or by Ray tasks (--ray); this command alone writes the project folder.",
     )
     batch.add_argument("spec", type=Path, help="batch spec (TOML)")
     batch.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     batch.add_argument("--shard", default="1/1", help="render shard K of N (e.g. 2/4), default 1/1")
+    batch.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="compute the renders as Ray tasks: alone, on a Ray started on this machine; "
+                       "'auto' for the cluster this machine belongs to (ray start); 'ray://HOST:10001' "
+                       "for a remote one. Needs pip install \"wavestack[ray]\"")
+    batch.add_argument("--cpus-per-task", type=int, default=1, metavar="N",
+                       help="with --ray: CPU threads each render pass takes (default 1)")
     batch.add_argument("--dry-run", action="store_true", help="list the renders and estimate the time")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -35,6 +42,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def ray_options(address: str, cpus: int) -> Any:
+    """``--ray [ADDRESS]`` and ``--cpus-per-task``, checked (Ray itself is imported when it runs)."""
+    from bridge.batch.onray import RayOptions, require_ray
+
+    require_ray()
+    if cpus < 1:
+        raise ValueError(f"--cpus-per-task must be ≥ 1, got {cpus}")
+    if address not in ("local", "auto") and not address.startswith("ray://"):
+        raise ValueError(f"--ray takes nothing, 'auto' or ray://HOST:PORT, got {address!r}")
+    return RayOptions(address=None if address == "local" else address, cpus=cpus)
+
+
 def run(args: argparse.Namespace) -> int:
     """`wavestack batch`: render a spec file (or show what it would do)."""
     from bridge.batch.run import pending, run_batch
@@ -43,10 +62,13 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be ≥ 1, got {args.jobs}")
+    ray = ray_options(args.ray, args.cpus_per_task) if args.ray is not None else None
+    if ray is not None and args.jobs != 1:
+        raise ValueError("give --jobs or --ray, not both (with --ray, Ray places the work)")
     spec = load_spec(args.spec)
     if args.dry_run:
         return _dry_run(spec, shard, args.jobs, pending)
-    summary = run_batch(spec, workers=args.jobs, shard=shard, show_progress=not args.quiet)
+    summary = run_batch(spec, workers=args.jobs, shard=shard, ray=ray, show_progress=not args.quiet)
     print(summary.table())
     return 1 if summary.failed else 0
 

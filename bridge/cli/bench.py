@@ -27,6 +27,8 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--seconds", type=float, default=10.0, help="audio length for the RTF (default 10)")
     bench.add_argument("--batch-renders", type=int, default=4,
                        help="renders of the batch throughput check, with --jobs 1 and 2 (0: skip)")
+    bench.add_argument("--batch-ray", action="store_true",
+                       help="also measure the batch on a Ray started on this machine (needs wavestack[ray])")
     bench.add_argument("--batch-seconds", type=float, default=10.0, help="audio seconds per batch render")
 
 
@@ -48,24 +50,31 @@ def run(args: argparse.Namespace) -> int:
         report=lambda r: print(f"  {r.label:<60} {r.value:>12,.2f} {r.unit}"),
     )
     if args.batch_renders > 0:
-        _bench_batch(args.model, args.batch_renders, args.batch_seconds)
+        _bench_batch(args.model, args.batch_renders, args.batch_seconds, args.batch_ray)
     return 0
 
 
-def _bench_batch(model: str, renders: int, seconds: float) -> None:
-    """Batch throughput (audio seconds per wall second) with one and two worker processes."""
+def _bench_batch(model: str, renders: int, seconds: float, on_ray: bool) -> None:
+    """Batch throughput (audio seconds per wall second) with one and two worker processes, and on
+    a local Ray (each render pass a task on one CPU)."""
     import tempfile
 
+    from bridge.batch.onray import RayOptions, require_ray
     from bridge.batch.run import run_batch
     from bridge.batch.spec import load_spec
 
-    for jobs in (1, 2):
+    if on_ray:
+        require_ray()
+    for jobs in (1, 2, "ray") if on_ray else (1, 2):
         with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
             spec = Path(tmp) / "spec.toml"
             spec.write_text(f'[session]\nproject = "out"\n[[tracks]]\nname = "bench"\n'
                             f"model = {json.dumps(model)}\nseconds = {seconds}\n"
                             f"seeds = {list(range(1, renders + 1))}\n")
-            summary = run_batch(load_spec(spec), workers=jobs, show_progress=False, log=lambda _: None)
+            ray = RayOptions() if jobs == "ray" else None
+            summary = run_batch(load_spec(spec), workers=1 if ray else int(jobs), ray=ray,
+                                show_progress=False, log=lambda _: None)
             audio = sum(o.seconds for o in summary.outcomes if o.ok)
-            label = f"batch, {renders} renders of {seconds:g} s, --jobs {jobs} (incl. worker start-up)"
+            how = "--ray (local, incl. Ray start-up)" if ray else f"--jobs {jobs} (incl. worker start-up)"
+            label = f"batch, {renders} renders of {seconds:g} s, {how}"
             print(f"  {label:<60} {audio / summary.wall:>12,.2f} audio s / wall s")

@@ -99,7 +99,18 @@ def render_tracks(session: Session, tracks: list[Track], project: Project, *,
 def finish_track(session: Session, track: Track, project: Project, plugins: list[Any], seed: int,
                  audio: np.ndarray, started: float, manifest_extra: dict[str, Any] | None) -> Rendered:
     """Generated ``audio`` (mono, session rate) → effects, gain → a new take, recorded in the manifest."""
-    audio = apply_chain(plugins, audio[None, :], session.sample_rate) * np.float32(10 ** (track.gain_db / 20))
+    return write_take(session, track, project, seed, process_track(track, plugins, audio, session),
+                      started, manifest_extra)
+
+
+def process_track(track: Track, plugins: list[Any], audio: np.ndarray, session: Session) -> np.ndarray:
+    """Generated ``audio`` (mono, session rate) through the track's effects and gain: (channels, frames)."""
+    return apply_chain(plugins, audio[None, :], session.sample_rate) * np.float32(10 ** (track.gain_db / 20))
+
+
+def write_take(session: Session, track: Track, project: Project, seed: int, audio: np.ndarray,
+               started: float, manifest_extra: dict[str, Any] | None) -> Rendered:
+    """Processed ``audio`` (channels, frames) → a new take of ``track``, recorded in the manifest."""
     stem = f"{session.index_of(track.name):02d}_{slug(track.name)}"
     reference = (manifest_extra or {}).get("batch_key", "")[:32]  # lets a resumed batch know its own takes
     rendered = _write(session, project, stem, track.name, audio, session.position_of(track), seed, reference)

@@ -1,0 +1,139 @@
+"""Batch renders as Ray tasks: on this machine (a Ray started for the batch) or on a cluster.
+
+Each pass of a batch (``group_jobs``) is one Ray task that computes its audio
+(``run.compute_group``) and returns it through Ray's object store; the batch's own process writes
+the takes, so workers need no shared folder and cannot leave a partial file. The primers and
+sources a pass needs travel with it. A worker process that dies is replaced and its task run again
+by Ray (``max_retries``); a tally actor counts the starts, so the summary can say how many renders
+were retried. Worker processes keep their loaded models between tasks (``generate.bundle``'s
+cache), so a worker loads each model once.
+
+Ray is optional: ``pip install "wavestack[ray]"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.batch.spec import Render, Spec
+
+MAX_RETRIES = 3  # a task whose worker process died is run again at most this many times
+LOCAL_OBJECT_STORE = 256 * 2**20  # a batch's results are a few MB at a time
+
+
+class RayMissing(ValueError):
+    """``--ray`` without Ray installed (a usage error: the command line asks for what is not there)."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how to run: ``address`` None starts a Ray on this machine for the batch ("auto":
+    the cluster this machine is part of; "ray://host:10001": a remote cluster's client port);
+    ``cpus`` is each task's CPU share (and its torch threads)."""
+    address: str | None = None
+    cpus: int = 1
+    local_cpus: int | None = None  # CPUs of a Ray started here (default: all of them)
+
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RayMissing('--ray needs Ray: pip install "wavestack[ray]" (on every machine of the '
+                         "cluster, with the same wavestack and models)") from None
+    return ray
+
+
+def connect(options: RayOptions) -> tuple[Any, bool]:
+    """Join (or start) the Ray the options name: the ``ray`` module, and whether this call joined
+    (so the batch leaves it again when done)."""
+    ray = require_ray()
+    joined = not ray.is_initialized()
+    if joined:
+        quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if options.address is None:
+            ray.init(num_cpus=options.local_cpus or os.cpu_count() or 1,
+                     object_store_memory=LOCAL_OBJECT_STORE, **quiet)
+        else:
+            ray.init(address=options.address, **quiet)
+    return ray, joined
+
+
+def compute_on_ray(options: RayOptions, spec: Spec, plan: Callable[[int], list[list[Render]]],
+                   hashes: dict[str, str], finished: Callable[[Any], None]) -> int:
+    """Run the passes ``plan(slots)`` makes for a cluster that runs ``slots`` tasks at once, each as
+    a task; call ``finished`` with each computed render as it arrives. Returns how many tasks were
+    started again after a lost worker."""
+    ray, joined = connect(options)
+    try:
+        return _compute(ray, options, spec, plan, hashes, finished)
+    finally:
+        if joined:
+            ray.shutdown()
+
+
+def _compute(ray: Any, options: RayOptions, spec: Spec, plan: Callable[[int], list[list[Render]]],
+             hashes: dict[str, str], finished: Callable[[Any], None]) -> int:
+    from bridge.batch.run import Computed
+
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1)) // options.cpus)
+    groups = plan(slots)
+    tally = ray.remote(num_cpus=0)(Tally).remote()
+    task = ray.remote(render_pass).options(num_cpus=options.cpus, max_retries=MAX_RETRIES)
+    pending = {task.remote(spec, group, hashes, _files(group), options.cpus, tally, g): g
+               for g, group in enumerate(groups)}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            group = groups[pending.pop(ref)]
+            try:
+                results = ray.get(ref)
+            except Exception as exc:  # lost more often than it may be retried, or failed to start
+                reason = f"its Ray worker failed: {str(exc).strip().splitlines()[0] if str(exc) else exc!r}"
+                results = [Computed(job.index, None, reason=reason) for job in group]
+            for computed in results:
+                finished(computed)
+    return ray.get(tally.retries.remote())
+
+
+def _files(group: list[Render]) -> dict[str, bytes]:
+    """The primers and sources of a pass, read here (a worker may be on another machine). A file
+    that cannot be read travels as nothing, so its render fails there with the usual message."""
+    out = {}
+    for job in group:
+        for path in (job.track.primer, job.track.vary):
+            if path and path not in out:
+                with contextlib.suppress(OSError):
+                    out[path] = Path(path).read_bytes()
+    return out
+
+
+def render_pass(spec: Spec, group: list[Render], hashes: dict[str, str], files: dict[str, bytes],
+                threads: int, tally: Any, g: int) -> list[Any]:
+    """A Ray task: one pass of the batch, computed in a worker process."""
+    import ray
+
+    from bridge.batch.run import _init_worker, compute_group
+
+    ray.get(tally.started.remote(g))
+    _init_worker(threads)
+    return compute_group(spec, group, hashes, files)
+
+
+class Tally:
+    """A Ray actor that counts how often each task started (more than once: retried)."""
+
+    def __init__(self) -> None:
+        self.starts: dict[int, int] = {}
+
+    def started(self, g: int) -> None:
+        self.starts[g] = self.starts.get(g, 0) + 1
+
+    def retries(self) -> int:
+        return sum(n - 1 for n in self.starts.values())

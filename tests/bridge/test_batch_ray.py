@@ -1,0 +1,159 @@
+"""Batch rendering on a real local Ray cluster (started by the batch, two worker processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from tests.bridge.test_batch import SPEC, audio_by_key, write_spec
+
+pytest.importorskip("ray", reason='Ray is an optional extra: pip install "wavestack[ray]"')
+
+ROOT = Path(__file__).parents[2]
+LONG = """
+[session]
+project = "out"
+[[tracks]]
+name = "long"
+model = "tiny"
+seconds = 60
+seeds = [1, 2, 3, 4]
+"""
+
+
+def batch(spec: Path, models: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WAVESTACK_MODELS": str(models), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "bridge.cli", "batch", "--quiet", str(spec), *args],
+                          env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def start(spec: Path, models: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "WAVESTACK_MODELS": str(models), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "bridge.cli", "batch", "--quiet", str(spec), *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def entries(project: Path) -> dict[str, dict]:
+    """The manifest's renders by batch key, without what differs between any two runs (times)."""
+    manifest = json.loads((project / "wavestack.json").read_text())
+    return {r["batch_key"]: {k: v for k, v in r.items() if k not in ("started", "finished", "batch_spec")}
+            for r in manifest["renders"] if "batch_key" in r}
+
+
+def processes(title: str) -> list[int]:
+    """Pids whose command line starts with ``title`` (Ray names a busy worker ray::FUNCTION)."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(title.encode()):
+                    out.append(int(proc.name))
+            except OSError:
+                continue
+    return out
+
+
+def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir):
+    one, ray = write_spec(tmp_path / "one"), write_spec(tmp_path / "ray")
+    assert batch(one, models_dir).returncode == 0
+    done = batch(ray, models_dir, "--ray")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert audio_by_key(tmp_path / "ray" / "out") == audio_by_key(tmp_path / "one" / "out")
+    assert entries(tmp_path / "ray" / "out") == entries(tmp_path / "one" / "out")
+    assert "worker processes        2" in done.stdout  # both of the local cluster's CPUs took part
+    again = batch(ray, models_dir, "--ray")
+    assert again.returncode == 0 and "already done (skipped)  6" in again.stdout
+
+
+def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_path, models_dir):
+    straight, killed = write_spec(tmp_path / "straight", LONG), write_spec(tmp_path / "killed", LONG)
+    assert batch(straight, models_dir).returncode == 0
+    proc = start(killed, models_dir, "--ray")
+    victims: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not victims and proc.poll() is None:
+        victims = processes("ray::render_pass")
+        time.sleep(0.01)
+    assert victims, "a worker ran a render pass"
+    os.kill(victims[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert "retried after a lost worker  1" in out
+    audio = tmp_path / "killed" / "out" / "Audio"
+    assert len(list(audio.glob("*.wav"))) == 4 and not list(audio.glob(".*"))  # no duplicate, no part
+    assert audio_by_key(tmp_path / "killed" / "out") == audio_by_key(tmp_path / "straight" / "out")
+
+
+def test_a_killed_ray_batch_run_again_renders_only_the_rest(tmp_path, models_dir):
+    many = SPEC.replace("seeds = [1, 2, 3]", "seeds = [1, 2, 3, 7, 8, 9, 10, 11]")
+    straight, killed = write_spec(tmp_path / "straight", many), write_spec(tmp_path / "killed", many)
+    assert batch(straight, models_dir).returncode == 0
+    proc = start(killed, models_dir, "--ray")
+    audio = tmp_path / "killed" / "out" / "Audio"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (audio.is_dir() and list(audio.glob("*.wav"))):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = len(list(audio.glob("*.wav")))
+    assert 1 <= first < 11, "killed in the middle"
+    again = batch(killed, models_dir, "--ray")
+    assert again.returncode == 0, again.stderr[-2000:]
+    manifest_done = len(entries(tmp_path / "killed" / "out"))
+    assert manifest_done == 11 and len(list(audio.glob("*.wav"))) == 11
+    assert audio_by_key(tmp_path / "killed" / "out") == audio_by_key(tmp_path / "straight" / "out")
+
+
+def test_a_render_that_fails_on_a_ray_worker_is_recorded_and_the_rest_succeed(tmp_path, models_dir):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    sf.write(clips / "good.wav", [0.1] * 4000, 8000)
+    (clips / "broken.wav").write_bytes(b"RIFF not audio")
+    spec = write_spec(tmp_path, SPEC.replace('seeds = [1, 2, 3]', 'seeds = [1]\nprimers = "clips/*.wav"'))
+    done = batch(spec, models_dir, "--ray")
+    assert done.returncode == 1  # one failed
+    assert "rendered now            4" in done.stdout and "failed #" in done.stdout
+    assert "broken.wav" in done.stdout.split("failed #")[1]
+    manifest = json.loads((tmp_path / "out" / "wavestack.json").read_text())
+    assert [r["kind"] for r in manifest["renders"]].count("failed") == 1
+    assert len(list((tmp_path / "out" / "Audio").glob("*.wav"))) == 4
+
+
+def test_ray_options_are_checked_and_a_missing_ray_says_how_to_install_it(tmp_path, models_dir):
+    spec = write_spec(tmp_path)
+    for args, words in ((["--ray", "elsewhere"], "--ray takes nothing, 'auto' or ray://"),
+                        (["--ray", "--jobs", "2"], "give --jobs or --ray"),
+                        (["--ray", "--cpus-per-task", "0"], "--cpus-per-task must be ≥ 1")):
+        done = batch(spec, models_dir, *args)
+        assert done.returncode == 2 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from bridge.cli.main import main\n"
+            f"raise SystemExit(main(['batch', {str(spec)!r}, '--quiet', '--ray']))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and 'pip install "wavestack[ray]"' in done.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything was touched
+
+
+def test_bench_measures_the_batch_on_ray_next_to_local_workers(capsys):
+    from bridge.cli.main import main
+
+    assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01",
+                 "--batch-renders", "2", "--batch-seconds", "2", "--batch-ray"]) == 0
+    out = capsys.readouterr().out
+    rates = {}
+    for how in ("--jobs 1 (incl.", "--jobs 2 (incl.", "--ray (local, incl."):
+        line = next(line for line in out.splitlines() if how in line)
+        rates[how] = float(line.split()[-6].replace(",", ""))
+    assert all(rate > 0 for rate in rates.values())
+    import ray
+
+    assert not ray.is_initialized()  # the Ray the batch started is gone again
