@@ -34,9 +34,11 @@ class RayMissing(ValueError):
 class RayOptions:
     """Where and how to run: ``address`` None starts a Ray on this machine for the batch ("auto":
     the cluster this machine is part of; "ray://host:10001": a remote cluster's client port);
-    ``cpus`` is each task's CPU share (and its torch threads)."""
+    ``cpus`` is each task's CPU share (and its torch threads); ``gpus`` > 0 runs every task on a
+    GPU worker (that share of one GPU), with the models on the GPU and the torch sampler."""
     address: str | None = None
     cpus: int = 1
+    gpus: float = 0.0
     local_cpus: int | None = None  # CPUs of a Ray started here (default: all of them)
 
 
@@ -82,11 +84,18 @@ def _compute(ray: Any, options: RayOptions, spec: Spec, plan: Callable[[int], li
              hashes: dict[str, str], finished: Callable[[Any], None]) -> int:
     from bridge.batch.run import Computed
 
-    slots = max(1, int(ray.cluster_resources().get("CPU", 1)) // options.cpus)
+    resources = ray.cluster_resources()
+    if options.gpus > 0 and resources.get("GPU", 0) < options.gpus:
+        raise ValueError(f"--gpus-per-task {options.gpus:g}: the Ray cluster has "
+                         f"{resources.get('GPU', 0):g} GPU(s)")
+    slots = max(1, int(resources.get("CPU", 1)) // options.cpus)
+    if options.gpus > 0:
+        slots = min(slots, max(1, int(resources["GPU"] / options.gpus)))
     groups = plan(slots)
     tally = ray.remote(num_cpus=0)(Tally).remote()
-    task = ray.remote(render_pass).options(num_cpus=options.cpus, max_retries=MAX_RETRIES)
-    pending = {task.remote(spec, group, hashes, _files(group), options.cpus, tally, g): g
+    task = ray.remote(render_pass).options(num_cpus=options.cpus, num_gpus=options.gpus,
+                                           max_retries=MAX_RETRIES)
+    pending = {task.remote(spec, group, hashes, _files(group), options.cpus, options.gpus > 0, tally, g): g
                for g, group in enumerate(groups)}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
@@ -115,14 +124,19 @@ def _files(group: list[Render]) -> dict[str, bytes]:
 
 
 def render_pass(spec: Spec, group: list[Render], hashes: dict[str, str], files: dict[str, bytes],
-                threads: int, tally: Any, g: int) -> list[Any]:
-    """A Ray task: one pass of the batch, computed in a worker process."""
+                threads: int, on_gpu: bool, tally: Any, g: int) -> list[Any]:
+    """A Ray task: one pass of the batch, computed in a worker process (its models on the GPU Ray
+    gave it, if ``on_gpu``)."""
     import ray
 
     from bridge.batch.run import _init_worker, compute_group
+    from bridge.render.generate import bundle
 
     ray.get(tally.started.remote(g))
     _init_worker(threads)
+    if on_gpu:
+        for model in {job.track.model for job in group}:
+            bundle(model).stack.to("cuda")  # this worker's cached copy; the torch sampler follows it
     return compute_group(spec, group, hashes, files)
 
 

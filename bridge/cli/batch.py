@@ -27,6 +27,9 @@ def add_parser(sub: Any) -> None:
                        "for a remote one. Needs pip install \"wavestack[ray]\"")
     batch.add_argument("--cpus-per-task", type=int, default=1, metavar="N",
                        help="with --ray: CPU threads each render pass takes (default 1)")
+    batch.add_argument("--gpus-per-task", type=float, default=0.0, metavar="F",
+                       help="with --ray: run each pass on a GPU worker, taking this share of a GPU "
+                       "(e.g. 0.5; default 0: CPU). GPU audio is not bit-identical to CPU audio")
     batch.add_argument("--dry-run", action="store_true", help="list the renders and estimate the time")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -42,16 +45,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def ray_options(address: str, cpus: int) -> Any:
-    """``--ray [ADDRESS]`` and ``--cpus-per-task``, checked (Ray itself is imported when it runs)."""
+def ray_options(address: str, cpus: int, gpus: float = 0.0) -> Any:
+    """``--ray [ADDRESS]``, ``--cpus-per-task`` and ``--gpus-per-task``, checked."""
     from bridge.batch.onray import RayOptions, require_ray
 
     require_ray()
     if cpus < 1:
         raise ValueError(f"--cpus-per-task must be ≥ 1, got {cpus}")
+    if not 0 <= gpus <= 8:
+        raise ValueError(f"--gpus-per-task must be in [0, 8], got {gpus:g}")
     if address not in ("local", "auto") and not address.startswith("ray://"):
         raise ValueError(f"--ray takes nothing, 'auto' or ray://HOST:PORT, got {address!r}")
-    return RayOptions(address=None if address == "local" else address, cpus=cpus)
+    return RayOptions(address=None if address == "local" else address, cpus=cpus, gpus=gpus)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be ≥ 1, got {args.jobs}")
-    ray = ray_options(args.ray, args.cpus_per_task) if args.ray is not None else None
+    ray = ray_options(args.ray, args.cpus_per_task, args.gpus_per_task) if args.ray is not None else None
+    if args.ray is None and args.gpus_per_task:
+        raise ValueError("--gpus-per-task is for --ray")
     if ray is not None and args.jobs != 1:
         raise ValueError("give --jobs or --ray, not both (with --ray, Ray places the work)")
     spec = load_spec(args.spec)

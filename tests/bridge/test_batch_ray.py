@@ -131,16 +131,19 @@ def test_ray_options_are_checked_and_a_missing_ray_says_how_to_install_it(tmp_pa
     spec = write_spec(tmp_path)
     for args, words in ((["--ray", "elsewhere"], "--ray takes nothing, 'auto' or ray://"),
                         (["--ray", "--jobs", "2"], "give --jobs or --ray"),
-                        (["--ray", "--cpus-per-task", "0"], "--cpus-per-task must be ≥ 1")):
+                        (["--ray", "--cpus-per-task", "0"], "--cpus-per-task must be ≥ 1"),
+                        (["--gpus-per-task", "1"], "--gpus-per-task is for --ray"),
+                        (["--ray", "--gpus-per-task", "1"], "the Ray cluster has 0 GPU(s)")):
         done = batch(spec, models_dir, *args)
-        assert done.returncode == 2 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert done.returncode == 2 and words in done.stderr.splitlines()[-1], done.stderr
+        assert not list((tmp_path / "out").glob("Audio/*.wav"))
     env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
     code = ("import sys; sys.modules['ray'] = None\n"
             "from bridge.cli.main import main\n"
             f"raise SystemExit(main(['batch', {str(spec)!r}, '--quiet', '--ray']))")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and 'pip install "wavestack[ray]"' in done.stderr
-    assert not (tmp_path / "out").exists()  # refused before anything was touched
+    assert not list((tmp_path / "out").glob("Audio/*.wav"))
 
 
 def test_bench_measures_the_batch_on_ray_next_to_local_workers(capsys):
