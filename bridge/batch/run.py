@@ -27,9 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from bridge.batch.spec import Render, Spec
-from bridge.render.bwf import read_bext
 from bridge.render.generate import model_hash_of
-from bridge.render.project import AUDIO, Claim, Project
+from bridge.render.project import Claim, Project
 
 
 @dataclass
@@ -82,30 +81,10 @@ class Summary:
         return "\n".join(lines)
 
 
-def pending(spec: Spec, jobs: list[Render], *, clean: bool = False, log: Any = print) -> list[Render]:
-    """The jobs whose key is not yet in the project manifest.
-
-    With ``clean``, a complete stem that a killed run wrote but did not record (its bext reference
-    names one of these jobs) is removed, so rendering it again makes no duplicate.
-    """
-    project = Project(spec.session.project)
-    manifest = project.read_manifest()
-    done = {r.get("batch_key") for r in manifest["renders"]}
-    todo = [j for j in jobs if j.key not in done]
-    if clean:
-        recorded = {f["path"] for r in manifest["renders"] for f in r.get("files", [])}
-        ours = {j.key[:32] for j in todo}
-        for path in sorted((project.root / AUDIO).glob("*.wav")):
-            if str(path.relative_to(project.root)) in recorded:
-                continue
-            try:
-                reference = read_bext(path).originator_reference
-            except (OSError, ValueError):
-                continue
-            if reference in ours:
-                log(f"removing {path.name}: written, not recorded, by an interrupted run; rendering it again")
-                path.unlink()
-    return todo
+def pending(spec: Spec, jobs: list[Render]) -> list[Render]:
+    """The jobs whose key is not yet in the project manifest."""
+    done = {r.get("batch_key") for r in Project(spec.session.project).read_manifest()["renders"]}
+    return [j for j in jobs if j.key not in done]
 
 
 def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1), ray: Any = None,
@@ -115,6 +94,8 @@ def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1), 
     local processes. Workers only compute; this process alone writes the project, and holds it
     against another server or batch while it runs."""
     claim = Claim(Path(spec.session.project))
+    for path in claim.set_aside:  # an interrupted run's; its render is simply missing, so done again
+        log(f"{path.name} was written but not recorded by an interrupted run: moved to {path.parent}")
     try:
         return _run_batch(spec, workers, shard, ray, show_progress, log)
     finally:
@@ -124,7 +105,7 @@ def run_batch(spec: Spec, *, workers: int = 1, shard: tuple[int, int] = (1, 1), 
 def _run_batch(spec: Spec, workers: int, shard: tuple[int, int], ray: Any, show_progress: bool,
                log: Any) -> Summary:
     selected = spec.shard(*shard)
-    todo = pending(spec, selected, clean=True, log=log)
+    todo = pending(spec, selected)
     summary = Summary(total=len(selected), skipped=len(selected) - len(todo))
     started = time.monotonic()
     bar = tqdm(total=len(todo), desc="batch", unit="render", disable=not show_progress, dynamic_ncols=True)

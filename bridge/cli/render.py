@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if not tracks:
         raise ValueError(f"{source} has no tracks")
     claim = Claim(project.root)  # no server or batch writes here meanwhile
+    for path in claim.set_aside:
+        print(f"{path.name} was written but not recorded by an interrupted render: moved to {path.parent}",
+              file=sys.stderr)
     try:
         with ProgressBar("render", disable=args.quiet) as bar:  # everything is checked before any audio
             stems = render_tracks(session, tracks, project, progress=bar.update)

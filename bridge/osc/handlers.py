@@ -115,7 +115,7 @@ class Handlers:
                 self.write_session()
                 said = f"opened {root}: no saved session there, the current one " \
                        f"({len(self.session.tracks)} track(s)) is saved into it"
-        self._move_to(claim)
+        said += self._move_to(claim)
         log.info("%s", said)
         reply("/ack", PREFIX + "/project", said)
         return True
@@ -127,11 +127,21 @@ class Handlers:
             return self.claim
         return Claim(root)
 
-    def _move_to(self, claim: Claim) -> None:
-        """Hold ``claim`` from now on and let go of the one held before."""
-        if self.claim is not None and self.claim is not claim:
+    def _move_to(self, claim: Claim) -> str:
+        """Hold ``claim`` from now on and let go of the one held before. Returns what to add to the
+        acknowledgement: the takes an interrupted writer left unrecorded, now set aside."""
+        if claim is self.claim:
+            return ""
+        if self.claim is not None:
             self.claim.release()
         self.claim = claim
+        if not claim.set_aside:
+            return ""
+        names = ", ".join(p.name for p in claim.set_aside)
+        log.warning("takes written but never recorded (an interrupted render) moved to %s: %s",
+                    claim.set_aside[0].parent, names)
+        return f"; {len(claim.set_aside)} take(s) an interrupted render wrote but did not record " \
+               f"moved to {claim.set_aside[0].parent.name}/: {names}"
 
     def _give_up(self, claim: Claim) -> None:
         """Let go of ``claim`` unless it is the one held already (opening its folder failed)."""

@@ -42,11 +42,14 @@ def slug(name: str) -> str:
 
 
 CLAIM = ".wavestack-in-use"  # held (flock) by the one server or batch writing the project
+UNRECORDED = "Unrecorded"  # takes a killed writer left in Audio/ without a manifest entry go here
 
 
 class Claim:
     """This process's hold on a project folder: while it lives no other wavestack writes there.
-    Taking it removes the ``.part`` files a killed writer left (nobody else can be writing them)."""
+    Taking it removes the ``.part`` files a killed writer left (nobody else can be writing them) and
+    sets aside the takes it wrote but did not record (``set_aside_unrecorded``); ``set_aside`` lists
+    them, for the claimant to report."""
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -65,12 +68,45 @@ class Claim:
         self._fh.flush()
         for leftover in [*root.glob(".*.part"), *(root / AUDIO).glob(".*.part")]:
             leftover.unlink(missing_ok=True)
+        self.set_aside = set_aside_unrecorded(root)
 
     def release(self) -> None:
         """Let another wavestack write the project."""
         if not self._fh.closed:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
+
+
+def set_aside_unrecorded(root: Path) -> list[Path]:
+    """Move the takes wavestack wrote into ``Audio/`` but never recorded in the manifest (killed
+    between the two) to ``Unrecorded/``, so the DAW's view of ``Audio/`` and the manifest agree
+    again and nothing is lost; other files are left alone. Returns the new paths."""
+    from bridge.render.bwf import read_bext
+
+    audio = root / AUDIO
+    try:
+        manifest = Project(root).read_manifest()
+    except ProjectError:
+        return []  # an unreadable manifest is reported where it is used; nothing is moved blind
+    recorded = {f["path"] for r in manifest["renders"] for f in r.get("files", [])}
+    moved = []
+    for path in sorted(audio.glob("*_take*.wav")):
+        if f"{AUDIO}/{path.name}" in recorded or not _TAKE.search(path.name):
+            continue
+        try:
+            if not read_bext(path).description.startswith("wavestack "):
+                continue  # not ours
+        except (OSError, ValueError):
+            continue
+        folder = root / UNRECORDED
+        folder.mkdir(exist_ok=True)
+        target, n = folder / path.name, 1
+        while target.exists():
+            n += 1
+            target = folder / f"{path.stem}.{n}.wav"
+        os.replace(path, target)
+        moved.append(target)
+    return moved
 
 
 class Project:

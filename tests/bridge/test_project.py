@@ -170,3 +170,32 @@ def test_a_project_folder_deleted_before_the_stem_is_written_is_not_made_again(t
     with pytest.raises(ProjectError, match="is gone"):
         render_track(s, s.tracks[0], project)
     assert not project.root.exists()
+
+
+def test_takes_written_but_never_recorded_are_set_aside_when_a_server_opens_the_project(tmp_path, tiny_model,
+                                                                                         caplog):
+    from bridge.osc.server import Server
+
+    s = session(tmp_path)
+    project = Project(s.project)
+    kept = render_track(s, s.tracks[0], project)
+    lost = render_track(s, s.tracks[0], project)
+    manifest = json.loads(project.manifest_path.read_text())
+    manifest["renders"].pop()  # as if killed between writing the take and recording it
+    project.manifest_path.write_text(json.dumps(manifest))
+    theirs = project.root / "Audio" / "02_vocals_take1.wav"  # the user's own file, not ours
+    sf.write(theirs, np.zeros(100, np.float32), 44100)
+    (project.root / "Unrecorded").mkdir()
+    earlier = project.root / "Unrecorded" / lost.path.name  # set aside once before: never replaced
+    earlier.write_bytes(b"an earlier one")
+    audio = lost.path.read_bytes()
+    with caplog.at_level("INFO"):
+        Server(port=0, project=str(project.root)).shutdown()
+    said = f"1 take(s) an interrupted render wrote but did not record moved to Unrecorded/: {lost.path.stem}.2.wav"
+    assert said in caplog.text
+    assert kept.path.is_file() and theirs.is_file() and not lost.path.exists()
+    assert earlier.read_bytes() == b"an earlier one"
+    moved = project.root / "Unrecorded" / f"{lost.path.stem}.2.wav"
+    assert moved.read_bytes() == audio  # nothing lost, just out of the DAW's Audio/ folder
+    left = sorted(p.name for p in (project.root / "Audio").glob("*.wav"))
+    assert left == sorted([kept.path.name, theirs.name])
