@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from bridge.protocol import BY_PATH, PREFIX, ProtocolError, seconds_per_bar
 
+from .arrangement import ArrangementView
 from .client import OscClient
 from .fields import ErrorLabel
 from .jobs_view import JobList
@@ -98,11 +99,15 @@ class MainWindow(QMainWindow):
         bottom.addWidget(self._group("Jobs", self.jobs))
         bottom.addWidget(self._group("Takes of the track (drag into the DAW)", self.takes))
 
+        self.arrangement = ArrangementView(self)
+        self.arrangement.track_clicked.connect(self.select_track)
+
         central = QWidget(self)
         layout = QVBoxLayout(central)
         layout.addWidget(self.banner)
         layout.addWidget(session_box)
         layout.addWidget(middle, 3)
+        layout.addWidget(self._group("Arrangement (bars of the session)", self.arrangement), 1)
         layout.addLayout(actions)
         layout.addWidget(self.jobs_error)
         layout.addWidget(bottom, 1)
@@ -155,12 +160,17 @@ class MainWindow(QMainWindow):
         state = self.state or {"tempo": 120.0, "meter": [4, 4]}
         return seconds_per_bar(state["tempo"], state["meter"])
 
+    def select_track(self, name: str) -> None:
+        rows = self.track_list.findItems(name, Qt.MatchFlag.MatchExactly)
+        if rows:
+            self.track_list.setCurrentItem(rows[0])
+
     def request_state(self) -> None:
         if self.client.connected:
             self.client.send("/state/get")
             self.client.send("/follow/status")
-            if self.selected():
-                self.client.send("/track/takes", self.selected())
+            for track in (self.state or {}).get("tracks", []):  # every track's takes: the arrangement
+                self.client.send("/track/takes", track["name"])
 
     # ------------------------------------------------------------------ sending
     def send(self, address: str, *args: Any) -> None:
@@ -252,6 +262,8 @@ class MainWindow(QMainWindow):
         elif names and not self.selected():
             self.track_list.setCurrentRow(0)
         self.editor.show_track(self.track_state(self.selected()), self.seconds_per_bar())
+        self.arrangement.show_state(self.state)
+        self.arrangement.show_selected(self.selected())
         self.rename_button.setEnabled(bool(names))
         self.remove_button.setEnabled(bool(names))
         self.generate_button.setEnabled(bool(self.selected()))  # nothing to render before a track exists
@@ -261,8 +273,11 @@ class MainWindow(QMainWindow):
         self.session.show_follow(args)
         daw, position = args[0], args[6]
         self.editor.playhead.setEnabled(daw != "none" and position >= 0)  # a playhead is known
+        self.arrangement.show_playhead(position if daw != "none" and position >= 0 else None)
+
     def _track_selected(self, name: str) -> None:
         self.editor.show_track(self.track_state(name), self.seconds_per_bar())
+        self.arrangement.show_selected(name)
         self.takes.show_takes([])
         if name and self.client.connected:
             self.client.send("/track/takes", name)
@@ -319,8 +334,10 @@ class MainWindow(QMainWindow):
         self.editor.show_seed(str(args[0]), int(args[1]))
 
     def _on_takes(self, args: list[Any]) -> None:
+        takes = json.loads(args[1])
+        self.arrangement.show_takes(args[0], takes)
         if args[0] == self.selected():
-            self.takes.show_takes(json.loads(args[1]))
+            self.takes.show_takes(takes)
 
     # ------------------------------------------------------------------ window
     def closeEvent(self, event: QCloseEvent) -> None:

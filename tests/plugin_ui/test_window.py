@@ -212,3 +212,36 @@ def test_a_value_typed_out_of_range_is_brought_in_range_and_said(server, open_wi
     bars.editor.clearFocus()
     assert pump(lambda: server.session.track("keys").bars == 256.0)
     assert pump(lambda: "999 is outside [0.25, 256]: 256 is used" in bars.error.text())
+
+
+def test_the_arrangement_shows_each_track_at_its_bars_and_selects_it_on_click(server, open_window, pump):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window = open_window(server)
+    view = window.arrangement
+    window.send("/tempo", 90.0)
+    window.send("/meter", 3, 4)
+    add_tiny_track(window, server, pump, "keys")
+    window.send("/track/at_bar", "keys", 5.0)
+    window.send("/track/bars", "keys", 2.0)
+    add_tiny_track(window, server, pump, "pad")
+    window.send("/track/bars", "pad", 1.0)  # at bar 1, the default position
+
+    def at(name, first, last):
+        rect = view.block_rect(name)
+        return abs(rect.left() - view.bar_x(first)) < 1.5 and abs(rect.right() - view.bar_x(last)) < 1.5
+
+    assert pump(lambda: at("keys", 5, 7) and at("pad", 1, 2))
+    assert not view.span(view.tracks[0])[2]  # no take yet: outlined where it will go
+    window.select_track("pad")
+    window.generate_track()
+    assert pump(lambda: view.span(view.tracks[1])[2], timeout=30)  # its take, at bar 1 for one bar
+    assert at("pad", 1, 2)
+    window.send("/meter", 6, 8)  # six eighths at 120 quarter notes a minute: 1.5 s a bar
+    window.send("/tempo", 120.0)
+    window.send("/track/position", "keys", 3.0)  # in seconds: bar 3 ...
+    window.send("/track/seconds", "keys", 3.0)  # ... to bar 5
+    assert pump(lambda: view.meter == (6, 8) and at("keys", 3, 5))
+    QTest.mouseClick(view, Qt.MouseButton.LeftButton, pos=view.block_rect("keys").center().toPoint())
+    assert pump(lambda: window.selected() == "keys" and view.selected == "keys")
