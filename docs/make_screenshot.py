@@ -3,13 +3,15 @@
     QT_QPA_PLATFORM=offscreen python docs/make_screenshot.py [--out docs/ui.png] [--model default]
 
 Everything goes over OSC on a loopback port, as with ``wavestack serve`` and ``wavestack-ui``; the
-project folder is a temporary one.
+project folder is ``~/Music/Night Drive`` (refused if it exists; removed afterwards), so the picture
+shows a folder a user would have.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -41,36 +43,47 @@ def main() -> None:
     p.add_argument("--model", default="default")
     args = p.parse_args()
     app = QApplication.instance() or QApplication([])
+    project = Path.home() / "Music" / "Night Drive"
+    if project.exists():
+        raise SystemExit(f"{project} exists; move it away first")
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(port=0, project=str(Path(tmp) / "My Song"))
-        server.start()
-        client = OscClient("127.0.0.1", server.address[1])
-        window = MainWindow(client, QSettings(str(Path(tmp) / "ui.ini"), QSettings.Format.IniFormat))
-        window.resize(1000, 860)
-        window.show()
-        client.start()
-        pump(app, lambda: window.state is not None and window.editor.fx.catalog)
-        for name, seconds, seed in (("bass", 2.0, 11), ("piano", 3.0, 2018)):
-            client.send("/track/add", name, args.model)
-            client.send("/track/seconds", name, seconds)
-            client.send("/track/seed", name, seed)
-        client.send("/track/at_bar", "piano", 2)
-        client.send("/track/fx", "piano", '[{"plugin": "Reverb", "room_size": 0.6}, {"plugin": "Compressor",'
-                    ' "threshold_db": -18, "ratio": 3}]')
-        client.send("/tempo", 96)
-        pump(app, lambda: window.state is not None and len(window.state["tracks"]) == 2)
-        window.track_list.setCurrentRow(1)
+        server = Server(port=0, project=str(project))
+        try:
+            _session(app, server, Path(tmp), args)
+        finally:
+            server.shutdown()
+            shutil.rmtree(project, ignore_errors=True)
+
+
+def _session(app: QApplication, server: Server, tmp: Path, args: argparse.Namespace) -> None:
+    server.start()
+    client = OscClient("127.0.0.1", server.address[1])
+    window = MainWindow(client, QSettings(str(tmp / "ui.ini"), QSettings.Format.IniFormat))
+    window.resize(980, 820)  # the window's default size
+    window.show()
+    client.start()
+    pump(app, lambda: window.state is not None and window.editor.fx.catalog)
+    client.send("/tempo", 96)
+    for name, at_bar, bars, seed in (("keys", 1, 4, 2018), ("bass", 3, 2, 11), ("pad", 5, 4, 7)):
+        client.send("/track/add", name, args.model)
+        client.send("/track/at_bar", name, at_bar)
+        client.send("/track/bars", name, bars)
+        client.send("/track/seed", name, seed)
+    client.send("/track/fx", "keys", '[{"plugin": "Reverb", "room_size": 0.6}, {"plugin": "Compressor",'
+                ' "threshold_db": -18, "ratio": 3}]')
+    pump(app, lambda: window.state is not None and len(window.state["tracks"]) == 3)
+    for row, job in ((1, 1), (0, 2)):  # bass, then keys: keys stays selected, with its effects
+        window.track_list.setCurrentRow(row)
         window.generate_track()
-        pump(app, lambda: window.jobs.state(1) == "done")
-        window.generate_track()
-        pump(app, lambda: window.jobs.state(2) == "done" and window.takes.count() == 2)
-        window.editor.fx.list.setCurrentRow(0)
-        settle = time.monotonic() + 0.5
-        pump(app, lambda: time.monotonic() > settle)
-        window.grab().save(args.out)
-        print(f"wrote {args.out}")
-        client.socket.close()
-        server.shutdown()
+        pump(app, lambda job=job: window.jobs.state(job) == "done")
+    pump(app, lambda: window.takes.count() == 1 and all(
+        window.arrangement.span(t)[2] for t in window.arrangement.tracks[:2]))
+    window.editor.fx.list.setCurrentRow(0)
+    settle = time.monotonic() + 0.5
+    pump(app, lambda: time.monotonic() > settle)
+    window.grab().save(args.out)
+    print(f"wrote {args.out}")
+    client.socket.close()
 
 
 if __name__ == "__main__":
