@@ -45,6 +45,15 @@ def write_spec(folder: Path, text: str = SPEC) -> Path:
     return folder / "spec.toml"
 
 
+def spec_with_a_broken_primer(folder: Path) -> Path:
+    """SPEC with track keys primed by a good clip and by one that only looks like a WAV file."""
+    clips = folder / "clips"
+    clips.mkdir()
+    sf.write(clips / "good.wav", [0.1] * 4000, 8000)
+    (clips / "broken.wav").write_bytes(b"RIFF not audio")
+    return write_spec(folder, SPEC.replace('seeds = [1, 2, 3]', 'seeds = [1]\nprimers = "clips/*.wav"'))
+
+
 def audio_by_key(project: Path) -> dict[str, bytes]:
     manifest = json.loads((project / "wavestack.json").read_text())
     out = {}
@@ -150,11 +159,7 @@ seed_list = [1]
 
 
 def test_a_render_that_fails_late_is_recorded_and_the_batch_goes_on(tmp_path, tiny_model):
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    sf.write(clips / "good.wav", [0.1] * 4000, 8000)
-    (clips / "broken.wav").write_bytes(b"RIFF not audio")
-    spec = write_spec(tmp_path, SPEC.replace('seeds = [1, 2, 3]', 'seeds = [1]\nprimers = "clips/*.wav"'))
+    spec = spec_with_a_broken_primer(tmp_path)
     summary = run_batch(load_spec(spec), show_progress=False, log=lambda _: None)
     assert len(summary.failed) == 1 and "broken.wav" in summary.failed[0].reason
     assert len(summary.outcomes) == 2 + 3  # the good primer and the other track's three seeds

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 
-from tests.bridge.test_batch import SPEC, audio_by_key, write_spec
+from tests.bridge.test_batch import SPEC, audio_by_key, spec_with_a_broken_primer, write_spec
 
 pytest.importorskip("ray", reason='Ray is an optional extra: pip install "wavestack[ray]"')
 
@@ -113,11 +112,7 @@ def test_a_killed_ray_batch_run_again_renders_only_the_rest(tmp_path, models_dir
 
 
 def test_a_render_that_fails_on_a_ray_worker_is_recorded_and_the_rest_succeed(tmp_path, models_dir):
-    clips = tmp_path / "clips"
-    clips.mkdir()
-    sf.write(clips / "good.wav", [0.1] * 4000, 8000)
-    (clips / "broken.wav").write_bytes(b"RIFF not audio")
-    spec = write_spec(tmp_path, SPEC.replace('seeds = [1, 2, 3]', 'seeds = [1]\nprimers = "clips/*.wav"'))
+    spec = spec_with_a_broken_primer(tmp_path)
     done = batch(spec, models_dir, "--ray")
     assert done.returncode == 1  # one failed
     assert "rendered now            4" in done.stdout and "failed #" in done.stdout

@@ -191,8 +191,8 @@ def test_takes_written_but_never_recorded_are_set_aside_when_a_server_opens_the_
     audio = lost.path.read_bytes()
     with caplog.at_level("INFO"):
         Server(port=0, project=str(project.root)).shutdown()
-    said = f"1 take(s) an interrupted render wrote but did not record moved to Unrecorded/: {lost.path.stem}.2.wav"
-    assert said in caplog.text
+    said = "1 take(s) an interrupted render wrote but did not record moved to Unrecorded/: "
+    assert f"{said}{lost.path.stem}.2.wav" in caplog.text
     assert kept.path.is_file() and theirs.is_file() and not lost.path.exists()
     assert earlier.read_bytes() == b"an earlier one"
     moved = project.root / "Unrecorded" / f"{lost.path.stem}.2.wav"
