@@ -195,7 +195,7 @@ TABLE: tuple[Address, ...] = (
                    Arg("level", "i", "level whose codes are kept", 1, 8, default=1, field="vary_level")),
             group="track"),
     # ---------------------------------------------------------------- DAW
-    Address("/follow", "follow a DAW's tempo, meter and transport over OSC ('none' stops following)",
+    Address("/follow/set", "follow a DAW's tempo, meter and transport over OSC ('none' stops following)",
             (Arg("daw", "s", "the DAW", choices=("none", *DAWS)),
              Arg("listen_port", "i", "UDP port the DAW sends to; 0: REAPER/Ardour 9010, Ableton 11001",
                  0, 65535, default=0),

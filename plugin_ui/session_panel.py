@@ -24,7 +24,7 @@ class SessionPanel(QWidget):
         self.rate = ArgField("/rate", "hz", self)
         self.depth = ArgField("/depth", "bits", self)
         self.follow_status = QLabel("not following a DAW", self)
-        self.follow = ArgField("/follow", "daw", self, extra=(self.follow_status,))
+        self.follow = ArgField("/follow/set", "daw", self, extra=(self.follow_status,))
         box = QVBoxLayout(self)
         for pairs in ((("Project", self.project),),
                       (("Tempo (BPM)", self.tempo), ("Meter", self.numerator), ("/", self.denominator),

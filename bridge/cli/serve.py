@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.follow:
         try:
-            server.handlers.follow({"daw": args.follow, "listen_port": args.daw_port,
+            server.handlers.follow_set({"daw": args.follow, "listen_port": args.daw_port,
                                     "send_port": args.daw_send_port}, server.reply_to(None))
         except ValueError as exc:
             print(f"wavestack serve: {exc}", file=sys.stderr)

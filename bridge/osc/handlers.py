@@ -241,15 +241,16 @@ class Handlers:
         t = self.follower.transport if self.follower is not None else None
         if t is None or t.position is None:
             raise ProtocolError("no DAW playhead known yet: choose your DAW under Follow DAW (or send "
-                                "/wavestack/follow reaper|ardour|ableton), then start or move its transport")
+                                "/wavestack/follow/set reaper|ardour|ableton), then start or move its "
+                                "transport")
         with self.lock:
             track = self.session.track(args["track"])
             track.position, track.at_bar = max(0.0, round(t.position, 6)), None
             self.save()
 
     # ------------------------------------------------------------------ DAW
-    def follow(self, args: dict, reply: Reply) -> None:
-        """/wavestack/follow: follow a DAW's tempo, meter and transport over OSC ('none' stops following)."""
+    def follow_set(self, args: dict, reply: Reply) -> None:
+        """/wavestack/follow/set: follow a DAW's tempo, meter and transport ('none' stops following)."""
         if self.follower is not None:
             self.follower.stop()
             self.follower = None

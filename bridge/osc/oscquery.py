@@ -47,10 +47,13 @@ def _leaf(address: Address, state: dict[str, Any]) -> dict[str, Any]:
     if address.args:
         node["TYPE"] = address.typetags
         node["RANGE"] = [_range(a) for a in address.args]
+    if not address.args:  # a method without arguments: no value associated (the proposal's ACCESS 0)
+        node["ACCESS"] = NO_VALUE
+        return node
     has_value = address.group == "session" and any(arg.field for arg in address.args)
     node["ACCESS"] = READ_WRITE if has_value else WRITE
-    if has_value:
-        node["VALUE"] = _value(address, address.args, state)
+    # a write-only method's VALUE: one null per argument (clients build a node's types from it)
+    node["VALUE"] = _value(address, address.args, state) if has_value else [None] * len(address.args)
     return node
 
 
@@ -74,15 +77,12 @@ def _container(path: str, description: str | None = None) -> dict[str, Any]:
 
 
 def _insert(root: dict[str, Any], full: str, node: dict[str, Any]) -> None:
-    """Put ``node`` at ``full``; a node can be a method and a container at once (/follow, /follow/status)."""
+    """Put ``node`` at ``full``, making the containers above it (no method is also a container:
+    the protocol table has no address under another)."""
     parts = full.strip("/").split("/")
     here = root
     for i, part in enumerate(parts[:-1]):
         here = here["CONTENTS"].setdefault(part, _container("/" + "/".join(parts[:i + 1])))
-        here.setdefault("CONTENTS", {})
-    existing = here["CONTENTS"].get(parts[-1])
-    if existing is not None and "CONTENTS" in existing:  # keep the children, take the method's fields
-        node = {**existing, **node, "CONTENTS": existing["CONTENTS"]}
     here["CONTENTS"][parts[-1]] = node
 
 

@@ -69,7 +69,7 @@ def until(condition, timeout: float = 10.0) -> bool:
 def test_reaper_tempo_meter_transport_and_render_at_playhead(server, client, daw):
     listener = Client(server.address)  # a subscriber, like a Pd patch
     assert listener.ask(f"{P}/subscribe", listener.sock.getsockname()[1])[0] == f"{P}/ack"
-    assert client.ask(f"{P}/follow", "reaper", free_port(), daw.port) == (f"{P}/ack", [f"{P}/follow"])
+    assert client.ask(f"{P}/follow/set", "reaper", free_port(), daw.port) == (f"{P}/ack", [f"{P}/follow/set"])
     assert daw.expect("/action") == [Reaper.REFRESH_ACTION]  # REAPER sends tempo only on change: ask
     # what REAPER answers a refresh with (Default.ReaperOSC patterns), then a 3/4 bar played
     for address, *args in [("/tempo/raw", 128.0), ("/tempo/str", "128.00"), ("/time", 0.0),
@@ -100,7 +100,7 @@ def test_reaper_tempo_meter_transport_and_render_at_playhead(server, client, daw
 
     daw.send("/stop", 1.0)
     assert until(lambda: not server.follower.transport.playing)
-    assert client.ask(f"{P}/follow", "none")[0] == f"{P}/ack"
+    assert client.ask(f"{P}/follow/set", "none")[0] == f"{P}/ack"
     assert client.ask(f"{P}/follow/status")[1][:2] == ["none", "off"]
     assert client.ask(f"{P}/track/at_playhead", "keys")[1][1].startswith("no DAW playhead known")
 
@@ -157,7 +157,7 @@ def test_ardour_registers_as_a_surface_and_follows_transport_and_position(daw):
 
 
 def test_ableton_listeners_tempo_signature_and_song_time(server, client, daw):
-    assert client.ask(f"{P}/follow", "ableton", free_port(), daw.port)[0] == f"{P}/ack"
+    assert client.ask(f"{P}/follow/set", "ableton", free_port(), daw.port)[0] == f"{P}/ack"
     daw.expect("/live/song/start_listen/tempo")
     for address, value in [("/live/song/get/tempo", 100.0), ("/live/song/get/signature_numerator", 6),
                            ("/live/song/get/signature_denominator", 8), ("/live/song/get/is_playing", 1),
@@ -175,9 +175,9 @@ def test_follow_refuses_a_taken_port(server, client):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        address, (_, text) = client.ask(f"{P}/follow", "reaper", port)
+        address, (_, text) = client.ask(f"{P}/follow/set", "reaper", port)
     assert address == f"{P}/error" and "cannot listen for reaper" in text and "listen_port" in text
-    assert client.ask(f"{P}/follow", "cubase")[1][1].endswith("got 'cubase'")
+    assert client.ask(f"{P}/follow/set", "cubase")[1][1].endswith("got 'cubase'")
 
 
 def test_serve_follows_from_the_command_line(tmp_path, models_dir, daw):

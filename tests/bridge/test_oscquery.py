@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from bridge.osc.server import Server
-from bridge.protocol import TABLE
+from bridge.protocol import BY_PATH, TABLE
 
 from .conftest import Client
 
@@ -53,7 +53,8 @@ def test_the_tree_lists_every_protocol_address_with_the_proposals_fields(served)
         node = nodes[address.full]
         assert node["DESCRIPTION"] == address.help
         assert node.get("TYPE", "") == address.typetags
-        assert node["ACCESS"] in (2, 3)
+        readable = address.group == "session" and any(arg.field for arg in address.args)
+        assert node["ACCESS"] == (0 if not address.args else 3 if readable else 2)
         assert len(node.get("RANGE", [])) == len(address.args)
     for path, node in nodes.items():  # every node knows its own path, every container its children
         assert node["FULL_PATH"] == path
@@ -62,9 +63,11 @@ def test_the_tree_lists_every_protocol_address_with_the_proposals_fields(served)
     assert nodes[P + "/tempo"]["RANGE"] == [{"MIN": 20, "MAX": 300}]
     assert nodes[P + "/rate"]["RANGE"] == [{"VALS": [44100, 48000, 96000]}]
     assert nodes[P + "/tempo"]["VALUE"] == [120.0] and nodes[P + "/tempo"]["ACCESS"] == 3
-    assert "VALUE" not in nodes[P + "/generate"] and nodes[P + "/generate"]["ACCESS"] == 2
-    both = nodes[P + "/follow"]  # a method that is also a container
-    assert both["TYPE"] == "sii" and set(both["CONTENTS"]) == {"status"}
+    generate = nodes[P + "/generate"]  # write-only: a placeholder value per argument, nothing to read
+    assert generate["ACCESS"] == 2 and generate["VALUE"] == [None] * len(BY_PATH[P + "/generate"].args)
+    assert nodes[P + "/ping"]["ACCESS"] == 0 and "VALUE" not in nodes[P + "/ping"]
+    follow = nodes[P + "/follow"]  # a plain container: /follow/set and /follow/status
+    assert "TYPE" not in follow and set(follow["CONTENTS"]) == {"set", "status"}
 
 
 def test_values_follow_the_session_and_attributes_answer_alone(served):
@@ -82,7 +85,8 @@ def test_values_follow_the_session_and_attributes_answer_alone(served):
     assert get(url + P + "/tracks/keys/seed") [1]["VALUE"] == [42]
     assert get(url + P + "/tracks/keys/model?VALUE") == (200, {"VALUE": ["tiny"]})
     assert get(url + P + "/tempo?TYPE") == (200, {"TYPE": "f"})
-    assert get(url + P + "/generate?VALUE") == (204, None)  # the node has no value
+    assert get(url + P + "/generate?VALUE") == (200, {"VALUE": [None]})  # write-only: nothing known
+    assert get(url + P + "/ping?VALUE") == (204, None)  # the node has no value
     assert get(url + P + "/nowhere")[0] == 404
     assert get(url + P + "/tempo?COLOUR")[0] == 400
     req = urllib.request.Request(url + P + "/tempo", data=b"{}", method="POST")
@@ -180,3 +184,35 @@ def test_half_sent_requests_hold_a_bounded_number_of_connections(served):
     while not answered() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert answered()
+
+
+def test_a_real_oscquery_client_reads_the_tree_and_the_host_info(served):
+    pytest.importorskip("pythonoscquery", reason="python-oscquery is part of the test extra")
+    import socket
+
+    from pythonoscquery.osc_query_client import OSCQueryClient
+    from zeroconf import ServiceInfo
+
+    srv, _ = served
+    client = Client(srv.address)
+    try:
+        assert client.ask(f"{P}/track/add", "my keys", "tiny")[0] == f"{P}/ack"
+    finally:
+        client.close()
+    host, port = srv.oscquery.address
+    info = ServiceInfo("_oscjson._tcp.local.", "wavestack._oscjson._tcp.local.", port=port,
+                       addresses=[socket.inet_aton(host)], server="wavestack.local.")
+    query = OSCQueryClient(info)
+    root = query.query_node("/")  # the library builds its node objects from the whole tree
+
+    def paths(node):
+        yield node.full_path
+        for child in node.contents or []:
+            yield from paths(child)
+
+    found = set(paths(root))
+    assert {a.full for a in TABLE} <= found and f"{P}/tracks/my%20keys/seed" in found
+    tempo = query.query_node(f"{P}/tempo")
+    assert tempo.attributes[next(k for k in tempo.attributes if k.name == "VALUE")] == [120.0]
+    host_info = query.get_host_info()
+    assert host_info.osc_port == srv.address[1]

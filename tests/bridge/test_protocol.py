@@ -21,6 +21,11 @@ def test_every_address_is_under_the_prefix_and_unique():
     assert len(BY_PATH) == len(TABLE)
 
 
+def test_no_address_is_under_another_so_every_node_is_a_method_or_a_container():
+    paths = [a.full for a in TABLE]
+    assert not [(p, q) for p in paths for q in paths if q.startswith(p + "/")]
+
+
 def test_ints_accept_whole_floats_from_max_and_pd_and_refuse_others():
     seed = BY_PATH["/wavestack/track/seed"]
     assert seed.parse(["bass", 7.0]) == {"track": "bass", "seed": 7}

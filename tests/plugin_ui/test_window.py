@@ -182,7 +182,7 @@ def test_following_a_daw_shows_its_tempo_and_places_a_track_at_its_playhead(serv
     assert not window.editor.playhead.isEnabled()  # no DAW followed: no playhead to place it at
     daw = FakeDaw()
     try:
-        window.send("/follow", "reaper", free_port(), daw.port)
+        window.send("/follow/set", "reaper", free_port(), daw.port)
         daw.expect("/action")
         for address, value in (("/tempo/raw", 87.0), ("/play", 1.0), ("/time", 12.5)):
             daw.send(address, value)
