@@ -14,22 +14,20 @@ every path is checked to stay inside the project folder.
 from __future__ import annotations
 
 import fcntl
-import json
+import logging
 import os
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "wavestack.json"
+from bridge.render import manifest
+from bridge.render.manifest import MANIFEST
+
 RPP = "wavestack.rpp"
 AUDIO = "Audio"
 SESSION_FILE = "wavestack-session.json"  # the server keeps its session here
-FORMAT = "wavestack-project"
 _TAKE = re.compile(r"_take(\d+)\.wav$")
-_lock = threading.Lock()
+log = logging.getLogger("wavestack.project")
 
 
 class ProjectError(ValueError):
@@ -69,10 +67,13 @@ class Claim:
         for leftover in [*root.glob(".*.part"), *(root / AUDIO).glob(".*.part")]:
             leftover.unlink(missing_ok=True)
         self.set_aside = set_aside_unrecorded(root)
+        Project(root).compact()  # a killed writer's journal folded in, its REAPER project current
 
     def release(self) -> None:
-        """Let another wavestack write the project."""
+        """Bring the manifest files up to date, then let another wavestack write the project."""
         if not self._fh.closed:
+            if self.root.is_dir():
+                Project(self.root).compact()
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
 
@@ -130,15 +131,11 @@ class Project:
         return path
 
     def next_take(self, stem: str) -> int:
-        """1 + the highest take of ``stem`` on disk or in the manifest."""
-        takes = [int(m.group(1)) for p in (self.root / AUDIO).glob(f"{stem}_take*.wav")
-                 if (m := _TAKE.search(p.name))]
-        for render in self.read_manifest()["renders"]:
-            for f in render.get("files", []):
-                name = Path(f["path"]).name
-                if name.startswith(f"{stem}_take") and (m := _TAKE.search(name)):
-                    takes.append(int(m.group(1)))
-        return max(takes, default=0) + 1
+        """1 + the highest take of ``stem`` in the manifest (``write_new`` steps over files on disk)."""
+        try:
+            return manifest.highest_takes(self.root).get(stem, 0) + 1
+        except manifest.ManifestError as exc:
+            raise ProjectError(str(exc)) from None
 
     def stem_path(self, stem: str, take: int) -> Path:
         """Where take ``take`` of ``stem`` is written."""
@@ -165,43 +162,39 @@ class Project:
     # ------------------------------------------------------------------ manifest
     @property
     def manifest_path(self) -> Path:
-        """The manifest's path."""
+        """The manifest's path (its journal lies beside it: see ``bridge.render.manifest``)."""
         return self.root / MANIFEST
 
     def read_manifest(self) -> dict[str, Any]:
-        """The manifest (an empty one if none is written yet)."""
-        if not self.manifest_path.is_file():
-            return {"format": FORMAT, "version": 1, "renders": []}
+        """The manifest (an empty one if none is written yet); shared and cached: do not modify it."""
         try:
-            data = json.loads(self.manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ProjectError(
-                f"{self.manifest_path} is unreadable ({exc}); move it away to start a new one"
-            ) from None
-        if data.get("format") != FORMAT:
-            raise ProjectError(f"{self.manifest_path} is not a wavestack manifest")
-        return data
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        with _lock, open(self.root / f".{MANIFEST}.lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+            return manifest.read(self.root)
+        except manifest.ManifestError as exc:
+            raise ProjectError(str(exc)) from None
 
     def record(self, render: dict[str, Any], tempo: float, meter: tuple[int, int]) -> None:
-        """Append one render to the manifest and rewrite the REAPER project, both atomically."""
+        """Record one render (one synced journal line); the JSON and the REAPER project follow
+        (see ``bridge.render.manifest``), at the latest when the writer releases the project."""
+        self.read_manifest()  # an unreadable manifest is refused before anything is appended
+        manifest.record(self.root, render, lambda data: self._write_rpp(data, tempo, meter))
+
+    def compact(self) -> None:
+        """Bring ``wavestack.json`` and ``wavestack.rpp`` up to date with every recorded render."""
+        try:
+            self.read_manifest()
+            manifest.compact(self.root, self._write_rpp)
+        except (ProjectError, OSError) as exc:
+            log.warning("%s: the manifest was left as it is: %s", self.root, exc)
+
+    def _write_rpp(self, data: dict[str, Any], tempo: float | None = None,
+                   meter: tuple[int, int] | None = None) -> None:
         from engine.wavfile import atomic_output
 
-        with self._locked():
-            manifest = self.read_manifest()
-            manifest["renders"].append(render)
-            with atomic_output(self.manifest_path) as fh:
-                fh.write((json.dumps(manifest, indent=1) + "\n").encode())
-            with atomic_output(self.root / RPP) as fh:
-                fh.write(reaper_project(manifest, tempo, meter).encode())
+        if tempo is None or meter is None:  # the latest render's session tells (else REAPER's default)
+            last = next((r["session"] for r in reversed(data["renders"]) if "session" in r), {})
+            tempo, meter = last.get("tempo", 120.0), tuple(last.get("meter", (4, 4)))
+        with atomic_output(self.root / RPP) as fh:
+            fh.write(reaper_project(data, tempo, meter).encode())
 
 
 def reaper_project(manifest: dict[str, Any], tempo: float, meter: tuple[int, int]) -> str:

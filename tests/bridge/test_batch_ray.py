@@ -23,7 +23,7 @@ project = "out"
 [[tracks]]
 name = "long"
 model = "tiny"
-seconds = 60
+seconds = 30
 seeds = [1, 2, 3, 4]
 """
 
@@ -60,6 +60,15 @@ def processes(title: str) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir):
     one, ray = write_spec(tmp_path / "one"), write_spec(tmp_path / "ray")
     assert batch(one, models_dir).returncode == 0
@@ -82,6 +91,9 @@ def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_pa
         victims = processes("ray::render_pass")
         time.sleep(0.01)
     assert victims, "a worker ran a render pass"
+    busy = cpu_seconds(victims[0])  # it has told the tally it started once it computes for a while
+    while proc.poll() is None and cpu_seconds(victims[0]) < busy + 0.3:
+        time.sleep(0.01)
     os.kill(victims[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
