@@ -173,7 +173,7 @@ class OscQueryServer:
                     status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
                 self.send_response(status)
                 if body is not None:
-                    data = json.dumps(body).encode()
+                    data = body if isinstance(body, bytes) else json.dumps(body).encode()
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -191,6 +191,8 @@ class OscQueryServer:
                 log.debug("%s " + format, self.address_string(), *args)
 
         self.state, self.osc_address = state, osc_address
+        self._cache: tuple[str, dict[str, Any], bytes] = ("", {}, b"")  # state as JSON → tree, its bytes
+        self._cache_lock = threading.Lock()
         self.httpd = _BoundedHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.address: tuple[str, int] = self.httpd.server_address[:2]  # type: ignore[assignment]
@@ -208,13 +210,26 @@ class OscQueryServer:
             self.httpd.shutdown()
         self.httpd.server_close()
 
+    def tree(self) -> tuple[dict[str, Any], bytes]:
+        """The namespace and its JSON bytes, built again only when the session has changed (a large
+        session's tree is megabytes: building it for every GET would starve the OSC thread)."""
+        key = json.dumps(self.state(), sort_keys=True)
+        with self._cache_lock:
+            if key != self._cache[0]:
+                root = namespace(json.loads(key))
+                self._cache = (key, root, json.dumps(root).encode())
+            return self._cache[1], self._cache[2]
+
     def answer(self, raw: str) -> tuple[int, Any]:
         """Status and JSON body for one GET request."""
         url = urlsplit(raw)
         attribute = unquote(url.query)
         if attribute == "HOST_INFO":
             return HTTPStatus.OK, host_info(*self.osc_address)
-        node = find(namespace(self.state()), unquote(url.path))
+        root, encoded = self.tree()
+        if url.path in ("", "/") and not attribute:
+            return HTTPStatus.OK, encoded
+        node = find(root, unquote(url.path))
         if node is None:
             return HTTPStatus.NOT_FOUND, {"error": f"no OSC node at {unquote(url.path)}"}
         if not attribute:

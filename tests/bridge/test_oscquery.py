@@ -216,3 +216,22 @@ def test_a_real_oscquery_client_reads_the_tree_and_the_host_info(served):
     assert tempo.attributes[next(k for k in tempo.attributes if k.name == "VALUE")] == [120.0]
     host_info = query.get_host_info()
     assert host_info.osc_port == srv.address[1]
+
+
+def test_the_tree_is_built_once_per_version_of_the_session(served, monkeypatch):
+    from bridge.osc import oscquery
+
+    built = []
+    real = oscquery.namespace
+    monkeypatch.setattr(oscquery, "namespace", lambda state: built.append(1) or real(state))
+    srv, url = served
+    for _ in range(5):
+        assert get(url + "/")[0] == 200 and get(url + P + "/tempo?VALUE")[1] == {"VALUE": [120.0]}
+    assert len(built) == 1
+    client = Client(srv.address)
+    try:
+        client.ask(f"{P}/tempo", 90.0)
+    finally:
+        client.close()
+    assert get(url + P + "/tempo?VALUE")[1] == {"VALUE": [90.0]} and get(url + "/")[0] == 200
+    assert len(built) == 2
