@@ -133,8 +133,25 @@ def _at_session_rate(session: Session, audio: np.ndarray, rate: int, seconds: fl
     return out
 
 
+MAX_CLIP_SECONDS = 600.0  # a primer or variation source longer than the longest track is refused
+
+
+def check_clip(path: str, label: str = "audio file") -> None:
+    """Refuse, from its header alone, a file too long to be a primer or source (or not audio)."""
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise ValueError(f"{label} {path} is not audio soundfile can read ({exc})") from None
+    seconds = info.frames / max(info.samplerate, 1)
+    if seconds > MAX_CLIP_SECONDS:
+        length = f"{seconds / 3600:.1f} h" if seconds > 7200 else f"{seconds / 60:.0f} min"
+        raise ValueError(f"{label} {path} is {length} long; at most {MAX_CLIP_SECONDS:.0f} s "
+                         "(cut the part you want)")
+
+
 def read_clip(path: str, rate: int) -> np.ndarray:
     """A primer or source file as mono float32 at the model's rate, clipped to [-1, 1]."""
+    check_clip(path)
     audio, clip_rate = sf.read(path, dtype="float32", always_2d=True)
     mono = audio.mean(axis=1)
     if clip_rate != rate:

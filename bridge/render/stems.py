@@ -24,6 +24,7 @@ from bridge.render.fx import apply_chain, build_board
 from bridge.render.generate import (
     CancelFn,
     ProgressFn,
+    check_clip,
     generate,
     generate_rows,
     group_rows,
@@ -57,6 +58,8 @@ def check_renderable(session: Session, track: Track) -> list[Any]:
     for label, path in (("primer", track.primer), ("vary", track.vary)):
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"track {track.name}: {label} file not found: {path}")
+        if path:
+            check_clip(path, f"track {track.name}: {label}")
     return build_board(track.fx)
 
 
