@@ -116,7 +116,8 @@ def _run_batch(spec: Spec, workers: int, shard: tuple[int, int], ray: Any, show_
     def finished(computed: Computed) -> None:
         nonlocal audio
         outcome = write_computed(spec, by_index[computed.index], computed)
-        seen.add(computed.worker)
+        if computed.worker:  # (a render whose Ray task failed outright has none)
+            seen.add(computed.worker)
         summary.outcomes.append(outcome)
         audio += outcome.seconds
         bar.update(1)
