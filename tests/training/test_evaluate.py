@@ -66,4 +66,4 @@ def test_eval_of_a_run_measures_its_finished_levels_with_references_and_writes_f
     for figure in ("harmonicity_db", "pitch_clarity"):
         assert rec["white_noise"][figure] < rec["mulaw_roundtrip"][figure]
     names = {p.name for p in (tmp_path / "fig").iterdir()}
-    assert {"spectrograms.png", "original.wav", "from_level1.wav", "white_noise.wav"} <= names
+    assert {"spectrograms.png", "notes.png", "original.wav", "from_level1.wav", "white_noise.wav"} <= names
