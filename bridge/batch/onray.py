@@ -44,6 +44,7 @@ class RayOptions:
 
 
 def require_ray() -> Any:
+    """The ``ray`` module, or RayMissing saying how to install it."""
     try:
         import ray
     except ImportError:
@@ -147,7 +148,9 @@ class Tally:
         self.starts: dict[int, int] = {}
 
     def started(self, g: int) -> None:
+        """Task ``g`` has started (once more)."""
         self.starts[g] = self.starts.get(g, 0) + 1
 
     def retries(self) -> int:
+        """How many starts were second or later ones."""
         return sum(n - 1 for n in self.starts.values())

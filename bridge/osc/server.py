@@ -73,6 +73,7 @@ class Schedule:
         return True
 
     def stop(self) -> None:
+        """Drop what is still scheduled and end the thread."""
         with self._wake:
             self._stopped = True
             self._wake.notify()
