@@ -17,7 +17,8 @@ def test_every_public_class_and_function_of_the_bridge_has_a_docstring():
                     if child.name.startswith("_"):
                         continue
                     if not ast.get_docstring(child):
-                        missing.append(f"{path.relative_to(BRIDGE.parent)}:{child.lineno} {prefix}{child.name}")
+                        where = path.relative_to(BRIDGE.parent)
+                        missing.append(f"{where}:{child.lineno} {prefix}{child.name}")
                     if isinstance(child, ast.ClassDef):
                         visit(child, f"{child.name}.")
 
