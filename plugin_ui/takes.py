@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from PySide6.QtCore import QMimeData, QSize, Qt, QUrl
+from PySide6.QtCore import QMimeData, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QColor, QDesktopServices, QGuiApplication, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QWidget
 
 THUMB = QSize(180, 40)
 PATH_ROLE = Qt.ItemDataRole.UserRole
+SEED_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 def peaks(path: str, columns: int) -> np.ndarray:
@@ -57,6 +58,10 @@ def label(take: dict[str, Any]) -> str:
 
 
 class TakeList(QListWidget):
+    """A track's takes; ``use`` asks for an edit of the track from a take: (OSC address, args)."""
+
+    use = Signal(str, list)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setIconSize(THUMB)
@@ -64,11 +69,19 @@ class TakeList(QListWidget):
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setToolTip("drag a take into the DAW or a file manager; right-click to reveal or copy its path")
+        self.setToolTip("drag a take into the DAW or a file manager; right-click to continue from it, "
+                        "make variations of it, render again with its seed, reveal or copy its path")
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        self.primer_action = QAction("Continue from this take (use as primer)", self,
+                                     triggered=lambda: self._use("/track/primer"))
+        self.vary_action = QAction("Make variations of this take (use as source)", self,
+                                   triggered=lambda: self._use("/track/vary"))
+        self.seed_action = QAction("Render again with this take's seed (lock it)", self,
+                                   triggered=lambda: self._use("/track/seed"))
         self.reveal_action = QAction("Reveal in folder", self, triggered=self.reveal)
         self.copy_action = QAction("Copy path", self, triggered=self.copy_path)
-        self.addActions([self.reveal_action, self.copy_action])
+        self.addActions([self.primer_action, self.vary_action, self.seed_action, self.reveal_action,
+                         self.copy_action])
 
     def show_takes(self, takes: list[dict[str, Any]]) -> None:
         if takes == getattr(self, "_takes", None):
@@ -78,6 +91,7 @@ class TakeList(QListWidget):
         for take in takes:
             item = QListWidgetItem(QIcon(thumbnail(take["path"])), label(take))
             item.setData(PATH_ROLE, take["path"])
+            item.setData(SEED_ROLE, take["seed"])
             item.setToolTip(take["path"])
             self.addItem(item)
 
@@ -101,8 +115,19 @@ class TakeList(QListWidget):
 
     # ------------------------------------------------------------------ actions
     def reveal(self) -> None:
+        """Open the folders of the selected takes in the file manager."""
         for folder in {str(Path(p).parent) for p in self.paths()}:
             QDesktopServices.openUrl(QUrl.fromLocalFile(folder))
 
     def copy_path(self) -> None:
+        """Put the selected takes' paths on the clipboard."""
         QGuiApplication.clipboard().setText("\n".join(self.paths()))
+
+    def _use(self, address: str) -> None:
+        item = self.currentItem()
+        if item is None:
+            return
+        if address == "/track/seed":
+            self.use.emit(address, [int(item.data(SEED_ROLE))])
+        else:
+            self.use.emit(address, [item.data(PATH_ROLE)])

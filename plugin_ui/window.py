@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
 
         self.session.edit.connect(lambda address, args: self.send(address, *args))
         self.editor.edit.connect(lambda address, args: self.send(address, self.selected(), *args))
+        self.takes.use.connect(lambda address, args: self.send(address, self.selected(), *args))
         QShortcut(QKeySequence("Ctrl+G"), self, activated=self.generate_track)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.cancel)
         client.replied.connect(self.on_reply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,22 @@ def test_the_arrangement_shows_each_track_at_its_bars_and_selects_it_on_click(se
     assert pump(lambda: view.meter == (6, 8) and at("keys", 3, 5))
     QTest.mouseClick(view, Qt.MouseButton.LeftButton, pos=view.block_rect("keys").center().toPoint())
     assert pump(lambda: window.selected() == "keys" and view.selected == "keys")
+
+
+def test_a_take_becomes_the_primer_the_variation_source_or_the_seed_of_its_track(server, open_window, pump):
+    window = open_window(server)
+    add_tiny_track(window, server, pump)
+    window.send("/track/seconds", "keys", 0.2)
+    window.generate_track()
+    assert pump(lambda: window.takes.count() == 1, timeout=30)
+    window.takes.setCurrentRow(0)
+    take = server.session.track("keys")  # its seed was random: the take knows which one it drew
+    path = window.takes.paths([window.takes.item(0)])[0]
+    window.takes.primer_action.trigger()
+    assert pump(lambda: server.session.track("keys").primer == path)
+    window.takes.vary_action.trigger()
+    assert pump(lambda: server.session.track("keys").vary == path)
+    assert take.seed == -1
+    window.takes.seed_action.trigger()
+    drawn = json.loads((Path(server.session.project) / "wavestack.json").read_text())["renders"][-1]["seed"]
+    assert pump(lambda: server.session.track("keys").seed == drawn and window.editor.lock.isChecked())
