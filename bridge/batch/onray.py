@@ -61,7 +61,7 @@ def connect(options: RayOptions) -> tuple[Any, bool]:
     if joined:
         quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if options.address is None:
-            ray.init(num_cpus=options.local_cpus or os.cpu_count() or 1,
+            ray.init(num_cpus=options.local_cpus or len(os.sched_getaffinity(0)),
                      object_store_memory=LOCAL_OBJECT_STORE, **quiet)
         else:
             ray.init(address=options.address, **quiet)

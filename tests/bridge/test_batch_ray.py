@@ -78,7 +78,7 @@ def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir):
     assert audio_by_key(tmp_path / "ray" / "out") == audio_by_key(tmp_path / "one" / "out")
     assert entries(tmp_path / "ray" / "out") == entries(tmp_path / "one" / "out")
     workers = int(re.search(r"worker processes +(\d+)", done.stdout).group(1))
-    assert 1 <= workers <= 2  # the local cluster has a worker per CPU (two passes: one each, usually)
+    assert workers >= 1  # reported: the local cluster has a worker per CPU
     again = batch(ray, models_dir, "--ray")
     assert again.returncode == 0 and "already done (skipped)  6" in again.stdout
 
