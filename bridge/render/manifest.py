@@ -2,10 +2,12 @@
 render costs the same with 10 entries or 50,000.
 
 ``record`` appends the entry as one line to ``wavestack-journal.<G>.jsonl`` and syncs it (a
-render is recorded once that line is on disk). Then, if the last fold is ``COMPACT_RATIO`` times
-as long ago as it took, the journal is folded into ``wavestack.json`` and the REAPER project is
-rewritten (``compact``): a small project after every render, a 50,000-render one every half
-minute, so folding never takes more than a sixth of the time whatever the size. A fold moves
+render is recorded once that line is on disk). Then the journal is folded into ``wavestack.json``
+and the REAPER project rewritten (``compact``) while the manifest holds fewer than
+``ALWAYS_BELOW`` renders (a fold is then a few milliseconds: after every render, so the files are
+always current), and beyond that whenever the last fold is ``COMPACT_RATIO`` times as long ago as
+it took (a 50,000-render project: about every 10 s, so folding never takes more than a sixth of
+the time whatever the size). A fold moves
 appends to generation G+1 first, writes the JSON atomically with ``"compacted": G``, then deletes
 journal G. A crash between any two
 steps loses nothing and doubles nothing: readers take the JSON plus every journal newer than its
@@ -34,6 +36,7 @@ MANIFEST = "wavestack.json"
 FORMAT = "wavestack-project"
 JOURNAL = re.compile(r"^wavestack-journal\.(\d+)\.jsonl$")
 COMPACT_RATIO = 5.0
+ALWAYS_BELOW = 2000
 _lock = threading.RLock()
 log = logging.getLogger("wavestack.project")
 
@@ -158,7 +161,8 @@ def record(root: Path, entry: dict[str, Any], rewrite: Callable[[dict[str, Any]]
             _count_takes(state.takes, entry)
         state.key = _key(root)
         state.pending = True
-        if time.monotonic() - state.last_compact >= COMPACT_RATIO * state.compact_took:
+        elapsed = time.monotonic() - state.last_compact
+        if len(data["renders"]) < ALWAYS_BELOW or elapsed >= COMPACT_RATIO * state.compact_took:
             try:
                 compact(root, rewrite)
             except OSError as exc:  # the render is recorded (its journal line is on disk); fold it later

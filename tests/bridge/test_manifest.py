@@ -27,13 +27,12 @@ def journals(root: Path) -> list[Path]:
     return sorted(root.glob("wavestack-journal.*.jsonl"))
 
 
-def test_recording_into_a_long_manifest_appends_a_line_and_leaves_the_json_alone(tmp_path):
-    root = tmp_path / "big"
-    (root / "Audio").mkdir(parents=True)
+def test_recording_into_a_long_manifest_appends_a_line_and_leaves_the_json_alone(tmp_path, monkeypatch):
+    project = Project(root := tmp_path / "big")
     (root / "wavestack.json").write_text(json.dumps({"format": "wavestack-project", "version": 1,
                                                      "renders": [entry(i) for i in range(1, 5001)]}))
-    project = Project(root)
     project.record(entry(5001), 100.0, (3, 4))  # the first fold of this process: 5,001 renders
+    monkeypatch.setattr(manifest, "COMPACT_RATIO", 1e6)  # the next fold is far off, on any machine
     folded = (root / "wavestack.json").stat()
     for i in range(5002, 5006):
         project.record(entry(i), 100.0, (3, 4))
@@ -76,7 +75,7 @@ def test_a_writer_killed_before_folding_leaves_renders_the_next_writer_finds(tmp
         "from bridge.render.project import Project\n"
         "from tests.bridge.test_manifest import entry\n"
         "project = Project(sys.argv[1])\n"
-        "manifest.COMPACT_RATIO = 1e9\n"
+        "manifest.COMPACT_RATIO, manifest.ALWAYS_BELOW = 1e9, 0\n"
         "project.record(entry(1), 100.0, (3, 4))\n"  # folded: the first of the process
         "for i in (2, 3): project.record(entry(i), 100.0, (3, 4))\n"  # journal only
         "os._exit(0)\n"  # killed: no release, no fold
