@@ -84,7 +84,7 @@ def _read_files(root: Path) -> dict[str, Any]:
     if path.is_file():
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ManifestError(f"{path} is unreadable ({exc}); move it away to start a new one") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ManifestError(f"{path} is not a wavestack manifest")
