@@ -39,12 +39,18 @@ class RayOptions:
     address: str | None = None
     cpus: int = 1
     gpus: float = 0.0
-    local_cpus: int | None = None  # CPUs of a Ray started here (default: all of them)
 
 
 
-def require_ray() -> Any:
-    """The ``ray`` module, or RayMissing saying how to install it."""
+SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: 0 = one node, on loopback
+
+
+def require_ray(local: bool = False) -> Any:
+    """The ``ray`` module, or RayMissing saying how to install it. ``local``: Ray is to be started
+    here for one batch, so it runs as a single node on loopback, like the server (Ray's default on
+    Linux is the machine's network address); this must be decided before Ray is first imported."""
+    if local:
+        os.environ.setdefault(SINGLE_NODE, "0")
     try:
         import ray
     except ImportError:
@@ -56,13 +62,13 @@ def require_ray() -> Any:
 def connect(options: RayOptions) -> tuple[Any, bool]:
     """Join (or start) the Ray the options name: the ``ray`` module, and whether this call joined
     (so the batch leaves it again when done)."""
-    ray = require_ray()
+    ray = require_ray(local=options.address is None)
     joined = not ray.is_initialized()
     if joined:
         quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         if options.address is None:
-            ray.init(num_cpus=options.local_cpus or len(os.sched_getaffinity(0)),
-                     object_store_memory=LOCAL_OBJECT_STORE, **quiet)
+            ray.init(num_cpus=len(os.sched_getaffinity(0)), object_store_memory=LOCAL_OBJECT_STORE,
+                     **quiet)
         else:
             ray.init(address=options.address, **quiet)
     return ray, joined

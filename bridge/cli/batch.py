@@ -49,7 +49,7 @@ def ray_options(address: str, cpus: int, gpus: float = 0.0) -> Any:
     """``--ray [ADDRESS]``, ``--cpus-per-task`` and ``--gpus-per-task``, checked."""
     from bridge.batch.onray import RayOptions, require_ray
 
-    require_ray()
+    require_ray(local=address == "local")
     if cpus < 1:
         raise ValueError(f"--cpus-per-task must be ≥ 1, got {cpus}")
     if not 0 <= gpus <= 8:

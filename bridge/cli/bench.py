@@ -64,7 +64,7 @@ def _bench_batch(model: str, renders: int, seconds: float, on_ray: bool) -> None
     from bridge.batch.spec import load_spec
 
     if on_ray:
-        require_ray()
+        require_ray(local=True)
     for jobs in (1, 2, "ray") if on_ray else (1, 2):
         with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
             spec = Path(tmp) / "spec.toml"

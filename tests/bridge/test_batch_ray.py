@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -15,7 +16,8 @@ import pytest
 
 from tests.bridge.test_batch import SPEC, audio_by_key, spec_with_a_broken_primer, write_spec
 
-pytest.importorskip("ray", reason='Ray is an optional extra: pip install "wavestack[ray]"')
+if importlib.util.find_spec("ray") is None:  # found, not imported: the batch decides how Ray starts
+    pytest.skip('Ray is an optional extra: pip install "wavestack[ray]"', allow_module_level=True)
 
 ROOT = Path(__file__).parents[2]
 LONG = """
@@ -169,3 +171,41 @@ def test_bench_measures_the_batch_on_ray_next_to_local_workers(capsys):
     import ray
 
     assert not ray.is_initialized()  # the Ray the batch started is gone again
+
+
+def listening_addresses(pids: set[int]) -> set[str]:
+    """The IPv4/IPv6 addresses TCP sockets of ``pids`` listen on (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                out.add(fields[1].rsplit(":", 1)[0])
+    return out
+
+
+def test_a_ray_started_for_a_batch_listens_on_loopback_only():
+    import ray
+
+    from bridge.batch.onray import RayOptions, connect
+
+    ray_module, joined = connect(RayOptions())
+    try:
+        assert joined and ray_module.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
+        ours = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and b"ray" in (p / "cmdline").read_bytes()[:300]}
+        addresses = listening_addresses(ours)
+        # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net writes them
+        loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+        assert addresses and addresses <= loopback, addresses
+    finally:
+        ray.shutdown()
