@@ -171,6 +171,12 @@ def record(root: Path, entry: dict[str, Any], rewrite: Callable[[dict[str, Any]]
                             root / MANIFEST, exc.strerror or exc)
 
 
+def forget(root: Path) -> None:
+    """Drop this process's cached copy of ``root``'s manifest (its writer has let go of it)."""
+    with _lock:
+        _STATES.pop(str(root), None)
+
+
 def compact(root: Path, rewrite: Callable[[dict[str, Any]], None]) -> None:
     """Fold the journals into the JSON and call ``rewrite(manifest)``; a no-op when nothing is new."""
     from engine.wavfile import atomic_output

@@ -17,6 +17,8 @@ import fcntl
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,8 @@ class Claim:
         if not self._fh.closed:
             if self.root.is_dir():
                 Project(self.root).compact()
+            # a server that moves on keeps no copy of every project it held
+            manifest.forget(self.root.expanduser().resolve())
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
 
@@ -132,10 +136,8 @@ class Project:
 
     def next_take(self, stem: str) -> int:
         """1 + the highest take of ``stem`` in the manifest (``write_new`` steps over files on disk)."""
-        try:
+        with _manifest_errors():
             return manifest.highest_takes(self.root).get(stem, 0) + 1
-        except manifest.ManifestError as exc:
-            raise ProjectError(str(exc)) from None
 
     def stem_path(self, stem: str, take: int) -> Path:
         """Where take ``take`` of ``stem`` is written."""
@@ -167,22 +169,20 @@ class Project:
 
     def read_manifest(self) -> dict[str, Any]:
         """The manifest (an empty one if none is written yet); shared and cached: do not modify it."""
-        try:
+        with _manifest_errors():
             return manifest.read(self.root)
-        except manifest.ManifestError as exc:
-            raise ProjectError(str(exc)) from None
 
     def record(self, render: dict[str, Any], tempo: float, meter: tuple[int, int]) -> None:
         """Record one render (one synced journal line); the JSON and the REAPER project follow
         (see ``bridge.render.manifest``), at the latest when the writer releases the project."""
-        self.read_manifest()  # an unreadable manifest is refused before anything is appended
-        manifest.record(self.root, render, lambda data: self._write_rpp(data, tempo, meter))
+        with _manifest_errors():  # an unreadable manifest is refused before anything is appended
+            manifest.record(self.root, render, lambda data: self._write_rpp(data, tempo, meter))
 
     def compact(self) -> None:
         """Bring ``wavestack.json`` and ``wavestack.rpp`` up to date with every recorded render."""
         try:
-            self.read_manifest()
-            manifest.compact(self.root, self._write_rpp)
+            with _manifest_errors():
+                manifest.compact(self.root, self._write_rpp)
         except (ProjectError, OSError) as exc:
             log.warning("%s: the manifest was left as it is: %s", self.root, exc)
 
@@ -195,6 +195,15 @@ class Project:
             tempo, meter = last.get("tempo", 120.0), tuple(last.get("meter", (4, 4)))
         with atomic_output(self.root / RPP) as fh:
             fh.write(reaper_project(data, tempo, meter).encode())
+
+
+@contextmanager
+def _manifest_errors() -> Iterator[None]:
+    """A manifest that cannot be read, as the ProjectError the callers of Project expect."""
+    try:
+        yield
+    except manifest.ManifestError as exc:
+        raise ProjectError(str(exc)) from None
 
 
 def reaper_project(manifest: dict[str, Any], tempo: float, meter: tuple[int, int]) -> str:
