@@ -103,9 +103,9 @@ def semitones(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return _power(audio) @ _semitone_matrix(sample_rate)
 
 
-def chroma(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Pitch-class power (frames, 12), C first."""
-    semi = semitones(audio, sample_rate)
+def chroma(audio: np.ndarray, sample_rate: int, power: np.ndarray | None = None) -> np.ndarray:
+    """Pitch-class power (frames, 12), C first; ``power``: the clip's ``_power`` if at hand."""
+    semi = (_power(audio) if power is None else power) @ _semitone_matrix(sample_rate)
     return semi.reshape(semi.shape[0], -1, 12).sum(1)
 
 
@@ -113,8 +113,9 @@ def chroma_agreement(reference: np.ndarray, estimate: np.ndarray, sample_rate: i
     """Power-weighted mean over the reference's loud frames of the correlation of the two signals'
     chroma vectors (1: the same pitches; about 0: unrelated)."""
     n = min(len(reference), len(estimate))
-    a, b = chroma(reference[:n], sample_rate), chroma(estimate[:n], sample_rate)
-    loud = _loud(_power(reference[:n]))
+    power = _power(reference[:n])
+    a, b = chroma(reference[:n], sample_rate, power), chroma(estimate[:n], sample_rate)
+    loud = _loud(power)
     a, b, weights = a[loud], b[loud], a[loud].sum(1)
     a = a - a.mean(1, keepdims=True)
     b = b - b.mean(1, keepdims=True)
@@ -125,8 +126,7 @@ def chroma_agreement(reference: np.ndarray, estimate: np.ndarray, sample_rate: i
 def pitch_clarity(audio: np.ndarray, sample_rate: int) -> float:
     """Power-weighted mean over loud frames of 1 − entropy(chroma) / log 12."""
     power = _power(audio)
-    c = (power @ _semitone_matrix(sample_rate))
-    c = c.reshape(c.shape[0], -1, 12).sum(1)[_loud(power)]
+    c = chroma(audio, sample_rate, power)[_loud(power)]
     if not len(c):
         return 0.0
     weights = c.sum(1)

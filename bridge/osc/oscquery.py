@@ -213,10 +213,11 @@ class OscQueryServer:
     def tree(self) -> tuple[dict[str, Any], bytes]:
         """The namespace and its JSON bytes, built again only when the session has changed (a large
         session's tree is megabytes: building it for every GET would starve the OSC thread)."""
-        key = json.dumps(self.state(), sort_keys=True)
+        state = self.state()  # a copy already
+        key = json.dumps(state, sort_keys=True)
         with self._cache_lock:
             if key != self._cache[0]:
-                root = namespace(json.loads(key))
+                root = namespace(state)
                 self._cache = (key, root, json.dumps(root).encode())
             return self._cache[1], self._cache[2]
 

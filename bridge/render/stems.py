@@ -56,10 +56,11 @@ def check_renderable(session: Session, track: Track) -> list[Any]:
             f"track {track.name}: vary level {track.vary_level}, but {track.model} has {levels} level(s)"
         )
     for label, path in (("primer", track.primer), ("vary", track.vary)):
-        if path and not Path(path).is_file():
+        if not path:
+            continue
+        if not Path(path).is_file():
             raise FileNotFoundError(f"track {track.name}: {label} file not found: {path}")
-        if path:
-            check_clip(path, f"track {track.name}: {label}")
+        check_clip(path, f"track {track.name}: {label}")
     return build_board(track.fx)
 
 
