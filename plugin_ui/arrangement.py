@@ -34,6 +34,7 @@ class ArrangementView(QWidget):
         self.tempo, self.meter = 120.0, (4, 4)
         self.selected = ""
         self.playhead: float | None = None  # seconds, when a followed DAW reports one
+        self._bars: int | None = None  # bars shown, worked out again when tracks or takes change
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setToolTip("the session's tracks at their bars: solid where a take exists, outlined where "
                         "the next one will go; click a track to select it")
@@ -42,12 +43,14 @@ class ArrangementView(QWidget):
     def show_state(self, state: dict[str, Any]) -> None:
         self.tracks = list(state["tracks"])
         self.tempo, self.meter = float(state["tempo"]), (int(state["meter"][0]), int(state["meter"][1]))
+        self._bars = None
         self.updateGeometry()
         self.update()
 
     def show_takes(self, track: str, takes: list[dict[str, Any]]) -> None:
         if self.takes.get(track) != takes:
             self.takes[track] = takes
+            self._bars = None
             self.update()
 
     def show_selected(self, name: str) -> None:
@@ -76,8 +79,11 @@ class ArrangementView(QWidget):
         return start, length, False
 
     def bars_shown(self) -> int:
-        ends = [sum(self.span(t)[:2]) / self.bar_seconds() for t in self.tracks]
-        return max(MIN_BARS, math.ceil(max(ends, default=0.0)) + 1)
+        """Bars on the ruler: one past the last block's end, at least MIN_BARS."""
+        if self._bars is None:
+            ends = [sum(self.span(t)[:2]) / self.bar_seconds() for t in self.tracks]
+            self._bars = max(MIN_BARS, math.ceil(max(ends, default=0.0)) + 1)
+        return self._bars
 
     def bar_x(self, bar: float) -> float:
         """x of the start of ``bar`` (1-based; fractions in between)."""

@@ -170,7 +170,14 @@ class MainWindow(QMainWindow):
         if self.client.connected:
             self.client.send("/state/get")
             self.client.send("/follow/status")
-            for track in (self.state or {}).get("tracks", []):  # every track's takes: the arrangement
+            if self.selected():
+                self.client.send("/track/takes", self.selected())
+
+    def request_all_takes(self) -> None:
+        """Every track's takes, for the arrangement: on connecting, when the track list changes
+        and when a render is done (not on every poll: that is the selected track's alone)."""
+        if self.client.connected:
+            for track in (self.state or {}).get("tracks", []):
                 self.client.send("/track/takes", track["name"])
 
     # ------------------------------------------------------------------ sending
@@ -230,6 +237,7 @@ class MainWindow(QMainWindow):
             self.client.send("/models")
             self.client.send("/fx/catalog")
             self.request_state()
+            self.request_all_takes()
             self._poll.start()
         else:
             self._poll.stop()
@@ -251,6 +259,7 @@ class MainWindow(QMainWindow):
         names = [t["name"] for t in self.state["tracks"]]
         want = self._select_next if self._select_next in names else self.selected()
         if names != [self.track_list.item(i).text() for i in range(self.track_list.count())]:
+            self.request_all_takes()
             self.track_list.blockSignals(True)
             self.track_list.clear()
             self.track_list.addItems(names)
@@ -330,6 +339,7 @@ class MainWindow(QMainWindow):
     def _on_done(self, args: list[Any]) -> None:
         self.jobs.done(int(args[0]), [str(a) for a in args[1:]])
         self.request_state()
+        self.request_all_takes()
 
     def _on_seed(self, args: list[Any]) -> None:
         self.editor.show_seed(str(args[0]), int(args[1]))
