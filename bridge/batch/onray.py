@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.batch.spec import Render, Spec
+from bridge.render.pluginhost import PATH_VARIABLE
 
 MAX_RETRIES = 3  # a task whose worker process died is run again at most this many times
 LOCAL_OBJECT_STORE = 256 * 2**20  # a batch's results are a few MB at a time
@@ -39,7 +40,6 @@ class RayOptions:
     address: str | None = None
     cpus: int = 1
     gpus: float = 0.0
-
 
 
 SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's switch: 0 = one node, on loopback
@@ -65,7 +65,9 @@ def connect(options: RayOptions) -> tuple[Any, bool]:
     ray = require_ray(local=options.address is None)
     joined = not ray.is_initialized()
     if joined:
-        quiet = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        quiet: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if os.environ.get(PATH_VARIABLE):  # --plugin-path: the same folders for every task
+            quiet["runtime_env"] = {"env_vars": {PATH_VARIABLE: os.environ[PATH_VARIABLE]}}
         if options.address is None:
             ray.init(num_cpus=len(os.sched_getaffinity(0)), object_store_memory=LOCAL_OBJECT_STORE,
                      **quiet)

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bridge.cli import options
+
 
 def add_parser(sub: Any) -> None:
     """The subcommand's arguments."""
@@ -32,6 +34,7 @@ def add_parser(sub: Any) -> None:
                        "(e.g. 0.5; default 0: CPU). GPU audio is not bit-identical to CPU audio")
     batch.add_argument("--dry-run", action="store_true", help="list the renders and estimate the time")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.plugin_path(batch)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

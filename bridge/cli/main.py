@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from engine.errors import EngineError
 
+    if getattr(args, "plugin_path", None):
+        from bridge.render.pluginhost import add_folders
+
+        add_folders(args.plugin_path)
+
     try:
         return COMMANDS[args.command].run(args)
     except (EngineError, OSError, ValueError) as exc:

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bridge.cli import options
+
 
 def add_parser(sub: Any) -> None:
     """The subcommand's arguments."""
@@ -21,6 +23,7 @@ def add_parser(sub: Any) -> None:
     render.add_argument("--session", type=Path, help="session JSON (default: PROJECT/wavestack-session.json)")
     render.add_argument("--track", action="append", default=[], help="render only this track (repeatable)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.plugin_path(render)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from bridge.cli import options
 from bridge.protocol import DAWS, port
 
 
@@ -36,6 +37,7 @@ def add_parser(sub: Any) -> None:
                        help="the only folder OSC clients may open projects and read audio files in "
                             "(default: the folder holding --project, else your home folder)")
     serve.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
+    options.plugin_path(serve)
 
 
 def run(args: argparse.Namespace) -> int:

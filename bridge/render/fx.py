@@ -5,25 +5,24 @@ A chain is a list of steps, as JSON (over OSC) or TOML (batch specs)::
     [{"plugin": "Compressor", "threshold_db": -18, "ratio": 3},
      {"vst3": "/usr/lib/vst3/ZamDelay.vst3", "params": {"time_ms": 250}}]
 
-Built-in steps name a pedalboard effect class; VST3 steps give a path and parameters by the names
-pedalboard lists for that plugin. Unknown plugins, unknown parameters and out-of-range values are
+Built-in steps name a pedalboard effect class; VST3 steps give a path (inside a plugin folder) and
+parameters by the names pedalboard lists for that plugin, and run in the plugin host, a separate
+process (``bridge.render.pluginhost``). Unknown plugins, unknown parameters and out-of-range values are
 errors that say what is allowed. Effect tails (reverb, delay) are rendered, not cut.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bridge.protocol import ProtocolError, chain_steps
+from bridge.render import pluginhost
+from bridge.render.pluginhost import PluginFailed
 
 TAIL_SECONDS = 10.0  # silence fed after the audio so reverbs and delays can ring out
 TAIL_FLOOR = 1e-5  # the tail ends where the output stays below this (-100 dBFS)
@@ -95,91 +94,71 @@ def parse_chain(chain: str | list[Any]) -> list[dict[str, Any]]:
         steps = chain_steps(chain)
     except ProtocolError as exc:
         raise FxError(str(exc)) from None
-    with float_mode_kept():
-        for i, step in enumerate(steps):
-            if "vst3" in step:
-                _check_vst3(i + 1, dict(step))
-            else:
-                _build_step(i + 1, dict(step))
+    for i, step in enumerate(steps):
+        if "vst3" in step:
+            _check_vst3(i + 1, dict(step))
+        else:
+            _build_step(i + 1, dict(step))
     return steps
 
 
-_VST3_PARAMETERS: dict[tuple[str, int], dict[str, tuple[Any, Any]]] = {}
+_VST3_PARAMETERS: dict[tuple[str, int, int], dict[str, tuple[Any, Any]]] = {}
 _VST3_LOCK = threading.Lock()
 
 
 def vst3_parameters(path: str) -> dict[str, tuple[Any, Any]]:
-    """A VST3 plugin's parameters and their (min, max), loaded once per plugin file version."""
-    import pedalboard
-
-    key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+    """A VST3 plugin's parameters and their (min, max), scanned once per plugin version by the host."""
+    key = pluginhost.version_of(path)
     with _VST3_LOCK:
         if key not in _VST3_PARAMETERS:
-            plugin = pedalboard.load_plugin(path)
-            _VST3_PARAMETERS[key] = {name: (getattr(p, "min_value", None), getattr(p, "max_value", None))
-                                     for name, p in plugin.parameters.items()}
+            _VST3_PARAMETERS[key] = pluginhost.HOST.scan(path)
         return _VST3_PARAMETERS[key]
 
 
-def _vst3_step(where: str, step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A VST3 step's path and parameters, checked for shape and that the plugin exists."""
+def _check_vst3(index: int, step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A VST3 step's path and parameters, checked against the plugin's scan (made once, then remembered)."""
+    where = f"fx step {index}"
     path = step.pop("vst3")
     params = step.pop("params", {})
     if step:
         raise FxError(f"{where}: unknown key(s) {', '.join(sorted(step))}; a VST3 step has vst3, params")
     if not isinstance(path, str) or not path.endswith(".vst3") or not Path(path).exists():
         raise FxError(f"{where}: VST3 plugin not found: {path!r} (give the path of a .vst3 bundle)")
+    if not pluginhost.allowed(path):
+        folders = ", ".join(str(f) for f in pluginhost.plugin_folders())
+        raise FxError(f"{where}: {path} is not in a plugin folder ({folders}); "
+                      "add its folder with --plugin-path")
     if not isinstance(params, dict):
         raise FxError(f"{where}: params must be a table of parameter names to values")
-    return path, params
-
-
-def _check_vst3(index: int, step: dict[str, Any]) -> None:
-    """Check a VST3 step against the plugin's parameters (loaded once, then remembered)."""
-    where = f"fx step {index}"
-    path, params = _vst3_step(where, step)
     try:
         known = vst3_parameters(path)
-    except (ImportError, RuntimeError, ValueError) as exc:
-        raise FxError(f"{where}: cannot load {path}: {exc}") from None
+    except (PluginFailed, RuntimeError) as exc:
+        raise FxError(f"{where}: {exc}") from None
     for name, value in params.items():
         if name not in known:
             raise FxError(f"{where} ({Path(path).stem}): unknown parameter {name!r}; parameters: "
                           f"{', '.join(known)}")
         lo, hi = known[name]
         _check_range(value, lo, hi, f"{where} ({Path(path).stem}): {name}")
+    return path, params
+
+
+class HostedPlugin:
+    """A VST3 step of a board: run by the plugin host, with the parameters the step gives."""
+
+    def __init__(self, path: str, params: dict[str, Any]) -> None:
+        self.path, self.params = path, params
+
+    def reset(self) -> None:
+        """Every request to the host starts from a reset plugin."""
+
+    def process(self, audio: np.ndarray, sample_rate: int, reset: bool = True) -> np.ndarray:
+        return pluginhost.HOST.process(self.path, self.params, audio, sample_rate)
 
 
 def build_board(chain: list[dict[str, Any]]) -> list[Any]:
     """Instantiate every step; raises FxError on the first bad one."""
-    with float_mode_kept():
-        return [_build_step(i + 1, dict(step)) for i, step in enumerate(chain)]
-
-
-def _libm() -> Any:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-    except OSError:
-        return None
-
-
-_LIBM = _libm()
-
-
-@contextmanager
-def float_mode_kept() -> Iterator[None]:
-    """Restore the thread's floating-point environment afterwards: some plugins (DPF-based VST3s,
-    for one) switch the thread that loads or runs them to flush denormals to zero, which would
-    change how everything computed on that thread later rounds — renders included."""
-    if _LIBM is None:
-        yield
-        return
-    env = ctypes.create_string_buffer(256)  # fenv_t: 32 bytes on x86-64 glibc, room to spare
-    _LIBM.fegetenv(env)
-    try:
-        yield
-    finally:
-        _LIBM.fesetenv(env)
+    return [_build_step(i + 1, dict(step)) for i, step in enumerate(chain)]
 
 
 def _build_step(index: int, step: dict[str, Any]) -> Any:
@@ -187,14 +166,7 @@ def _build_step(index: int, step: dict[str, Any]) -> Any:
 
     where = f"fx step {index}"
     if "vst3" in step:
-        path, params = _vst3_step(where, step)
-        try:
-            plugin = pedalboard.load_plugin(path)
-        except (ImportError, RuntimeError, ValueError) as exc:
-            raise FxError(f"{where}: cannot load {path}: {exc}") from None
-        for name, value in params.items():
-            _set_vst3(plugin, name, value, f"{where} ({Path(path).stem})")
-        return plugin
+        return HostedPlugin(*_check_vst3(index, step))
     name = step.pop("plugin", None)
     allowed = builtin_names()
     if name not in allowed:
@@ -218,19 +190,6 @@ def _build_step(index: int, step: dict[str, Any]) -> Any:
     return plugin
 
 
-def _set_vst3(plugin: Any, name: str, value: Any, where: str) -> None:
-    params = plugin.parameters
-    if name not in params:
-        raise FxError(f"{where}: unknown parameter {name!r}; parameters: {', '.join(params)}")
-    param = params[name]
-    lo, hi = getattr(param, "min_value", None), getattr(param, "max_value", None)
-    _check_range(value, lo, hi, f"{where}: {name}")
-    try:
-        setattr(plugin, name, value)
-    except (TypeError, ValueError) as exc:
-        raise FxError(f"{where}: {name}={value!r} refused: {exc}") from None
-
-
 def _check_range(value: Any, lo: Any, hi: Any, what: str) -> None:
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if numeric and (not math.isfinite(value) or (lo is not None and not lo <= value <= hi)):
@@ -247,10 +206,9 @@ def apply_chain(plugins: list[Any], audio: np.ndarray, sample_rate: int) -> np.n
         return audio
     frames = audio.shape[1]
     x = np.concatenate([audio, np.zeros((audio.shape[0], int(TAIL_SECONDS * sample_rate)), np.float32)], 1)
-    with float_mode_kept():
-        for plugin in plugins:
-            plugin.reset()
-            x = _process(plugin, x, sample_rate)
+    for plugin in plugins:
+        plugin.reset()
+        x = _process(plugin, x, sample_rate)
     loud = np.flatnonzero(np.abs(x).max(axis=0) > TAIL_FLOOR)
     end = max(frames, int(loud[-1]) + 1 if loud.size else 0)
     return np.ascontiguousarray(x[:, :end], dtype=np.float32)
@@ -259,9 +217,14 @@ def apply_chain(plugins: list[Any], audio: np.ndarray, sample_rate: int) -> np.n
 def _process(plugin: Any, x: np.ndarray, sample_rate: int) -> np.ndarray:
     try:
         return plugin.process(x, sample_rate, reset=True)
+    except PluginFailed as exc:
+        raise FxError(str(exc)) from None
     except (ValueError, RuntimeError) as first:
         other = np.repeat(x, 2, axis=0) if x.shape[0] == 1 else x.mean(axis=0, keepdims=True)
         try:
             return plugin.process(other.astype(np.float32), sample_rate, reset=True)
+        except PluginFailed as exc:
+            raise FxError(str(exc)) from None
         except (ValueError, RuntimeError):
-            raise FxError(f"{type(plugin).__name__} cannot process this audio: {first}") from None
+            name = Path(plugin.path).stem if isinstance(plugin, HostedPlugin) else type(plugin).__name__
+            raise FxError(f"{name} cannot process this audio: {first}") from None

@@ -267,8 +267,9 @@ def test_jobs_with_a_primer_render_alone_and_drawn_seeds_share_a_pass(tmp_path, 
 
 @pytest.mark.skipif(not Path("/usr/lib/vst3/ZamDelay.vst3").exists(),
                     reason="Debian zam-plugins is not installed (bash scripts/setup installs it)")
-def test_a_job_whose_plugin_vanished_fails_alone_and_its_pass_goes_on(tmp_path, tiny_model):
+def test_a_job_whose_plugin_vanished_fails_alone_and_its_pass_goes_on(tmp_path, tiny_model, monkeypatch):
     plugin = tmp_path / "plugins" / "ZamDelay.vst3"  # a bundle keeps its name: its binary is named so
+    monkeypatch.setenv("WAVESTACK_PLUGIN_PATH", str(plugin.parent))
     shutil.copytree("/usr/lib/vst3/ZamDelay.vst3", plugin)
     text = SPEC.replace('fx = [{plugin = "Gain", gain_db = -3}]', f'fx = [{{vst3 = "{plugin}"}}]')
     text = text.replace("bars = 0.25", "seconds = 0.2")  # both tracks: one pass of six rows

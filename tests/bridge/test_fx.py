@@ -77,28 +77,3 @@ def test_a_plugin_leaves_the_threads_float_mode_as_it_was():
     assert subnormals_survive()
     apply_chain(board, np.zeros((1, 1000), np.float32), 44100)
     assert subnormals_survive()
-
-
-@needs_zam
-def test_a_vst3_is_loaded_once_to_check_every_chain_that_uses_it(monkeypatch):
-    import pedalboard
-
-    from bridge.render import fx
-
-    loads = []
-    real = pedalboard.load_plugin
-
-    def counted(path, *args, **kwargs):  # the real loader, counted
-        loads.append(path)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(pedalboard, "load_plugin", counted)
-    monkeypatch.setattr(fx, "_VST3_PARAMETERS", {})
-    delay = str(VST3 / "ZamDelay.vst3")
-    for ms in (100, 200, 300):
-        parse_chain([{"vst3": delay, "params": {"time_ms": ms}}])
-    with pytest.raises(FxError, match="time_ms must be in"):
-        parse_chain([{"vst3": delay, "params": {"time_ms": -5}}])
-    assert loads == [delay]
-    build_board([{"vst3": delay, "params": {"time_ms": 100}}])  # a render builds its own instance
-    assert loads == [delay, delay]
