@@ -263,7 +263,17 @@ def _serve(inp: BinaryIO, out: BinaryIO) -> None:
         _send(out, {"ok": True}, np.asarray(result, np.float32))
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this host when its parent dies, even inside a hung plugin."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def main() -> None:
+    _die_with_parent()
     # the wire is this process's own copy of stdout; whatever a plugin prints goes to stderr
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

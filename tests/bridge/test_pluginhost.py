@@ -192,3 +192,35 @@ def test_the_server_lives_on_when_a_plugin_crashes(tmp_path, models_dir):
         client.close()
         proc.kill()
         proc.wait()
+
+
+ORPHAN = """
+import os, sys, threading, time
+from bridge.render.fx import parse_chain
+from bridge.render.pluginhost import HOST
+threading.Thread(target=parse_chain, args=([{"vst3": sys.argv[1]}],), daemon=True).start()
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+print(HOST.pid(), flush=True)
+os._exit(0)  # killed while its host hangs in a plugin
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"  # a zombie has ended
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+@needs_cc
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a parent-death signal is Linux only")
+def test_a_host_hung_in_a_plugin_ends_with_the_process_that_started_it(plugins):
+    path, mark = build_plugin(plugins, "Hang", "HANG")
+    out = subprocess.run([sys.executable, "-c", ORPHAN, path, str(mark)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True)
+    host = int(out.stdout)
+    deadline = time.monotonic() + 10
+    while not gone(host):
+        assert time.monotonic() < deadline, "the host outlived its parent"
+        time.sleep(0.05)
