@@ -12,6 +12,7 @@ import difflib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,11 @@ QUERIES = {PREFIX + p for p in ("/ping", "/state/get", "/track/takes", "/track/l
                                 "/fx/catalog", "/job/status", "/subscribe", "/follow/status")}  # debug level
 REPLY_PATHS = {PREFIX + r.path for r in REPLIES}  # what the server sends; received, it is ignored
 LANE_LENGTH = 10_000  # messages waiting for the session thread; beyond, they are refused
+# queries whose answer may fill a datagram: each sender may ask QUERY_BURST of them at once, then
+# QUERY_RATE a second (a 28-byte /state/get can be answered with 63 KB: this bounds the replies
+# one client draws, and the session thread's time it takes from the others)
+HEAVY = {PREFIX + p for p in ("/state/get", "/track/takes", "/track/list", "/models", "/fx/catalog")}
+QUERY_RATE, QUERY_BURST = 50.0, 500
 EXPECTED = (ProtocolError, FileNotFoundError, KeyError, ValueError)  # refusals, not failures
 
 
@@ -47,6 +53,36 @@ def handler_for(address: Address, handlers: Handlers, own: dict[str, Handler]) -
     return None
 
 
+class RateLimit:
+    """A token bucket per sender: ``burst`` at once, then ``rate`` a second."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[Addr | None, tuple[float, float]] = {}  # sender → (tokens, when)
+        self._warned: dict[Addr | None, float] = {}
+        self.refused = 0
+
+    def allow(self, sender: Addr | None) -> bool:
+        now = self.clock()
+        tokens, then = self._buckets.get(sender, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+        if len(self._buckets) > 4096:  # forget full buckets: they are what a new sender gets
+            self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.burst}
+        self._buckets[sender] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+        self.refused += tokens < 1
+        return tokens >= 1
+
+    def warn(self, sender: Addr | None) -> bool:
+        """Whether to tell ``sender`` it was refused: once a second at most (errors are replies too)."""
+        now = self.clock()
+        if now - self._warned.get(sender, -1e9) < 1.0:
+            return False
+        self._warned[sender] = now
+        if len(self._warned) > 4096:
+            self._warned = {k: t for k, t in self._warned.items() if now - t < 1.0}
+        return True
+
+
 class Dispatcher:
     """Routes messages to handlers; ``own`` holds the server's handlers (subscriptions)."""
 
@@ -56,6 +92,7 @@ class Dispatcher:
         self.routes = {a.full: handler_for(a, handlers, own) for a in BY_PATH.values()}
         self.reply_to = reply_to
         self.on_error = on_error
+        self.queries = RateLimit(QUERY_RATE, QUERY_BURST)
         self.lane: queue.Queue[tuple[Address, dict[str, Any], Addr | None] | None] = queue.Queue(LANE_LENGTH)
         self._thread = threading.Thread(target=self._run_lane, name="wavestack-session", daemon=True)
         self._thread.start()
@@ -68,10 +105,15 @@ class Dispatcher:
             return
         try:
             level = logging.DEBUG if address in QUERIES else logging.INFO  # a window polls these
-            log.log(level, "%s %s from %s", address, _short(values), f"{addr[0]}:{addr[1]}" if addr else "-")
+            log.log(level, "%s %s from %s", address, _short(values), _sender(addr))
             if spec is None:
                 raise ProtocolError(unknown(address))
             args = spec.parse(values)
+            if address in HEAVY and not self.queries.allow(addr):
+                if self.queries.warn(addr):
+                    self.fail(address, f"too many queries from {_sender(addr)} (at most {QUERY_BURST} at "
+                              f"once, then {QUERY_RATE:g} a second); ask again in a moment", addr)
+                return
             if spec.path in IMMEDIATE:
                 self._run(spec, args, addr)
             else:
@@ -129,6 +171,10 @@ class Dispatcher:
             finally:
                 self.lane.task_done()
         self.lane.task_done()
+
+
+def _sender(addr: Addr | None) -> str:
+    return f"{addr[0]}:{addr[1]}" if addr else "-"
 
 
 def unknown(address: str) -> str:

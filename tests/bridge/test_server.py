@@ -519,3 +519,53 @@ def test_a_smaller_receive_buffer_than_asked_is_said_with_how_to_raise_it(tiny_m
         assert srv.receive_buffer == srv.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     finally:
         srv.shutdown()
+
+
+def test_the_query_rate_limit_gives_each_sender_a_burst_then_a_rate():
+    from bridge.osc.dispatch import RateLimit
+
+    now = [0.0]
+    limit = RateLimit(rate=10.0, burst=5, clock=lambda: now[0])
+    a, b = ("127.0.0.1", 1), ("127.0.0.1", 2)
+    assert [limit.allow(a) for _ in range(7)] == [True] * 5 + [False] * 2
+    assert limit.allow(b)  # another sender has its own bucket
+    now[0] += 0.25  # 2.5 tokens back
+    assert [limit.allow(a) for _ in range(3)] == [True, True, False]
+    now[0] += 100
+    assert sum(limit.allow(a) for _ in range(10)) == 5  # never more than the burst saved up
+    assert limit.warn(a) and not limit.warn(a)
+    now[0] += 1.0
+    assert limit.warn(a)
+
+
+def test_a_flood_of_queries_is_answered_up_to_the_burst_with_one_error(server, client):
+    from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+
+    from bridge.osc.dispatch import QUERY_BURST, QUERY_RATE
+    from bridge.osc.wire import MAX_MESSAGES
+
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for _ in range(MAX_MESSAGES):
+        bundle.add_content(OscMessageBuilder(address=f"{P}/track/list").build())
+    datagram = bundle.build().dgram
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)  # room for every answer
+    sent = 2 * QUERY_BURST
+    for _ in range(sent // MAX_MESSAGES):
+        client.raw(datagram)
+    lists, errors = 0, []
+    while True:
+        try:
+            address, args = client.recv(timeout=2.0)
+        except TimeoutError:
+            break
+        if address == f"{P}/tracks":
+            lists += 1
+        elif address == f"{P}/error":
+            errors.append(args[1])
+    # the burst is answered; what is refused gets one error; refills over the seconds this took
+    # (QUERY_RATE a second) may answer a few more
+    assert sent - QUERY_BURST >= server.dispatcher.queries.refused > sent - QUERY_BURST - QUERY_RATE
+    assert lists <= sent - server.dispatcher.queries.refused and lists > 0
+    # one error a second at most: the refusals above all came within a second or two
+    assert 1 <= len(errors) <= 2 and all("too many queries from 127.0.0.1" in e for e in errors)
+    assert client.ask(f"{P}/ping")[0] == f"{P}/pong"
