@@ -243,13 +243,14 @@ def _scratch(n):
     return raw[skip:skip + n]
 
 
-def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, ring, ring_off,
-         dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups,
+def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, frame_base, ring,
+         ring_off, dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups,
          centre_w, lpc_buf, lpc_coef, lpc_mode, lpc_order, lpc_roll, levels):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
 
-    ``dims`` = (layers, R, Rp, Sp, Hp, Kp, classes): R and the padded widths. ``frame_bias`` and
-    ``ring`` are the state's own (2R wide rows); when R is not a multiple of 16 their rows are
+    ``dims`` = (layers, R, Rp, Sp, Hp, Kp, classes): R and the padded widths. ``frame_bias`` (a
+    window of the state's, starting at frame ``frame_base``: it must hold every frame these steps
+    reach) and ``ring`` are the state's own (2R wide rows); when R is not a multiple of 16 their rows are
     moved to and from the padded layout one element at a time. Rows are split into ``groups``
     contiguous groups, one per thread, whose rows advance in lockstep.
 
@@ -310,7 +311,7 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                         vstore(rs, g * rs_w + j, vadd(vload(rs, g * rs_w + j), e))
             for i in range(layers):
                 slot = ((ring_off[i] + t % dil[i]) * batch + b0) * 2 * r
-                fb = ((frame * layers + i) * batch + b0) * 2 * r
+                fb = (((frame - frame_base) * layers + i) * batch + b0) * 2 * r
                 if padded:
                     for g in range(n):
                         for j in range(2 * r):
@@ -454,10 +455,9 @@ class FastStepper:
         self.w_h2 = _aligned(_widen(_widen(np_(state.w_h2), 0, hp), 1, kp).ravel())
         self.b_h2 = _aligned(_widen(np_(state.b_h2), 0, kp, _NO_CLASS))
         self.embed = _aligned(_widen(np_(state.embed), 1, rp).ravel())
-        self.frame_bias = np_(state.frame_bias)  # (F, L, B, 2R)
         self.dil = np.array(state.dilations, np.int64)
         self.ring_off = np.concatenate([[0], np.cumsum(self.dil)[:-1]]).astype(np.int64)
-        self.hop = state.hop if state.cond is not None else np.iinfo(np.int64).max
+        self.hop = state.hop if state.conditioned else np.iinfo(np.int64).max
         tracker = state.tracker
         self.lpc_order = 0 if tracker is None else tracker.order
         self.lpc_mode = 0 if tracker is None else tracker.mode
@@ -471,24 +471,34 @@ class FastStepper:
         steps, batch = uniforms.shape
         compiling = _note_first_compile()
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        if st.cond is not None and (st.position + steps - 1) // st.hop >= self.frame_bias.shape[0]:
-            have = self.frame_bias.shape[0]
-            raise IndexError(f"conditioning covers {have} frames; step {st.position + steps - 1} needs more")
         last = np.full(batch, -1, np.int64) if prev is None else np.asarray(prev, np.int64).copy()
         out = np.empty((batch, steps), np.int64)
-        logits = logits_out if logits_out is not None else np.empty((batch, 0, self.classes), np.float32)
-        _run(self.embed, self.w_cur, self.w_past, self.w_rs, self.b_res, self.b_skip, self.w_h1, self.b_h1,
-             self.w_h2, self.b_h2, self.frame_bias.ravel(), st.ring.numpy().ravel(), self.ring_off, self.dil,
-             self.dims, self.hop, st.position, last, np.ascontiguousarray(uniforms, np.float32),
-             np.float32(temperature), np.float32(top_p), out, logits, min(batch, numba.get_num_threads()),
-             self.centre_w, *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order,
-             self.lpc_mode > 0 and st.net.lpc_centre == "classes", lpc.LEVELS)
+        keep = logits_out is not None
+        done = 0
+        while done < steps:  # one call per window of frame biases the steps reach
+            frame = st.position // self.hop
+            base, window = st.biases.at(frame)
+            m = steps - done if not st.conditioned else \
+                min(steps - done, (base + window.shape[0]) * self.hop - st.position)
+            part = np.empty((batch, m), np.int64)
+            logits = np.empty((batch, m if keep else 0, self.classes), np.float32)
+            _run(self.embed, self.w_cur, self.w_past, self.w_rs, self.b_res, self.b_skip, self.w_h1,
+                 self.b_h1, self.w_h2, self.b_h2, window.numpy().ravel(), base, st.ring.numpy().ravel(),
+                 self.ring_off, self.dil, self.dims, self.hop, st.position, last,
+                 np.ascontiguousarray(uniforms[done:done + m], np.float32), np.float32(temperature),
+                 np.float32(top_p), part, logits, min(batch, numba.get_num_threads()), self.centre_w,
+                 *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order,
+                 self.lpc_mode > 0 and st.net.lpc_centre == "classes", lpc.LEVELS)
+            out[:, done:done + m] = part
+            if keep:
+                logits_out[:, done:done + m] = logits
+            st.position += m
+            done += m
         if compiling is not None:
             global compile_seconds
             compile_seconds = time.perf_counter() - compiling
             print(f"wavestack: compiled the fast sampler in {compile_seconds:.0f} s", file=sys.stderr,
                   flush=True)
-        st.position += steps
         return out
 
     def _tracker_arrays(self, batch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -65,6 +65,11 @@ class MelEncoder(nn.Module):
         return self.out(F.relu(self.blocks(self.inp(frames))))
 
 
+ENCODE_MARGIN = 32  # frames of context either side of an encoded chunk (more than an encoder sees)
+CONDITION_CHUNK = 32768  # frames of codes turned into conditioning at a time
+CONDITION_MARGIN = 2  # frames either side a conditioning frame depends on (two 3-tap convolutions)
+
+
 class CondNet(nn.Module):
     """Code vectors (B, D, F) → conditioning features (B, C, F), non-causal over frames.
 
@@ -79,6 +84,17 @@ class CondNet(nn.Module):
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return F.relu(self.block(self.inp(v)))
+
+    def from_one_hot(self, codes: torch.Tensor) -> torch.Tensor:
+        """``forward`` of the one-hot vectors of ``codes`` (B, F), without making them: the first
+        convolution of a one-hot vector is a column of its weights per tap (a 600-s render's
+        one-hot level-1 codes alone would be 2.4 GB)."""
+        w = self.inp.weight  # (C, K, 3)
+        before, here, after = (F.embedding(codes, w[:, :, j].t()) for j in range(3))  # (B, F, C) each
+        x = here + self.inp.bias
+        x[:, 1:] += before[:, :-1]  # tap 0 reads the frame before (zero padding at the start)
+        x[:, :-1] += after[:, 1:]
+        return F.relu(self.block(x.transpose(1, 2)))
 
 
 @dataclass
@@ -140,12 +156,35 @@ class Level(nn.Module):
         """Drop trailing elements so the length is a whole number of frames."""
         return x[:, : (x.shape[1] // self.hop) * self.hop]
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Classes (B, T) → codes (B, T // hop)."""
-        return self.quantizer(self.encoder(self.crop(x))).codes
+    def encode(self, x: torch.Tensor, chunk_frames: int = 4096) -> torch.Tensor:
+        """Classes (B, T) → codes (B, T // hop), ``chunk_frames`` frames at a time with
+        ``ENCODE_MARGIN`` frames of context either side, so memory stays bounded on long audio."""
+        hop, frames = self.hop, x.shape[1] // self.hop
+        if frames <= chunk_frames:
+            return self.quantizer(self.encoder(self.crop(x))).codes
+        codes = []
+        for start in range(0, frames, chunk_frames):
+            lo, hi = max(0, start - ENCODE_MARGIN), min(frames, start + chunk_frames + ENCODE_MARGIN)
+            c = self.quantizer(self.encoder(x[:, lo * hop: hi * hop])).codes
+            codes.append(c[:, start - lo: start - lo + min(chunk_frames, frames - start)])
+        return torch.cat(codes, dim=1)
 
     def condition(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, F) → decoder conditioning features (B, C, F)."""
+        """Codes (B, F) → decoder conditioning features (B, C, F), ``CONDITION_CHUNK`` frames at a
+        time (with the frames either side the network sees), so what it holds meanwhile is bounded."""
+        frames = codes.shape[1]
+        if frames <= CONDITION_CHUNK:
+            return self._condition(codes)
+        parts = []
+        for start in range(0, frames, CONDITION_CHUNK):
+            lo, hi = max(0, start - CONDITION_MARGIN), min(frames, start + CONDITION_CHUNK + CONDITION_MARGIN)
+            part = self._condition(codes[:, lo:hi])
+            parts.append(part[:, :, start - lo: start - lo + min(CONDITION_CHUNK, frames - start)])
+        return torch.cat(parts, dim=2)
+
+    def _condition(self, codes: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.quantizer, ArgmaxQuantizer):  # one-hot code vectors
+            return self.cond_net.from_one_hot(codes)
         return self.cond_net(self.quantizer.lookup(codes))
 
     def lpc_coefficients(self, cond: torch.Tensor) -> torch.Tensor | None:

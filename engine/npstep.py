@@ -31,7 +31,7 @@ class NumpyStepper:
         self.w_skip, self.b_skip = np_(state.w_skip), np_(state.b_skip)
         self.w_h1, self.b_h1 = np_(state.w_h1), np_(state.b_h1)
         self.w_h2, self.b_h2 = np_(state.w_h2), np_(state.b_h2)
-        self.frame_bias = np_(state.frame_bias)  # (F, L, B, 2R)
+        self._window: tuple[int, np.ndarray] = (-1, np.empty((0,), np.float32))  # (base, frame biases)
         self.buffers = [np_(b) for b in state.buffers]
         self.z = [np.empty((state.batch, 2 * r), np.float32) for _ in range(layers)]
         # (L, B, R): each layer's gate output contiguous, so the matmul that reads it takes BLAS
@@ -49,10 +49,12 @@ class NumpyStepper:
             low = np.clip(np.floor(u), 0, self.centre.shape[0] - 2).astype(np.int64)
             frac = (u - low).astype(np.float32)[:, None]
             h = h + self.centre[low] * (1 - frac) + self.centre[low + 1] * frac
-        frame = t // st.hop if st.cond is not None else 0
-        if frame >= self.frame_bias.shape[0]:
-            raise IndexError(f"conditioning covers {self.frame_bias.shape[0]} frames; step {t} needs more")
-        biases = self.frame_bias[frame]
+        frame = t // st.hop if st.conditioned else 0
+        base, window = self._window
+        if not 0 <= frame - base < window.shape[0]:
+            base, tensor = st.biases.at(frame)
+            self._window = base, window = base, tensor.numpy()
+        biases = window[frame - base]
         for i, (a, b, g) in enumerate(self.views):
             z, slot = self.z[i], self.buffers[i][t % st.dilations[i]]
             np.dot(h, self.w_cur[i], out=z)

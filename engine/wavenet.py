@@ -248,7 +248,49 @@ class WaveNet(nn.Module):
         lpc_coef: torch.Tensor | None = None,
     ) -> IncrementalState:
         """A generation state with empty ring buffers (same as the zero padding of ``forward``)."""
-        return IncrementalState(self, batch, self.gate_bias(cond, label, batch), lpc_coef)
+        return IncrementalState(self, batch, cond, label, lpc_coef)
+
+
+BIAS_WINDOW = 4096  # frames of gate biases held at once (level 1 of the default: 2 s of audio)
+
+
+class FrameBiases:
+    """All layers' gate biases per frame, (frames, L, B, 2R), computed ``BIAS_WINDOW`` frames at a
+    time from the conditioning, which is ten times narrower: a 600-s render holds two seconds of
+    them, not the whole track. Windows start at multiples of ``BIAS_WINDOW`` and are always computed
+    that wide (the last one padded), so every sampler and every row gets bit-identical biases."""
+
+    def __init__(self, net: WaveNet, batch: int, cond: torch.Tensor | None, label: torch.Tensor | None,
+                 half: torch.Tensor) -> None:
+        self.net, self.batch, self.label, self.half = net, batch, label, half
+        self.cond = None if cond is None else cond.detach()
+        self.frames = 1 if cond is None else cond.shape[2]
+        self.conv_bias = torch.cat([lay.conv.bias for lay in net.layers]).detach().view(1, -1, 1)
+        self.base, self.window = -1, torch.empty(0)
+
+    def at(self, frame: int) -> tuple[int, torch.Tensor]:
+        """``(base, window)``: the window holding ``frame``, whose first frame is ``base``."""
+        if not 0 <= frame - self.base < self.window.shape[0]:
+            if frame >= self.frames:
+                raise IndexError(f"conditioning covers {self.frames} frames; frame {frame} needed")
+            self.base = frame - frame % BIAS_WINDOW
+            self.window = self._compute(self.base)
+        return self.base, self.window
+
+    @torch.no_grad()
+    def _compute(self, base: int) -> torch.Tensor:
+        net, layers, r = self.net, len(self.net.layers), self.net.residual
+        if self.cond is None:
+            bias = net.gate_bias(None, self.label, self.batch)
+            frames = self.conv_bias.expand(self.batch, -1, 1) if bias is None else bias + self.conv_bias
+        else:
+            part = self.cond[:, :, base: base + BIAS_WINDOW]
+            n = part.shape[2]
+            if n < BIAS_WINDOW:
+                part = F.pad(part, (0, BIAS_WINDOW - n))
+            frames = (net.gate_bias(part, self.label, self.batch) + self.conv_bias)[:, :, :n]
+        batch = frames.shape[0]
+        return (frames.reshape(batch, layers, 2 * r, -1).permute(3, 1, 0, 2) * self.half).contiguous()
 
 
 class IncrementalState:
@@ -266,8 +308,8 @@ class IncrementalState:
     preallocated buffers.
     """
 
-    def __init__(self, net: WaveNet, batch: int, bias: torch.Tensor | None,
-                 lpc_coef: torch.Tensor | None = None) -> None:
+    def __init__(self, net: WaveNet, batch: int, cond: torch.Tensor | None = None,
+                 label: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None) -> None:
         p = next(net.parameters())
         layers, r = len(net.layers), net.residual
         self.net, self.batch, self.position, self.hop = net, batch, 0, net.cond_hop
@@ -283,7 +325,9 @@ class IncrementalState:
                 self.lpc_scale = coef[:, :, net.lpc_order].to(torch.float32)
         elif net.lpc_order:
             self.tracker = lpc.Tracker(batch, net.lpc_order)
-        self.cond = None if bias is None else bias.detach()  # (B, L·2R, F) for prime()
+        if net.cond_proj is not None and cond is None:
+            raise ValueError("this WaveNet is locally conditioned: pass cond (B, C, frames)")
+        self.conditioned = cond is not None
         self.dilations = [layer.dilation for layer in net.layers]
         # all layers' slots in one tensor (the fast sampler works on it in place); buffers are views
         self.ring = p.new_zeros(sum(self.dilations), batch, 2 * r)
@@ -297,12 +341,7 @@ class IncrementalState:
         with torch.no_grad():
             self.w_past = [(lay.conv.weight[:, :, 0].t() * half).contiguous() for lay in net.layers]
             self.w_cur = [(lay.conv.weight[:, :, 1].t() * half).contiguous() for lay in net.layers]
-            conv_bias = torch.cat([lay.conv.bias for lay in net.layers]).view(1, -1, 1)
-            frames = conv_bias.expand(batch, -1, 1) if bias is None else bias.detach() + conv_bias
-            # (F, L, B, 2R): all layers' gate biases for one frame, ready to unbind
-            self.frame_bias = (
-                frames.reshape(batch, layers, 2 * r, -1).permute(3, 1, 0, 2) * half
-            ).contiguous()
+            self.biases = FrameBiases(net, batch, cond, label, half)
             self.w_res = [0.5 * lay.res.weight[:, :, 0].t().contiguous() for lay in net.layers]
             self.b_res = [lay.res.bias.detach().clone() for lay in net.layers]
             self.w_skip = 0.5 * torch.cat([lay.skip.weight[:, :, 0].t() for lay in net.layers])
@@ -324,7 +363,9 @@ class IncrementalState:
         x = x.to(self.embed.device)
         inputs: list[torch.Tensor] = []
         centre = self.net.centres(x, self.lpc_coef) if self.tracker is not None else None
-        self.net.run(x, self.cond, inputs, centre=centre)
+        b = self.biases
+        cond = None if b.cond is None else b.cond[:, :, : -(-length // self.hop)]
+        self.net.run(x, self.net.gate_bias(cond, b.label, self.batch), inputs, centre=centre)
         for buf, h, d, w in zip(self.buffers, inputs, self.dilations, self.w_past, strict=True):
             for k in range(max(0, length - d), length):  # element t lives in slot t % d
                 torch.mm(h[:, :, k], w, out=buf[k % d])
@@ -339,12 +380,10 @@ class IncrementalState:
         if self.tracker is not None:
             u, centre, pred = self.tracker.step(t, None if prev is None else prev.cpu().numpy())
             h = h + self.net.centre_input(torch.from_numpy(u).to(h.device))
-        frame = t // self.hop if self.cond is not None else 0
+        frame = t // self.hop if self.conditioned else 0
         if frame != self._frame:
-            if frame >= self.frame_bias.shape[0]:
-                have = self.frame_bias.shape[0]
-                raise IndexError(f"conditioning covers {have} frames; step {t} needs more")
-            self._frame, self._biases = frame, self.frame_bias[frame].unbind(0)
+            base, window = self.biases.at(frame)
+            self._frame, self._biases = frame, window[frame - base].unbind(0)
         for i, (a, b, g) in enumerate(self.views):
             z, slot = self.z[i], self.buffers[i][t % self.dilations[i]]
             torch.addmm(self._biases[i], h, self.w_cur[i], out=z)

@@ -96,15 +96,9 @@ def encode_sequences(
     ``label`` shows a progress bar with that title.
     """
     level.eval()
-    hop, margin = level.hop, 32  # frames of context either side of a chunk
     out = []
     for seq in tqdm(sequences, desc=label, unit="file", disable=label is None):
-        frames = len(seq) // hop
-        x = torch.from_numpy(seq[: frames * hop].astype(np.int64)).unsqueeze(0)
-        codes = []
-        for start in range(0, frames, chunk_frames):
-            lo, hi = max(0, start - margin), min(frames, start + chunk_frames + margin)
-            c = level.encode(x[:, lo * hop : hi * hop])[0]
-            codes.append(c[start - lo : start - lo + min(chunk_frames, frames - start)])
-        out.append(torch.cat(codes).numpy().astype(np.int16) if codes else np.zeros(0, np.int16))
+        x = torch.from_numpy(seq.astype(np.int64)).unsqueeze(0)
+        codes = level.encode(x, chunk_frames)[0] if len(seq) >= level.hop else torch.zeros(0)
+        out.append(codes.numpy().astype(np.int16))
     return out

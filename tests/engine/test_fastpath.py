@@ -151,3 +151,39 @@ def test_the_compiled_loop_is_cached_per_version_of_every_source_it_inlines(tmp_
     assert jitcache.cache_dir(tmp_path) != before  # an edit to an inlined file recompiles
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert jitcache.cache_dir(here).is_relative_to(tmp_path / "cache" / "wavestack" / "numba")
+
+
+@pytest.mark.parametrize("window", [7, 64])
+def test_frame_biases_held_a_window_at_a_time_give_every_sampler_the_same_steps(monkeypatch, window):
+    """A long render holds its gate biases a window of frames at a time (a 600-s track held them
+    all: gigabytes); steps that cross windows, in one call of the compiled loop or many, and a
+    primed state, must read the same biases as a state that holds them all."""
+    from engine import wavenet
+
+    net = make_net(6, 3, cond=5, hop=4)
+    steps, batch = 600, 2
+    cond = torch.randn(batch, 5, steps // 4 + 20, generator=torch.Generator().manual_seed(5))
+    x = torch.randint(0, 32, (batch, 37), generator=torch.Generator().manual_seed(6))
+    u = np.random.default_rng(7).random((steps, batch), dtype=np.float32)
+
+    def primed(state):
+        state.prime(x)
+        return state
+
+    first = x[:, -1].numpy()
+    whole = run_keeping_logits(FastStepper(primed(net.incremental(batch, cond))), first, u, 1.0, 1.0)
+    monkeypatch.setattr(wavenet, "BIAS_WINDOW", window)
+    state = primed(net.incremental(batch, cond))
+    fast = FastStepper(state)
+    parts = [run_keeping_logits(fast, x[:, -1].numpy(), u[:250], 1.0, 1.0)]
+    parts.append(run_keeping_logits(fast, parts[0][0][:, -1], u[250:], 1.0, 1.0))
+    assert state.biases.window.shape[0] <= window < cond.shape[2]  # never the whole track
+    classes, logits = np.concatenate([p[0] for p in parts], 1), np.concatenate([p[1] for p in parts], 1)
+    assert np.array_equal(classes, whole[0]) and np.abs(logits - whole[1]).max() < 1e-5
+    stepper, last, slow = NumpyStepper(primed(net.incremental(batch, cond))), x[:, -1].numpy(), []
+    for t in range(steps):
+        last = pick_np(stepper.step(last), u[t], 1.0, 1.0)
+        slow.append(last)
+    assert np.array_equal(np.stack(slow, axis=1), classes)
+    reference = teacher_forced_logits(net, batch, cond, classes, primer=x)  # the torch path, windowed
+    assert np.abs(logits - reference).max() < 1e-4

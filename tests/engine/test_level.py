@@ -105,3 +105,37 @@ def test_dilated_encoder_blocks_see_further_with_the_same_weights_shapes():
         return int(frames.max() - frames.min())
 
     assert reach(wide) > reach(plain)
+
+
+def test_argmax_codes_condition_the_decoder_as_their_one_hot_vectors_do():
+    from engine.quantizers import ArgmaxQuantizer
+
+    level = Level(tiny_level("argmax"), input_classes=32)
+    assert isinstance(level.quantizer, ArgmaxQuantizer)
+    codes = torch.randint(0, 16, (3, 41), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        looked_up = level.condition(codes)
+        one_hot = level.cond_net(level.quantizer.lookup(codes))
+    assert looked_up.shape == one_hot.shape == (3, level.cfg.cond_channels, 41)
+    assert torch.allclose(looked_up, one_hot, atol=1e-5)
+
+
+def test_conditioning_computed_in_chunks_equals_it_computed_at_once(monkeypatch):
+    from engine import level as level_module
+
+    level = Level(tiny_level("argmax"), input_classes=32)
+    codes = torch.randint(0, 16, (2, 100), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = level.condition(codes)
+        monkeypatch.setattr(level_module, "CONDITION_CHUNK", 7)
+        chunked = level.condition(codes)
+    assert chunked.shape == whole.shape and torch.allclose(chunked, whole, atol=1e-6)
+
+
+def test_long_audio_is_encoded_in_chunks_to_the_same_codes():
+    level = Level(tiny_level("argmax"), input_classes=32)
+    x = torch.randint(0, 32, (2, 4 * 300 + 3), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        whole = level.encode(x)
+        chunked = level.encode(x, chunk_frames=16)
+    assert whole.shape == (2, 300) and torch.equal(chunked, whole)
