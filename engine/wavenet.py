@@ -361,14 +361,21 @@ class IncrementalState:
         if length == 0:
             return
         x = x.to(self.embed.device)
-        inputs: list[torch.Tensor] = []
-        centre = self.net.centres(x, self.lpc_coef) if self.tracker is not None else None
+        # the ring buffers hold each layer's last ``dilation`` inputs, which see at most the
+        # receptive field before them: a long primer is run from there (a frame boundary) only
+        start = max(0, length - self.net.receptive_field - max(self.dilations))
+        start -= start % self.hop if self.conditioned else 0
+        centre = None
+        if self.tracker is not None:  # the prediction is made from the whole primer, then cut
+            u, c, prior = self.net.centres(x, self.lpc_coef)
+            centre = u[:, start:], c[:, start:], None if prior is None else prior[..., start:]
         b = self.biases
-        cond = None if b.cond is None else b.cond[:, :, : -(-length // self.hop)]
-        self.net.run(x, self.net.gate_bias(cond, b.label, self.batch), inputs, centre=centre)
+        cond = None if b.cond is None else b.cond[:, :, start // self.hop: -(-length // self.hop)]
+        inputs: list[torch.Tensor] = []
+        self.net.run(x[:, start:], self.net.gate_bias(cond, b.label, self.batch), inputs, centre=centre)
         for buf, h, d, w in zip(self.buffers, inputs, self.dilations, self.w_past, strict=True):
             for k in range(max(0, length - d), length):  # element t lives in slot t % d
-                torch.mm(h[:, :, k], w, out=buf[k % d])
+                torch.mm(h[:, :, k - start], w, out=buf[k % d])
         if self.tracker is not None:
             self.tracker.prime(x.cpu().numpy())
         self.position = length

@@ -187,3 +187,23 @@ def test_frame_biases_held_a_window_at_a_time_give_every_sampler_the_same_steps(
     assert np.array_equal(np.stack(slow, axis=1), classes)
     reference = teacher_forced_logits(net, batch, cond, classes, primer=x)  # the torch path, windowed
     assert np.abs(logits - reference).max() < 1e-4
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_a_long_primer_primes_from_its_last_receptive_field_as_stepping_through_it_does(conditioned):
+    net = make_net(6, 3, cond=5 if conditioned else 0, hop=4)
+    batch, length = 2, 10 * net.receptive_field + 3
+    x = torch.randint(0, 32, (batch, length), generator=torch.Generator().manual_seed(8))
+    cond = torch.randn(batch, 5, length // 4 + 5, generator=torch.Generator().manual_seed(9)) if conditioned \
+        else None
+    primed = net.incremental(batch, cond)
+    primed.prime(x)
+    stepped, prev = net.incremental(batch, cond), None
+    with torch.inference_mode():
+        for t in range(length):
+            stepped.step(prev)
+            prev = x[:, t]
+        after_steps = stepped.step(prev)
+        after_prime = primed.step(x[:, -1])
+    assert torch.allclose(primed.ring, stepped.ring, atol=1e-5)  # every slot holds the same tap
+    assert torch.allclose(after_prime, after_steps, atol=1e-4)
