@@ -157,8 +157,14 @@ class LevelConfig:
     cond_channels: int = 64
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     decoder: NetConfig = field(default_factory=NetConfig)
+    # > 0: the level also pays for its codes' description length — their cross-entropy under a
+    # small causal WaveNet over the codes, trained with it — times ``rate`` (1: the audio's and the
+    # codes' total bits), so its codes stay predictable to a prior (argmax codes only)
+    rate: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(self.rate >= 0.0, f"level.rate must be ≥ 0, got {self.rate}")
+        _check(self.rate == 0.0 or self.quantizer.kind == "argmax", "level.rate needs argmax codes")
         _check(len(self.strides) >= 1, "level.strides must name at least one stride")
         _check(all(s >= 1 for s in self.strides), f"level.strides must be ≥ 1: {self.strides}")
         _check(self.hop >= 2, f"a level must downsample (hop ≥ 2), got hop {self.hop}")

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import lpc, mel, mulaw
-from .config import LevelConfig
+from .config import LevelConfig, NetConfig
 from .quantizers import ArgmaxQuantizer, VectorQuantizer
+from .quantizers.common import QuantizerOutput
 from .wavenet import WaveNet
 
 
@@ -66,6 +67,7 @@ class MelEncoder(nn.Module):
 
 
 ENCODE_MARGIN = 32  # frames of context either side of an encoded chunk (more than an encoder sees)
+RATE_NET = NetConfig(residual=32, skip=64, layers=8, cycle=8)  # sees 256 codes (128 ms at level 1)
 CONDITION_CHUNK = 32768  # frames of codes turned into conditioning at a time
 CONDITION_MARGIN = 2  # frames either side a conditioning frame depends on (two 3-tap convolutions)
 
@@ -147,6 +149,8 @@ class Level(nn.Module):
         from_codes = dec.lpc_order and dec.lpc_source == "codes"
         width = dec.lpc_order + (dec.lpc_centre == "logistic")  # (+ the logistic's width)
         self.lpc_head = nn.Conv1d(cfg.cond_channels, width, 1) if from_codes else None
+        # the codes' own predictor (training only): what their description length is measured with
+        self.code_prior = WaveNet.from_config(RATE_NET, classes=q.codes) if cfg.rate > 0 else None
 
     @property
     def num_codes(self) -> int:
@@ -201,6 +205,15 @@ class Level(nn.Module):
         scale = 0.02 * F.softplus(raw[:, order:]) + 1e-5  # about a μ-law class near -20 dBFS
         return torch.cat([a, scale], dim=1)
 
+    def _rate(self, q: QuantizerOutput) -> torch.Tensor:
+        """The code predictor's cross-entropy (which trains it) plus ``rate`` times the codes'
+        expected cost under it (which trains the encoder: through the simplex vectors, as the
+        straight-through code is, towards codes the past predicts)."""
+        logp = F.log_softmax(self.code_prior(q.codes.detach()), dim=1)  # (B, K, F): f sees codes < f
+        fit = F.nll_loss(logp, q.codes)
+        cost = -(q.quantized * logp.detach()).sum(dim=1).mean()
+        return fit + self.cfg.rate * cost
+
     def decode_logits(self, x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Teacher-forced decoder logits (B, K, T) of ``x`` (B, T) given its codes (B, ≥T/hop)."""
         cond = self.condition(codes)
@@ -221,6 +234,8 @@ class Level(nn.Module):
             centre = self.decoder.code_centres(pred, coef)
         nll = self.decoder.nll(x, cond, inputs=inputs, lpc_coef=coef, centre=centre)
         loss = nll + q.loss
+        if self.code_prior is not None:
+            loss = loss + self._rate(q) / self.hop  # nats per code → per element, as the NLL
         if pred is not None:  # fit the predictor itself: log of its residual power (a Gaussian NLL)
             residual = torch.from_numpy(lpc.LEVELS).to(x.device)[x] - pred
             loss = loss + 0.5 * torch.log(residual.pow(2).mean() + 1e-8).float()

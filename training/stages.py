@@ -68,6 +68,8 @@ def build(name: str, stack: StackConfig) -> nn.Module:
     # the last layer's residual 1×1 conv feeds nothing (only its skip output is used): it gets no
     # gradient, which DDP would report as an error, so it is left out of training
     net.layers[-1].res.requires_grad_(False)
+    if k is not None and model.code_prior is not None:
+        model.code_prior.layers[-1].res.requires_grad_(False)
     return model
 
 

@@ -139,3 +139,24 @@ def test_long_audio_is_encoded_in_chunks_to_the_same_codes():
         whole = level.encode(x)
         chunked = level.encode(x, chunk_frames=16)
     assert whole.shape == (2, 300) and torch.equal(chunked, whole)
+
+
+def test_a_rated_level_pays_for_codes_its_predictor_cannot_foresee():
+    import dataclasses
+
+    from engine.config import ConfigError
+
+    level = Level(dataclasses.replace(tiny_level("argmax"), rate=1.0), input_classes=32)
+    x = torch.randint(0, 32, (2, 400), generator=torch.Generator().manual_seed(3))
+    q = level.quantizer(level.encoder(level.crop(x)))
+    cost = level._rate(q)
+    cost.backward()
+    # the predictor learns from the codes and the encoder is pushed towards foreseeable ones
+    assert level.code_prior.head2.weight.grad.abs().sum() > 0
+    assert level.encoder.out.weight.grad.abs().sum() > 0
+    assert level.decoder.head2.weight.grad is None  # the description length of codes, not of audio
+    assert cost.item() > 0
+    plain = Level(tiny_level("argmax"), input_classes=32)
+    assert plain.code_prior is None and "code_prior.head2.weight" not in plain.state_dict()
+    with pytest.raises(ConfigError, match="needs argmax codes"):
+        dataclasses.replace(tiny_level("vq"), rate=1.0)
