@@ -30,10 +30,31 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--batch-ray", action="store_true",
                        help="also measure the batch on a Ray started on this machine (needs wavestack[ray])")
     bench.add_argument("--batch-seconds", type=float, default=10.0, help="audio seconds per batch render")
+    bench.add_argument("--reliability", action="store_true",
+                       help="instead: what the server and renders hold (a burst of pings, reply "
+                            "amplification, peak memory of renders)")
+    bench.add_argument("--burst", type=int, default=20000, metavar="N",
+                       help="pings in the burst (default 20000)")
+    bench.add_argument("--memory-seconds", default="10,60,180", metavar="S,S,…",
+                       help="render lengths whose peak memory is measured (default 10,60,180)")
+    bench.add_argument("--primer-seconds", type=float, default=120.0,
+                       help="length of the primer whose continuation's memory is measured (0: skip)")
 
 
 def run(args: argparse.Namespace) -> int:
     """`wavestack bench`: speed figures of the samplers and the default model."""
+    if args.reliability:
+        from bridge.cli import reliability
+
+        try:
+            lengths = [float(s) for s in args.memory_seconds.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError("--memory-seconds takes numbers separated by commas, "
+                             f"got {args.memory_seconds!r}") from None
+        if args.burst < 1 or any(s <= 0 for s in lengths) or args.primer_seconds < 0:
+            raise ValueError("--burst must be ≥ 1, --memory-seconds > 0, --primer-seconds ≥ 0")
+        reliability.run(args.model, args.burst, lengths, args.primer_seconds)
+        return 0
     import torch
 
     from engine import bench, load_bundle

@@ -126,6 +126,24 @@ def test_bench_prints_the_figures(capsys):
         assert label in out
 
 
+def test_bench_reliability_prints_what_the_server_and_renders_hold(capsys, tiny_model):
+    assert main(["bench", "--reliability", "--model", tiny_model, "--burst", "300", "--memory-seconds",
+                 "0.2", "--primer-seconds", "0.5"]) == 0
+    figures = {line.rsplit(None, 2)[0].strip(): float(line.rsplit(None, 2)[1].replace(",", ""))
+               for line in capsys.readouterr().out.splitlines()[1:]}
+    burst = [k for k in figures if k.startswith("burst of 300 pings")]
+    assert len(burst) == 2 and all(0 < figures[k] <= 100 for k in burst)
+    assert figures["/state/get of 128 tracks: bytes answered per byte asked"] > 100  # 28 bytes in
+    assert 50 < figures[next(k for k in figures if k.startswith("generate 0.2 s"))] < 4000  # MB
+    assert next(k for k in figures if k.startswith("continue a 0.5-s primer"))
+
+
+@pytest.mark.parametrize("argv", [["--memory-seconds", "a,b"], ["--burst", "0"]])
+def test_bench_reliability_refuses_bad_figures(capsys, argv):
+    assert main(["bench", "--reliability", *argv]) == 2
+    assert "--memory-seconds" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("sampler", ["torch", "numpy", "fast"])
 def test_generate_sampler_choice_is_recorded_and_deterministic(tmp_path, sampler):
     outs = [tmp_path / f"{sampler}{i}.wav" for i in range(2)]

@@ -1,0 +1,136 @@
+"""`wavestack bench --reliability`: what the server and the renders hold, measured on this machine.
+
+- **burst**: N pings sent back to back to a server on loopback; how many it received (its own
+  count) and answered, with the receive buffer the system granted it.
+- **amplification**: bytes answered per byte asked for the largest answers (``/state/get`` of a
+  full session), and what the per-sender query limit lets one client draw.
+- **memory**: the peak resident memory of ``wavestack generate`` for renders of several lengths
+  and of a continuation of a long primer, each in a fresh process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+Report = Callable[[str, float, str], None]
+
+
+def burst(messages: int, report: Report) -> None:
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from bridge.osc.server import Server
+
+    server = Server(port=0)
+    server.start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(1.0)
+    ping = OscMessageBuilder(address="/wavestack/ping").build().dgram
+    try:
+        for _ in range(messages):
+            client.sendto(ping, server.address)
+        answered = 0
+        while True:
+            try:
+                client.recvfrom(65536)
+                answered += 1
+            except TimeoutError:
+                break
+        received = server.stats["received"]
+    finally:
+        client.close()
+        server.shutdown()
+    label = f"burst of {messages:,} pings (server buffer {server.receive_buffer // 1024:,} KiB)"
+    report(f"{label}: received", 100.0 * received / messages, "%")
+    report(f"{label}: answered", 100.0 * answered / messages, "%")
+
+
+def amplification(report: Report) -> None:
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    from bridge.osc.dispatch import QUERY_BURST, QUERY_RATE
+    from bridge.osc.server import Server
+
+    server = Server(port=0)
+    server.start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(10.0)
+
+    def ask(address: str, *args: object) -> int:
+        builder = OscMessageBuilder(address=address)
+        for arg in args:
+            builder.add_arg(arg)
+        client.sendto(builder.build().dgram, server.address)
+        return len(client.recvfrom(65536)[0])
+
+    request = OscMessageBuilder(address="/wavestack/state/get").build().dgram
+    tracks, largest = 0, 0
+    try:
+        while tracks < 128:  # tracks until the state no longer fits one datagram (its error is small)
+            ask("/wavestack/track/add", f"track-{tracks + 1:03d}-with-a-long-descriptive-name")
+            size = ask("/wavestack/state/get")
+            if size <= largest:
+                break
+            tracks, largest = tracks + 1, size
+    finally:
+        client.close()
+        server.shutdown()
+    report(f"/state/get of {tracks} tracks: bytes answered per byte asked", largest / len(request), "x")
+    report(f"one sender at most: {QUERY_BURST} such answers at once, then", QUERY_RATE * largest / 1e6,
+           "MB/s")
+
+
+def memory(model: str, lengths: list[float], primer_seconds: float, report: Report) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(Path(__file__).parents[2]),
+                                                                    os.environ.get("PYTHONPATH")))))
+    with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
+        for seconds in lengths:
+            command = [sys.executable, "-m", "bridge.cli", "generate", "--model", model, "--seconds",
+                       str(seconds), "--seed", "1", "--quiet", "--out", str(Path(tmp) / f"{seconds}.wav")]
+            peak, wall = _peak(command, env)
+            report(f"generate {seconds:g} s: peak memory ({wall:.0f} s)", peak, "MB")
+        if primer_seconds > 0:
+            peak, wall = _peak([sys.executable, "-c", PRIMED, model, str(primer_seconds)], env)
+            report(f"continue a {primer_seconds:g}-s primer by 1 s: peak memory ({wall:.0f} s)", peak, "MB")
+
+
+PRIMED = """
+import sys, numpy as np
+from engine import load_bundle
+stack = load_bundle(sys.argv[1]).stack
+t = np.arange(int(float(sys.argv[2]) * stack.sample_rate)) / stack.sample_rate
+primer = (0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-(t % 1.0) * 3)).astype(np.float32)
+stack.continue_(primer, 1.0, seed=1)
+"""
+
+
+def _peak(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Peak resident memory (MB) and wall seconds of ``command``, run to its end."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(f"{' '.join(command[2:4])} failed: {errors.read().decode()[-300:]}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - started
+
+
+def run(model: str, burst_messages: int, lengths: list[float], primer_seconds: float) -> None:
+    def report(label: str, value: float, unit: str) -> None:
+        print(f"  {label:<72} {value:>10,.1f} {unit}", flush=True)
+
+    print("reliability:")
+    burst(burst_messages, report)
+    amplification(report)
+    memory(model, lengths, primer_seconds, report)
