@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +65,30 @@ def client(server: Server) -> Iterator[Client]:
     c = Client(server.address)
     yield c
     c.close()
+
+
+@contextmanager
+def served(cwd: Path, models_dir: Path, *args: str) -> Iterator[tuple[subprocess.Popen, Client]]:
+    """``wavestack serve --port P ARGS…`` as a process of its own (once it answers pings), and a client."""
+    root = Path(__file__).parents[2]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--port", str(port), *args],
+                            env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = Client(("127.0.0.1", port))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.send("/wavestack/ping")
+                client.until("/wavestack/pong", timeout=0.2)
+                break
+            except (TimeoutError, OSError):
+                assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+        yield proc, client
+    finally:
+        client.close()
+        proc.kill()
+        proc.wait()

@@ -18,8 +18,8 @@ from bridge.render import fx, pluginhost
 from bridge.render.fx import FxError, apply_chain, build_board, parse_chain
 from bridge.render.pluginhost import HOST, PATH_VARIABLE, TIMEOUT_VARIABLE
 
-from .conftest import Client
-from .test_clients import ROOT, free_port
+from .conftest import served
+from .test_clients import ROOT
 from .test_server import P, add_track
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None,
@@ -162,36 +162,18 @@ def test_a_vst3_is_scanned_once_to_check_every_chain_that_uses_it(monkeypatch):
 
 
 @needs_cc
-def test_the_server_lives_on_when_a_plugin_crashes(tmp_path, models_dir):
+def test_the_server_lives_on_when_a_plugin_crashes(tmp_path, models_dir, monkeypatch):
     folder = tmp_path / "plugins"
     folder.mkdir()
     path, mark = build_plugin(folder, "Crash", "CRASH")
-    port = free_port()
-    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
-    env.pop(PATH_VARIABLE, None)
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--port", str(port),
-                             "--no-oscquery", "--plugin-path", str(folder)], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = Client(("127.0.0.1", port))
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.send(f"{P}/ping")
-                client.until(f"{P}/pong", timeout=0.2)
-                break
-            except (TimeoutError, OSError):
-                assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+    monkeypatch.delenv(PATH_VARIABLE, raising=False)  # the folder is allowed by --plugin-path only
+    with served(tmp_path, models_dir, "--no-oscquery", "--plugin-path", str(folder)) as (proc, client):
         add_track(client)
         client.send(f"{P}/track/fx", "keys", json.dumps([{"vst3": path}]))
         text = client.until(f"{P}/error", timeout=60)[1][-1]
         assert "Crash.vst3 crashed while loading (signal SIGSEGV)" in text
         assert int(mark.read_text()) != proc.pid
         assert client.ask(f"{P}/ping")[0] == f"{P}/pong" and proc.poll() is None
-    finally:
-        client.close()
-        proc.kill()
-        proc.wait()
 
 
 ORPHAN = """

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import socket
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from bridge.osc.server import Server
 from bridge.render.bwf import read_bext
 
-from .conftest import Client
+from .conftest import Client, served
 
 P = "/wavestack"
 
@@ -376,22 +373,7 @@ needs_zamverb = pytest.mark.skipif(not Path("/usr/lib/vst3/ZamVerb.vst3").exists
 @needs_zamverb
 def test_ping_answers_within_50_ms_and_edits_stay_in_order_while_a_plugin_loads(tmp_path, models_dir):
     """ZamVerb takes a minute or more to load; the server keeps answering meanwhile."""
-    from .test_clients import ROOT, free_port
-
-    port = free_port()
-    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve", "--port", str(port)], env=env,
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = Client(("127.0.0.1", port))
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.send(f"{P}/ping")
-                client.until(f"{P}/pong", timeout=0.2)
-                break
-            except (TimeoutError, OSError):
-                assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+    with served(tmp_path, models_dir) as (_, client):
         add_track(client)
         chain = json.dumps([{"vst3": "/usr/lib/vst3/ZamVerb.vst3"}])
         client.send(f"{P}/track/fx", "keys", chain)
@@ -402,10 +384,6 @@ def test_ping_answers_within_50_ms_and_edits_stay_in_order_while_a_plugin_loads(
         client.send(f"{P}/state/get")
         with pytest.raises(TimeoutError):  # the state waits for the edits before it
             client.until(f"{P}/state", timeout=0.3)
-    finally:
-        client.close()
-        proc.kill()
-        proc.wait()
 
 
 def test_subscribers_are_bounded_and_the_servers_own_port_is_refused(server, client):
