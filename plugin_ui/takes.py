@@ -1,4 +1,5 @@
-"""A track's rendered takes: waveform thumbnails, dragged out as file URLs into a DAW or file manager.
+"""A track's rendered takes: waveform thumbnails, dragged out as file URLs into a DAW or file
+manager, and heard with play/stop (Space) and the previous/next take, a playhead over the waveform.
 
 Takes are never overwritten (each render is a new file), so a thumbnail is drawn once per path.
 """
@@ -13,7 +14,18 @@ import numpy as np
 import soundfile as sf
 from PySide6.QtCore import QMimeData, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QColor, QDesktopServices, QGuiApplication, QIcon, QPainter, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .fields import ErrorLabel
+from .player import Player
 
 THUMB = QSize(180, 40)
 PATH_ROLE = Qt.ItemDataRole.UserRole
@@ -95,6 +107,29 @@ class TakeList(QListWidget):
             item.setToolTip(take["path"])
             self.addItem(item)
 
+    def show_playhead(self, path: str, fraction: float | None) -> None:
+        """A line at ``fraction`` of the take's waveform (None: the plain waveform)."""
+        for i in range(self.count()):
+            item = self.item(i)
+            if item.data(PATH_ROLE) != path:
+                continue
+            pixmap = QPixmap(thumbnail(path))
+            if fraction is not None:
+                painter = QPainter(pixmap)
+                painter.setPen(QColor("#ffd166"))
+                x = int(min(max(fraction, 0.0), 1.0) * (pixmap.width() - 1))
+                painter.drawLine(x, 0, x, pixmap.height())
+                painter.end()
+            item.setIcon(QIcon(pixmap))
+
+    def step(self, offset: int) -> str | None:
+        """Select the take ``offset`` rows from the current one (the first if none); its path."""
+        if self.count() == 0:
+            return None
+        row = 0 if self.currentRow() < 0 else min(max(self.currentRow() + offset, 0), self.count() - 1)
+        self.setCurrentRow(row)
+        return self.item(row).data(PATH_ROLE)
+
     def paths(self, items: list[QListWidgetItem] | None = None) -> list[str]:
         items = self.selectedItems() if items is None else items
         return [item.data(PATH_ROLE) for item in items]
@@ -131,3 +166,56 @@ class TakeList(QListWidget):
             self.use.emit(address, [int(item.data(SEED_ROLE))])
         else:
             self.use.emit(address, [item.data(PATH_ROLE)])
+
+
+class TakeTransport(QWidget):
+    """Play/stop the selected take and step to the previous or next one, under a ``TakeList``."""
+
+    def __init__(self, takes: TakeList, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.takes, self.player = takes, Player(self)
+        self.play_button = QPushButton("Play  (Space)", self, clicked=self.toggle)
+        self.play_button.setToolTip("hear the selected take (Space); again to stop")
+        self.previous_button = QPushButton("◀ Previous take", self, clicked=lambda: self.audition(-1))
+        self.next_button = QPushButton("Next take ▶", self, clicked=lambda: self.audition(1))
+        self.message = ErrorLabel(self)
+        buttons = QHBoxLayout()
+        for button in (self.previous_button, self.play_button, self.next_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.message)
+        self.player.position.connect(self._moved)
+        self.player.stopped.connect(self._stopped)
+        self.player.failed.connect(self.message.show_text)
+        takes.itemDoubleClicked.connect(lambda item: self._play(item.data(PATH_ROLE)))
+
+    def toggle(self) -> None:
+        """Stop what plays, else play the selected take (the first, if none is selected)."""
+        if self.player.playing:
+            self.player.stop()
+            return
+        path = self.takes.currentItem().data(PATH_ROLE) if self.takes.currentItem() else self.takes.step(0)
+        if path is None:
+            self.message.show_text("no take to play yet: generate one first")
+            return
+        self._play(path)
+
+    def audition(self, offset: int) -> None:
+        """Play the take before (−1) or after (+1) the selected one."""
+        path = self.takes.step(offset)
+        if path is not None:
+            self._play(path)
+
+    def _play(self, path: str) -> None:
+        if self.player.play(path):
+            self.message.show_text("")
+            self.play_button.setText("Stop  (Space)")
+
+    def _moved(self, path: str, seconds: float) -> None:
+        self.takes.show_playhead(path, seconds / max(self.player.duration(), 1e-9))
+
+    def _stopped(self, path: str) -> None:
+        self.takes.show_playhead(path, None)
+        self.play_button.setText("Play  (Space)")

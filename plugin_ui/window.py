@@ -34,7 +34,7 @@ from .client import OscClient
 from .fields import ErrorLabel
 from .jobs_view import JobList
 from .session_panel import SessionPanel
-from .takes import TakeList
+from .takes import TakeList, TakeTransport
 from .track_editor import TrackEditor
 
 POLL_MS = 2000
@@ -95,9 +95,15 @@ class MainWindow(QMainWindow):
             actions.addWidget(b)
         self.jobs = JobList(self)
         self.takes = TakeList(self)
+        self.transport = TakeTransport(self.takes, self)
+        takes_box = QWidget(self)
+        takes_layout = QVBoxLayout(takes_box)
+        takes_layout.setContentsMargins(0, 0, 0, 0)
+        takes_layout.addWidget(self.takes)
+        takes_layout.addWidget(self.transport)
         bottom = QSplitter(Qt.Orientation.Horizontal, self)
         bottom.addWidget(self._group("Jobs", self.jobs))
-        bottom.addWidget(self._group("Takes of the track (drag into the DAW)", self.takes))
+        bottom.addWidget(self._group("Takes of the track (drag into the DAW)", takes_box))
 
         self.arrangement = ArrangementView(self)
         self.arrangement.track_clicked.connect(self.select_track)
@@ -120,6 +126,7 @@ class MainWindow(QMainWindow):
         self.takes.use.connect(lambda address, args: self.send(address, self.selected(), *args))
         QShortcut(QKeySequence("Ctrl+G"), self, activated=self.generate_track)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.cancel)
+        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.transport.toggle)
         client.replied.connect(self.on_reply)
         client.connection_changed.connect(self.on_connection)
         self._refresh = QTimer(self, singleShot=True, interval=30, timeout=self.request_state)
@@ -352,6 +359,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ window
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.transport.player.stop()
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.sync()
         super().closeEvent(event)
