@@ -23,6 +23,7 @@ Report = Callable[[str, float, str], None]
 
 
 def burst(messages: int, report: Report) -> None:
+    """Send ``messages`` pings back to back to a fresh server; report how many it received and answered."""
     from pythonosc.osc_message_builder import OscMessageBuilder
 
     from bridge.osc.server import Server
@@ -54,6 +55,7 @@ def burst(messages: int, report: Report) -> None:
 
 
 def amplification(report: Report) -> None:
+    """Grow a session until its state fills a datagram; report bytes answered per byte asked."""
     from pythonosc.osc_message_builder import OscMessageBuilder
 
     from bridge.osc.dispatch import QUERY_BURST, QUERY_RATE
@@ -90,6 +92,7 @@ def amplification(report: Report) -> None:
 
 
 def memory(model: str, lengths: list[float], primer_seconds: float, report: Report) -> None:
+    """Peak memory of ``generate`` for each length, and of continuing a primer, each in a fresh process."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(Path(__file__).parents[2]),
                                                                     os.environ.get("PYTHONPATH")))))
     with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
@@ -127,6 +130,7 @@ def _peak(command: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 
 def run(model: str, burst_messages: int, lengths: list[float], primer_seconds: float) -> None:
+    """Print every figure, one per line."""
     def report(label: str, value: float, unit: str) -> None:
         print(f"  {label:<72} {value:>10,.1f} {unit}", flush=True)
 

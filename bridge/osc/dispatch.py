@@ -63,6 +63,7 @@ class RateLimit:
         self.refused = 0
 
     def allow(self, sender: Addr | None) -> bool:
+        """Take a token from ``sender``'s bucket; False if it is empty (the request is refused)."""
         now = self.clock()
         tokens, then = self._buckets.get(sender, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - then) * self.rate)

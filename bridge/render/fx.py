@@ -153,6 +153,7 @@ class HostedPlugin:
         """Every request to the host starts from a reset plugin."""
 
     def process(self, audio: np.ndarray, sample_rate: int, reset: bool = True) -> np.ndarray:
+        """``audio`` (channels, frames) through a fresh instance of the plugin, in the host."""
         return pluginhost.HOST.process(self.path, self.params, audio, sample_rate)
 
 

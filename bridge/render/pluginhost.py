@@ -77,6 +77,7 @@ def allowed(path: str | Path) -> bool:
 
 
 def timeout() -> float:
+    """Seconds a host request may take before the host is stopped (``WAVESTACK_PLUGIN_TIMEOUT``)."""
     try:
         value = float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT))
     except ValueError:
@@ -151,6 +152,7 @@ class Host:
         return child.pid if child is not None and child.poll() is None else None
 
     def close(self) -> None:
+        """Stop the host process (the next request starts another)."""
         with self._lock:
             self._stop()
 
@@ -273,6 +275,7 @@ def _die_with_parent() -> None:
 
 
 def main() -> None:
+    """The host process: serve requests on stdin/stdout until the parent goes."""
     _die_with_parent()
     # the wire is this process's own copy of stdout; whatever a plugin prints goes to stderr
     out = os.fdopen(os.dup(1), "wb")
