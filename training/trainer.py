@@ -301,6 +301,9 @@ def _train_stage(
             bar.close()
             raise KeyboardInterrupt(f"stopped at {name} step {step}; its checkpoint is written")
     bar.close()
+    if not meta["done"]:  # its steps were cut to where its checkpoint stood: that is its end
+        meta.update(step=step, done=True)
+        _save(run, name, model, optimizer, meta, sampler, world)
     if world.active:
         digests = world.gather(state_digest(model))
         if len(set(digests)) != 1:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,6 +198,11 @@ def test_a_stopped_fit_writes_its_checkpoint_first_and_resumes_exactly(tiny_toml
     assert proc.returncode == 130, err
     meta = read_meta(stopped / "checkpoints" / "level1.safetensors")  # no periodic one was due
     assert 0 < meta["step"] < 300 and not meta["done"]
+    cut = tmp_path / "cut"  # the same run, its stage cut to where it stopped: finished there
+    shutil.copytree(stopped, cut)
+    shortened = [*settings, "--set", f"stages.level1.steps={meta['step']}"]
+    subprocess.run(_fit_cmd(tiny_toml, tone_dir, cut, *shortened), check=True, env=env, cwd=ROOT)
+    assert read_meta(cut / "checkpoints" / "level1.safetensors") == {**meta, "done": True}
     subprocess.run(_fit_cmd(tiny_toml, tone_dir, stopped, *settings), check=True, env=env, cwd=ROOT)
     a = load_file(str(straight / "checkpoints" / "level1.safetensors"))
     b = load_file(str(stopped / "checkpoints" / "level1.safetensors"))
