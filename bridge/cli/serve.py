@@ -21,6 +21,9 @@ def add_parser(sub: Any) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=port, default=9000, help="UDP port (default 9000; 0 = any free)")
+    serve.add_argument("--allow", action="append", default=[], metavar="ADDRESS",
+                       help="a client address or network (192.168.1.20, 192.168.1.0/24) whose OSC is "
+                            "handled besides this machine's; everyone else is ignored; repeatable")
     serve.add_argument("--oscquery-port", type=port, default=None, metavar="TCP_PORT",
                        help="OSCQuery HTTP port on the same host (default: the OSC port number, TCP)")
     serve.add_argument("--no-oscquery", action="store_true", help="no OSCQuery HTTP server")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     oscquery = None if args.no_oscquery else (args.port if args.oscquery_port is None else args.oscquery_port)
     try:
         server = Server(args.host, args.port, args.project, oscquery_port=oscquery,
-                        projects_root=args.projects_root)
+                        projects_root=args.projects_root, allow=tuple(args.allow))
     except OSError as exc:
         print(f"wavestack serve: cannot listen on {args.host} (OSC udp {args.port}, OSCQuery tcp "
               f"{oscquery}): {exc.strerror}; pick another --port or --oscquery-port, or --no-oscquery",

@@ -12,6 +12,7 @@ answered; they never stop the server.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import itertools
 import logging
 import socket
@@ -102,13 +103,28 @@ def default_root(projects_root: str | None, project: str | None) -> Path:
     return Path.home()
 
 
+def allowed_networks(allow: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The client addresses or networks ``--allow`` names; a malformed one raises ValueError."""
+    nets = []
+    for text in allow:
+        try:
+            nets.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise ValueError(f"--allow {text}: not an address or network (e.g. 192.168.1.20 or "
+                             "192.168.1.0/24)") from None
+    return nets
+
+
 class Server:
     """The loop: receive, check the bytes, dispatch; replies to the sender and every subscriber."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, project: str | None = None, *,
-                 oscquery_port: int | None = None, projects_root: str | None = None) -> None:
+                 oscquery_port: int | None = None, projects_root: str | None = None,
+                 allow: tuple[str, ...] = ()) -> None:
         self.subscribers: set[Addr] = set()
-        self.stats = {"received": 0, "malformed": 0, "errors": 0}
+        self.stats = {"received": 0, "malformed": 0, "errors": 0, "ignored": 0}
+        self.allowed = allowed_networks(allow)
+        self._ignored_hosts: set[str] = set()
         self._last_progress: dict[int, float] = {}
         self._stop = threading.Event()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -180,9 +196,25 @@ class Server:
                 if self._stop.is_set():
                     break
                 raise
-            if data is not None:
+            if data is not None and self.admitted(addr):
                 self.handle(data, addr)
             self._heartbeat()
+
+    def admitted(self, addr: Addr) -> bool:
+        """Whether a datagram from ``addr`` is handled: this machine's, or an allowed client's
+        (``--allow``); others are counted and ignored, each host logged once."""
+        try:
+            ip = ipaddress.ip_address(addr[0])
+        except ValueError:
+            ip = None
+        if ip is not None and (ip.is_loopback or any(ip in net for net in self.allowed)):
+            return True
+        self.stats["ignored"] += 1
+        if addr[0] not in self._ignored_hosts and len(self._ignored_hosts) < 1024:
+            self._ignored_hosts.add(addr[0])
+            log.warning("ignored OSC from %s: not this machine and not allowed (serve --allow %s)",
+                        addr[0], addr[0])
+        return False
 
     def start(self) -> threading.Thread:
         """Serve on a daemon thread."""

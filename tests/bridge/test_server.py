@@ -547,3 +547,45 @@ def test_a_flood_of_queries_is_answered_up_to_the_burst_with_one_error(server, c
     # one error a second at most: the refusals above all came within a second or two
     assert 1 <= len(errors) <= 2 and all("too many queries from 127.0.0.1" in e for e in errors)
     assert client.ask(f"{P}/ping")[0] == f"{P}/pong"
+
+
+def _own_network_address() -> str | None:
+    """This machine's address on its network (the source of packets sent out), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # a documentation address: nothing is sent
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_only_this_machine_and_allowed_clients_are_heard(tiny_model):
+    from bridge.osc.server import allowed_networks
+
+    with pytest.raises(ValueError, match="--allow nonsense: not an address or network"):
+        allowed_networks(("nonsense",))
+    address = _own_network_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback")
+    for allow, heard in (((), False), ((f"{address}/32",), True)):
+        srv = Server(host="0.0.0.0", port=0, allow=allow)
+        srv.start()
+        try:
+            client = Client((address, srv.address[1]))
+            client.sock.close()
+            client.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            client.sock.bind((address, 0))  # sends from the network address, not loopback
+            client.send(f"{P}/ping")
+            if heard:
+                assert client.recv(timeout=5)[0] == f"{P}/pong"
+            else:
+                with pytest.raises(TimeoutError):
+                    client.recv(timeout=0.5)
+                assert srv.stats["ignored"] == 1 and srv.stats["received"] == 0
+            local = Client(("127.0.0.1", srv.address[1]))  # this machine is always heard
+            assert local.ask(f"{P}/ping")[0] == f"{P}/pong"
+            local.close()
+            client.close()
+        finally:
+            srv.shutdown()
