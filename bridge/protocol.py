@@ -161,6 +161,13 @@ TABLE: tuple[Address, ...] = (
             _track(Arg("new_name", "s", TRACK_NAME_HELP)), group="track"),
     Address("/track/takes", "the track's rendered takes, newest first (at most 50); answers "
             "/wavestack/takes <track> <json>", _track(), reply="takes", group="track"),
+    Address("/take/keep", "mark a take as a keeper (1) or not (0); a keeper cannot be deleted",
+            _track(Arg("take", "i", "take number", min=1),
+                   Arg("keeper", "i", "1: keep it, 0: not a keeper any more", choices=(0, 1), default=1)),
+            group="track"),
+    Address("/take/delete", "delete a take: its file moves to Audio/.trash and the manifest records it "
+            "(nothing is unlinked); its take number is never given again",
+            _track(Arg("take", "i", "take number", min=1)), group="track"),
     Address("/track/model", "the model a track renders with",
             _track(Arg("model", "s", "model name", field="model", check="model")), group="track"),
     Address("/track/seconds", "track length in seconds",

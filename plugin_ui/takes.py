@@ -30,6 +30,8 @@ from .player import Player
 THUMB = QSize(180, 40)
 PATH_ROLE = Qt.ItemDataRole.UserRole
 SEED_ROLE = Qt.ItemDataRole.UserRole + 1
+TAKE_ROLE = Qt.ItemDataRole.UserRole + 2
+KEEPER_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
 def peaks(path: str, columns: int) -> np.ndarray:
@@ -64,7 +66,8 @@ def thumbnail(path: str, width: int = THUMB.width(), height: int = THUMB.height(
 
 
 def label(take: dict[str, Any]) -> str:
-    return (f"take {take['take']} · seed {take['seed']} · {take['seconds']:.1f} s"
+    star = "★ " if take.get("keeper") else ""
+    return (f"{star}take {take['take']} · seed {take['seed']} · {take['seconds']:.1f} s"
             f" at {take['position_seconds']:g} s"
             f"\n{Path(take['path']).name}")
 
@@ -82,7 +85,8 @@ class TakeList(QListWidget):
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setToolTip("drag a take into the DAW or a file manager; right-click to continue from it, "
-                        "make variations of it, render again with its seed, reveal or copy its path")
+                        "make variations of it, render again with its seed, keep or delete it, reveal "
+                        "or copy its path")
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.primer_action = QAction("Continue from this take (use as primer)", self,
                                      triggered=lambda: self._use("/track/primer"))
@@ -90,10 +94,14 @@ class TakeList(QListWidget):
                                    triggered=lambda: self._use("/track/vary"))
         self.seed_action = QAction("Render again with this take's seed (lock it)", self,
                                    triggered=lambda: self._use("/track/seed"))
+        self.keep_action = QAction("Keep this take (★; a keeper cannot be deleted)", self,
+                                   triggered=self._toggle_keeper)
+        self.delete_action = QAction("Delete this take (moved to Audio/.trash)", self,
+                                     triggered=lambda: self._use("/take/delete"))
         self.reveal_action = QAction("Reveal in folder", self, triggered=self.reveal)
         self.copy_action = QAction("Copy path", self, triggered=self.copy_path)
-        self.addActions([self.primer_action, self.vary_action, self.seed_action, self.reveal_action,
-                         self.copy_action])
+        self.addActions([self.primer_action, self.vary_action, self.seed_action, self.keep_action,
+                         self.delete_action, self.reveal_action, self.copy_action])
 
     def show_takes(self, takes: list[dict[str, Any]]) -> None:
         if takes == getattr(self, "_takes", None):
@@ -104,6 +112,8 @@ class TakeList(QListWidget):
             item = QListWidgetItem(QIcon(thumbnail(take["path"])), label(take))
             item.setData(PATH_ROLE, take["path"])
             item.setData(SEED_ROLE, take["seed"])
+            item.setData(TAKE_ROLE, take["take"])
+            item.setData(KEEPER_ROLE, bool(take.get("keeper")))
             item.setToolTip(take["path"])
             self.addItem(item)
 
@@ -164,8 +174,15 @@ class TakeList(QListWidget):
             return
         if address == "/track/seed":
             self.use.emit(address, [int(item.data(SEED_ROLE))])
+        elif address == "/take/delete":
+            self.use.emit(address, [int(item.data(TAKE_ROLE))])
         else:
             self.use.emit(address, [item.data(PATH_ROLE)])
+
+    def _toggle_keeper(self) -> None:
+        item = self.currentItem()
+        if item is not None:
+            self.use.emit("/take/keep", [int(item.data(TAKE_ROLE)), 0 if item.data(KEEPER_ROLE) else 1])
 
 
 class TakeTransport(QWidget):

@@ -40,6 +40,7 @@ from .track_editor import TrackEditor
 POLL_MS = 2000
 TRACK_LIST_ADDRESSES = ("/track/add", "/track/remove", "/track/rename")
 JOB_ADDRESSES = ("/generate", "/generate_all", "/job/cancel")
+TAKE_ADDRESSES = (PREFIX + "/take/keep", PREFIX + "/take/delete")  # answered under the takes
 
 
 class MainWindow(QMainWindow):
@@ -315,6 +316,8 @@ class MainWindow(QMainWindow):
             return
         self.show_error(address, "")
         self._refresh.start()
+        if address in TAKE_ADDRESSES and self.selected():  # the list shows what the take became
+            self.client.send("/track/takes", self.selected())
 
     def _on_error(self, args: list[Any]) -> None:
         where, text = args[0], str(args[1]) if len(args) > 1 else ""
@@ -337,6 +340,8 @@ class MainWindow(QMainWindow):
                 self._select_next = None
         elif path in JOB_ADDRESSES:
             self.jobs_error.show_text(text)
+        elif PREFIX + path in TAKE_ADDRESSES:
+            self.transport.message.show_text(text)
         elif text:
             self.statusBar().showMessage(f"{address}: {text}")
 

@@ -23,6 +23,7 @@ from bridge.osc.jobs import Job, JobQueue
 from bridge.protocol import PREFIX, Address, ProtocolError
 from bridge.render.checks import check_model, check_session, checked
 from bridge.render.project import SESSION_FILE, Claim, Project, ProjectError
+from bridge.render.takes import keep, listed, trash
 from bridge.session import MAX_TRACKS, Session, Track, assign, check, check_track_name
 
 log = logging.getLogger("wavestack.server")
@@ -223,18 +224,23 @@ class Handlers:
     def track_takes(self, args: dict, reply: Reply) -> bool:
         """/wavestack/track/takes: the track's rendered takes, newest first (at most 50)."""
         name = self.session.track(args["track"]).name
-        project = Project(self.session.project)
-        takes = []
-        for render in reversed(project.read_manifest()["renders"]):
-            if render.get("kind") != "track" or render.get("track") != name:
-                continue
-            for f in render.get("files", []):
-                takes.append({"path": str(project.root / f["path"]), "take": f["take"],
-                              "seed": render["seed"],
-                              "seconds": f["seconds"], "position_seconds": f["position_seconds"],
-                              "model": render["model"], "finished": render.get("finished", "")})
+        takes = listed(Project(self.session.project), name)
         reply("/takes", name, json.dumps(takes[:TAKES_LISTED]))
         return True
+
+    def take_keep(self, args: dict, reply: Reply) -> None:
+        """/wavestack/take/keep: mark a take as a keeper, or not."""
+        with self.lock:
+            name = self.session.track(args["track"]).name
+            keep(Project(self.session.project), name, args["take"], bool(args["keeper"]),
+                 self.session.tempo, tuple(self.session.meter))
+
+    def take_delete(self, args: dict, reply: Reply) -> None:
+        """/wavestack/take/delete: move a take to Audio/.trash, recorded in the manifest."""
+        with self.lock:
+            name = self.session.track(args["track"]).name
+            trash(Project(self.session.project), name, args["take"], self.session.tempo,
+                  tuple(self.session.meter))
 
     def track_at_playhead(self, args: dict, reply: Reply) -> None:
         """/wavestack/track/at_playhead: place the track at the followed DAW's playhead (see /follow)."""

@@ -210,12 +210,15 @@ def reaper_project(manifest: dict[str, Any], tempo: float, meter: tuple[int, int
     """A minimal REAPER project: a track per stem name, an item per position and length holding
     every take rendered there (oldest first, the newest active), the tempo and the sample rate.
 
-    Mixes are left out: they would double the stems on playback.
+    Mixes are left out: they would double the stems on playback, and so are deleted takes.
     """
     tracks: dict[str, dict[tuple[str, str], list[dict[str, Any]]]] = {}
     rate = 0
+    deleted = {(e["track"], e["take"]) for e in manifest["renders"] if e.get("kind") == "trash"}
     for render in manifest["renders"]:
         for f in render.get("files", []) if render.get("kind") == "track" else ():
+            if (f["track"], f["take"]) in deleted:  # in Audio/.trash (bridge.render.takes)
+                continue
             place = (f"{f['position_seconds']:.6f}", f"{f['seconds']:.6f}")
             tracks.setdefault(f["track"], {}).setdefault(place, []).append(f)
             rate = f.get("sample_rate", rate)

@@ -589,3 +589,34 @@ def test_only_this_machine_and_allowed_clients_are_heard(tiny_model):
             client.close()
         finally:
             srv.shutdown()
+
+
+def test_a_keeper_stays_and_a_deleted_take_goes_to_the_trash_recorded(server, client):
+    add_track(client, "keys", seconds=0.1)
+    for _ in range(3):
+        client.send(f"{P}/generate", "keys")
+        client.until(f"{P}/done")
+
+    def takes() -> list[dict]:
+        return json.loads(client.ask(f"{P}/track/takes", "keys")[1][1])
+
+    first, second, third = (Path(t["path"]) for t in reversed(takes()))
+    assert client.ask(f"{P}/take/keep", "keys", 1) == (f"{P}/ack", [f"{P}/take/keep"])
+    assert [(t["take"], t["keeper"]) for t in takes()] == [(3, False), (2, False), (1, True)]
+    address, (_, text) = client.ask(f"{P}/take/delete", "keys", 1)
+    assert address == f"{P}/error" and "take 1 of keys is a keeper: unmark it" in text and first.is_file()
+    assert client.ask(f"{P}/take/delete", "keys", 2) == (f"{P}/ack", [f"{P}/take/delete"])
+    trash = Path(server.session.project) / "Audio" / ".trash"
+    assert not second.exists() and (trash / second.name).is_file()  # moved, not unlinked
+    assert [t["take"] for t in takes()] == [3, 1]
+    assert client.ask(f"{P}/take/delete", "keys", 2)[1][1].startswith("track keys has no take 2")
+    server.handlers.close()  # the project is released: its JSON and REAPER project are whole
+    manifest = json.loads((Path(server.session.project) / "wavestack.json").read_text())
+    entry = [r for r in manifest["renders"] if r.get("kind") == "trash"]
+    assert entry and entry[0]["moved_to"] == f"Audio/.trash/{second.name}" and entry[0]["take"] == 2
+    rpp = (Path(server.session.project) / "wavestack.rpp").read_text()
+    assert second.name not in rpp and first.name in rpp and third.name in rpp
+    assert client.ask(f"{P}/take/keep", "keys", 1, 0)[0] == f"{P}/ack"  # unmarked: now it may go
+    assert client.ask(f"{P}/take/delete", "keys", 1)[0] == f"{P}/ack"
+    client.send(f"{P}/generate", "keys")
+    assert client.until(f"{P}/done")[1][1].endswith("01_keys_take4.wav")  # numbers are never given again

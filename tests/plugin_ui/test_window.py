@@ -265,3 +265,23 @@ def test_a_take_becomes_the_primer_the_variation_source_or_the_seed_of_its_track
     window.takes.seed_action.trigger()
     drawn = json.loads((Path(server.session.project) / "wavestack.json").read_text())["renders"][-1]["seed"]
     assert pump(lambda: server.session.track("keys").seed == drawn and window.editor.lock.isChecked())
+
+
+def test_a_take_is_kept_then_deleted_from_its_menu(server, open_window, pump):
+    window = open_window(server)
+    add_tiny_track(window, server, pump)
+    window.send("/track/seconds", "keys", 0.2)
+    for n in (1, 2):
+        window.generate_track()
+        assert pump(lambda n=n: window.takes.count() == n, timeout=30)
+    window.takes.setCurrentRow(1)  # take 1 (newest first)
+    window.takes.keep_action.trigger()
+    assert pump(lambda: window.takes.item(1).text().startswith("★ take 1"))
+    window.takes.setCurrentRow(1)
+    window.takes.delete_action.trigger()  # a keeper: refused, said under the takes
+    assert pump(lambda: "is a keeper" in window.transport.message.text())
+    window.takes.setCurrentRow(0)
+    path = Path(window.takes.paths([window.takes.item(0)])[0])
+    window.takes.delete_action.trigger()
+    assert pump(lambda: window.takes.count() == 1 and window.takes.item(0).text().startswith("★ take 1"))
+    assert not path.exists() and (path.parent / ".trash" / path.name).is_file()
