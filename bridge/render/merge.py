@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.render.project import MANIFEST, Claim, Project, ProjectError
+from bridge.render.takes import TakeState, states
 
 _STEM = re.compile(r"^(?P<stem>.+)_take\d+\.wav$")
 
@@ -46,9 +47,13 @@ def _merge(out: Project, sources: list[str | Path]) -> list[Path]:
     for source in map(Project, sources):
         if source.root == out.root:
             raise ProjectError(f"{source.root} is the target itself")
-        for render in source.read_manifest()["renders"]:
+        renders = source.read_manifest()["renders"]
+        done = states(renders)
+        for render in renders:
             if render.get("kind") != "track":
                 continue
+            if any(done.get((f["track"], f["take"]), TakeState()).moved_to for f in render["files"]):
+                continue  # deleted there: in its Audio/.trash
             key = render.get("batch_key")
             digest = _digest(source.root / render["files"][0]["path"])
             if key and key in known:

@@ -616,6 +616,10 @@ def test_a_keeper_stays_and_a_deleted_take_goes_to_the_trash_recorded(server, cl
     assert entry and entry[0]["moved_to"] == f"Audio/.trash/{second.name}" and entry[0]["take"] == 2
     rpp = (Path(server.session.project) / "wavestack.rpp").read_text()
     assert second.name not in rpp and first.name in rpp and third.name in rpp
+    from bridge.render.merge import merge
+
+    merged = merge(Path(server.session.project).parent / "merged", [server.session.project])
+    assert sorted(p.name for p in merged) == ["01_keys_take1.wav", "01_keys_take2.wav"]  # takes 1 and 3
     assert client.ask(f"{P}/take/keep", "keys", 1, 0)[0] == f"{P}/ack"  # unmarked: now it may go
     assert client.ask(f"{P}/take/delete", "keys", 1)[0] == f"{P}/ack"
     client.send(f"{P}/generate", "keys")
