@@ -92,14 +92,10 @@ def test_space_plays_the_selected_take_and_the_buttons_step_through_takes(app, p
 
 
 def test_the_window_plays_on_space_and_says_when_it_cannot(server, open_window, pump, audio_output):
-    from tests.plugin_ui.test_window import add_tiny_track
+    from tests.plugin_ui.test_window import window_with_takes
 
     audio_output(False)
-    window = open_window(server)
-    add_tiny_track(window, server, pump)
-    window.send("/track/seconds", "keys", 0.2)
-    window.generate_track()
-    assert pump(lambda: window.takes.count() == 1, timeout=30)
+    window = window_with_takes(server, open_window, pump)
     window.takes.setCurrentRow(0)
     window.activateWindow()
     QTest.keyClick(window.takes, Qt.Key.Key_Space)

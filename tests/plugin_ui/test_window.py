@@ -248,12 +248,19 @@ def test_the_arrangement_shows_each_track_at_its_bars_and_selects_it_on_click(se
     assert pump(lambda: window.selected() == "keys" and view.selected == "keys")
 
 
-def test_a_take_becomes_the_primer_the_variation_source_or_the_seed_of_its_track(server, open_window, pump):
+def window_with_takes(server, open_window, pump, takes: int = 1):
+    """A window on ``server`` with a track "keys" of 0.2 s rendered ``takes`` times."""
     window = open_window(server)
     add_tiny_track(window, server, pump)
     window.send("/track/seconds", "keys", 0.2)
-    window.generate_track()
-    assert pump(lambda: window.takes.count() == 1, timeout=30)
+    for n in range(1, takes + 1):
+        window.generate_track()
+        assert pump(lambda n=n: window.takes.count() == n, timeout=30)
+    return window
+
+
+def test_a_take_becomes_the_primer_the_variation_source_or_the_seed_of_its_track(server, open_window, pump):
+    window = window_with_takes(server, open_window, pump)
     window.takes.setCurrentRow(0)
     take = server.session.track("keys")  # its seed was random: the take knows which one it drew
     path = window.takes.paths([window.takes.item(0)])[0]
@@ -268,12 +275,7 @@ def test_a_take_becomes_the_primer_the_variation_source_or_the_seed_of_its_track
 
 
 def test_a_take_is_kept_then_deleted_from_its_menu(server, open_window, pump):
-    window = open_window(server)
-    add_tiny_track(window, server, pump)
-    window.send("/track/seconds", "keys", 0.2)
-    for n in (1, 2):
-        window.generate_track()
-        assert pump(lambda n=n: window.takes.count() == n, timeout=30)
+    window = window_with_takes(server, open_window, pump, takes=2)
     window.takes.setCurrentRow(1)  # take 1 (newest first)
     window.takes.keep_action.trigger()
     assert pump(lambda: window.takes.item(1).text().startswith("★ take 1"))
