@@ -22,6 +22,8 @@ TRASH = ".trash"
 
 @dataclass
 class TakeState:
+    """What was done to one take: marked as a keeper, moved to the trash."""
+
     keeper: bool = False
     moved_to: str | None = None  # where a deleted take's file went, relative to the project
 
