@@ -204,7 +204,7 @@ TABLE: tuple[Address, ...] = (
     # ---------------------------------------------------------------- DAW
     Address("/follow/set", "follow a DAW's tempo, meter and transport over OSC ('none' stops following)",
             (Arg("daw", "s", "the DAW", choices=("none", *DAWS)),
-             Arg("listen_port", "i", "UDP port the DAW sends to; 0: REAPER/Ardour 9010, Ableton 11001",
+             Arg("listen_port", "i", "UDP port the DAW sends to; 0: REAPER 9010, Ardour 8000, Ableton 11001",
                  0, 65535, default=0),
              Arg("send_port", "i", "UDP port the DAW listens on; 0: REAPER 8000, Ardour 3819, "
                  "AbletonOSC 11000", 0, 65535, default=0)), group="daw"),
@@ -300,8 +300,9 @@ REPLIES: tuple[Reply, ...] = (
     Reply("/progress", "at least every 0.5 s while a job runs", ("job", "fraction")),
     Reply("/follow", "DAW following (also sent to subscribers when it changes): the DAW or none; off, "
           "waiting, following or silent (last values kept); tempo; meter; playing 1/0; playhead seconds "
-          "(-1: unknown); seconds since the DAW was heard (-1: never)",
-          ("daw", "state", "tempo", "numerator", "denominator", "playing", "position", "heard")),
+          "(-1: unknown); seconds since the DAW was heard (-1: never); which of tempo, numerator, "
+          "denominator the DAW told (comma-separated; the rest are the session's own)",
+          ("daw", "state", "tempo", "numerator", "denominator", "playing", "position", "heard", "measured")),
     Reply("/seed", "the seed each render used, fixed or drawn (-1), before its done", ("track", "seed")),
     Reply("/done", "a job finished; the files it wrote", ("job", "path…")),
 )

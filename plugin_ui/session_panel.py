@@ -57,8 +57,8 @@ class SessionPanel(QWidget):
         self.depth.show_value(state["bit_depth"])
 
     def show_follow(self, status: list[Any]) -> None:
-        """A /follow reply: daw, state, tempo, meter, playing, playhead, seconds since heard."""
-        daw, state, tempo, numerator, denominator, playing, position, heard = status
+        """A /follow reply: daw, state, tempo, meter, playing, playhead, seconds since heard, what it told."""
+        daw, state, tempo, numerator, denominator, playing, position, heard, measured = status
         self.follow.show_value(daw)
         following = (state == "following")
         self.tempo.editor.setEnabled(not following)  # the DAW sets them while it is followed
@@ -71,7 +71,7 @@ class SessionPanel(QWidget):
         else:
             where = f"at {position:.2f} s" if position >= 0 else ""
             transport = "playing" if playing else "stopped"
-            text = f"{daw}: {tempo:g} BPM {numerator}/{denominator}, {transport} {where}"
+            text = f"{daw}: {tempo:g} BPM {numerator}/{denominator}{kept(measured)}, {transport} {where}"
             if state == "silent":
                 text = f"{daw} silent for {heard:.0f} s — keeping " + text.split(": ", 1)[1]
         self.follow_status.setText(text)
@@ -81,3 +81,18 @@ class SessionPanel(QWidget):
         if folder:
             self.project.set_editor(folder)
             self.project.editor.editingFinished.emit()  # type: ignore[attr-defined]
+
+
+def kept(measured: str) -> str:
+    """What the followed DAW did not tell, in a musician's words: " (meter from the session)"."""
+    told = set(measured.split(",")) - {""}
+    missing = []
+    if "tempo" not in told:
+        missing.append("tempo")
+    if not {"numerator", "denominator"} & told:
+        missing.append("meter")
+    elif "numerator" not in told:
+        missing.append("beats per bar")
+    elif "denominator" not in told:
+        missing.append("beat unit (the meter's lower number)")
+    return f" ({' and '.join(missing)} from the session)" if missing else ""

@@ -30,7 +30,7 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--follow", choices=DAWS,
                        help="follow this DAW's tempo, meter and transport over OSC (see the README)")
     serve.add_argument("--daw-port", type=port, default=0, metavar="UDP_PORT",
-                       help="port the DAW sends to (default: REAPER/Ardour 9010, Ableton 11001)")
+                       help="port the DAW sends to (default: REAPER 9010, Ardour 8000, Ableton 11001)")
     serve.add_argument("--daw-send-port", type=port, default=0, metavar="UDP_PORT",
                        help="port the DAW listens on (default: REAPER 8000, Ardour 3819, AbletonOSC 11000)")
     serve.add_argument("--advertise", action="store_true",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
-from bridge.osc.follow import Follower, Transport
+from bridge.osc.follow import MEASURABLE, Follower, Transport, measured_text
 from bridge.osc.jobs import Job, JobQueue
 from bridge.protocol import PREFIX, Address, ProtocolError
 from bridge.render.checks import check_model, check_session, checked
@@ -280,11 +280,11 @@ class Handlers:
     def following(self) -> list[Any]:
         """The /follow reply's values."""
         if self.follower is None:
-            return ["none", "off", float(self.session.tempo), *self.session.meter, 0, -1.0, -1.0]
+            return ["none", "off", float(self.session.tempo), *self.session.meter, 0, -1.0, -1.0, ""]
         t = self.follower.transport
         heard = -1.0 if t.heard is None else round(time.monotonic() - t.heard, 3)
         return [t.daw, self.follower.state(), float(self.session.tempo), *self.session.meter, int(t.playing),
-                -1.0 if t.position is None else float(t.position), heard]
+                -1.0 if t.position is None else float(t.position), heard, measured_text(t.measured)]
 
     def _on_daw(self, t: Transport, changed: set[str]) -> None:
         """The followed DAW said something new: tempo and meter go to the session; subscribers hear of it."""
@@ -315,7 +315,10 @@ class Handlers:
         """What the manifest says about where the tempo came from."""
         if self.follower is None:
             return {}
-        return {"tempo_source": {"daw": self.follower.daw, "state": self.follower.state()}}
+        measured = sorted(self.follower.transport.measured)
+        source = {"daw": self.follower.daw, "state": self.follower.state(), "measured": measured,
+                  "session": [n for n in MEASURABLE if n not in measured]}
+        return {"tempo_source": source}
 
     # ------------------------------------------------------------------ jobs
     def generate(self, args: dict, reply: Reply) -> bool:

@@ -1,5 +1,7 @@
 """Following a DAW: message sequences as REAPER, Ardour and AbletonOSC send them, replayed on loopback
-by a fake DAW that also checks what wavestack sends it (greetings, surface registration, listeners)."""
+by a fake DAW that also checks what wavestack sends it (greetings, surface registration, listeners).
+Ardour's is a sequence captured from a real Ardour 7.3 (tests/bridge/ardour.py); test_ardour.py drives
+a live one."""
 
 from __future__ import annotations
 
@@ -136,22 +138,74 @@ def test_a_broken_bundle_sent_to_the_follower_does_not_stop_it(daw):
         follower.stop()
 
 
-def test_ardour_registers_as_a_surface_and_follows_transport_and_position(daw):
-    follower = Follower("ardour", lambda t, changed: None, listen_port=0, send_port=daw.port).start()
+ARDOUR_SEQUENCE = Path(__file__).parent / "data" / "ardour-7.3.jsonl"  # python -m tests.bridge.ardour FILE
+
+
+def ardour_sequence() -> list[tuple[str, list[bytes]]]:
+    """The captured Ardour 7.3 session, cut at its marks: (what was just done, datagrams until the next)."""
+    parts: list[tuple[str, list[bytes]]] = [("greeted", [])]
+    for line in ARDOUR_SEQUENCE.read_text().splitlines():
+        _, data = json.loads(line)
+        if data.startswith("# "):
+            parts.append((data[2:], []))
+        else:
+            parts[-1][1].append(bytes.fromhex(data))
+    return parts
+
+
+def test_ardour_tempo_and_meter_are_measured_from_a_real_sequence(server, client, daw):
+    """Replays what a real Ardour 7.3 sent (captured by tests/bridge/ardour.py): 120 BPM 4/4 rolling,
+    90 BPM 6/8 from the session start while rolling, speed 2, stop, locate, 140 BPM 3/4 while
+    stopped, roll, stop, session closed."""
+    assert client.ask(f"{P}/follow/set", "ardour", free_port(), daw.port)[0] == f"{P}/ack"
+    bank, strips, feedback, fader = daw.expect("/set_surface")
+    assert feedback == Ardour.FEEDBACK and (bank, strips, fader) == (0, 0, 0)
+    assert feedback & 8 and feedback & 16 and feedback & 32 and feedback & 2048
+    t = server.follower.transport
+    m = "tempo,numerator,denominator"
+    expected = [  # after the datagrams that followed each mark: session tempo, meter, playing, measured
+        ("greeted", 120.0, (4, 4), False, ""),
+        ("roll at 120, 4/4", 120.0, (4, 4), True, m),
+        ("90 BPM, 6/8 while rolling", 90.0, (6, 8), True, m),
+        ("speed 2", 90.0, (6, 8), True, m),  # /transport_play 0, /transport_stop 0, /ffwd 1
+        ("stop", 90.0, (6, 8), False, m),
+        ("locate to 10 s", 90.0, (6, 8), False, m),
+        ("140 BPM, 3/4 while stopped", 90.0, (6, 8), False, m),  # Ardour sends nothing of it yet
+        ("roll", 140.0, (3, 4), True, m),
+        ("stop", 140.0, (3, 4), False, m),
+        ("close the session", 140.0, (3, 4), False, ""),  # blank strings: values kept, no longer measured
+    ]
+    sequence = ardour_sequence()
+    assert [part[0] for part in sequence] == [e[0] for e in expected]
+    sent = 0
+    for (_, datagrams), (mark, tempo, meter, playing, measured) in zip(sequence, expected, strict=True):
+        for data in datagrams:
+            daw.sock.sendto(data, daw.peer)
+        sent += len(datagrams)
+        assert until(lambda: server.follower.received == sent)  # noqa: B023
+        assert (server.session.tempo, server.session.meter, t.playing) == (tempo, meter, playing), mark
+        status = client.ask(f"{P}/follow/status")[1]
+        assert status[:6] == ["ardour", "following", tempo, *meter, int(playing)], mark
+        assert status[8] == measured, mark
+    assert t.position is None  # the session closed: no playhead to place a track at
+    render_source = server.handlers._tempo_source()["tempo_source"]
+    assert render_source["measured"] == []
+    assert render_source["session"] == ["tempo", "numerator", "denominator"]
+
+
+def test_ardour_is_registered_again_only_when_it_goes_quiet(daw):
+    """Each /set_surface makes Ardour resend a 26-message dump and reset the surface: not while it talks."""
+    follower = Follower("ardour", lambda t, changed: None, listen_port=0, send_port=daw.port,
+                        greet_every=0.3).start()
     try:
-        bank, strips, feedback, fader = daw.expect("/set_surface")
-        assert feedback & 32 and feedback & 2048 and feedback & 8  # bar/beat, min:sec, heartbeat
-        assert feedback == Ardour.FEEDBACK and (bank, strips, fader) == (0, 0, 0)
-        sequence = [("/heartbeat", 1.0), ("/transport_stop", 0.0), ("/transport_play", 1.0)]
-        sequence += [("/position/bbt", f"003|{b:02d}|0000") for b in (1, 2, 3, 4)]
-        sequence += [("/position/bbt", "004|01|0000"), ("/position/time", "00:01:05.250")]
-        for address, value in sequence:
-            daw.send(address, value)
-        t = follower.transport
-        assert until(lambda: t.position == pytest.approx(65.25) and t.numerator == 4 and t.playing)
-        assert t.tempo is None  # Ardour's OSC does not send tempo: the session keeps its own
-        daw.send("/transport_stop", 1.0)
-        assert until(lambda: not t.playing)
+        daw.expect("/set_surface")
+        for _ in range(12):  # Ardour's heartbeat, faster than the greeting period
+            daw.send("/heartbeat", 1.0)
+            time.sleep(0.1)
+        daw.sock.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            daw.sock.recvfrom(65536)  # no registration while it was heard
+        daw.expect("/set_surface", timeout=5)  # quiet for longer than 0.3 s: registered again
     finally:
         follower.stop()
 

@@ -188,7 +188,8 @@ def test_following_a_daw_shows_its_tempo_and_places_a_track_at_its_playhead(serv
         for address, value in (("/tempo/raw", 87.0), ("/play", 1.0), ("/time", 12.5)):
             daw.send(address, value)
         s = window.session
-        assert pump(lambda: "reaper: 87 BPM 4/4, playing at 12.50 s" in s.follow_status.text())
+        shown = "reaper: 87 BPM 4/4 (meter from the session), playing at 12.50 s"
+        assert pump(lambda: shown in s.follow_status.text())
         assert s.follow.value() == "reaper" and not s.tempo.editor.isEnabled()
         assert pump(lambda: s.tempo.value() == 87.0)
         assert pump(lambda: window.editor.playhead.isEnabled())
