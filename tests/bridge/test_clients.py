@@ -1,4 +1,5 @@
-"""Real OSC clients: liblo's oscsend/oscdump, Pure Data running examples/wavestack.pd, and the
+"""Real OSC clients: liblo's oscsend/oscdump, Pure Data running examples/wavestack.pd, SuperCollider's
+sclang running examples/wavestack.scd, and the
 ``wavestack serve`` process itself (started, driven, stopped with SIGTERM)."""
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ needs_liblo = pytest.mark.skipif(shutil.which("oscsend") is None or shutil.which
                                  reason="liblo-tools is not installed (apt-get install liblo-tools)")
 needs_pd = pytest.mark.skipif(shutil.which("pd") is None,
                               reason="Pure Data is not installed (apt-get install puredata-core)")
+needs_sclang = pytest.mark.skipif(shutil.which("sclang") is None,
+                                  reason="SuperCollider is not installed (apt-get install supercollider-language)")
 
 
 def free_port() -> int:
@@ -115,6 +118,25 @@ def test_the_example_pd_patch_renders_a_track(serve, tmp_path):
     out = done.stdout + done.stderr
     assert "wavestack-done:" in out, out[-2000:]
     path = Path(out.split("wavestack-done:")[1].split()[1])
+    assert path.is_file() and path.parent == project.resolve() / "Audio"
+    assert sf.info(path).frames == round(2 * 2.0 * 48000)  # 2 bars at 120 bpm
+
+
+@needs_sclang
+def test_the_example_supercollider_script_renders_a_track(serve, tmp_path):
+    port, project, _ = serve
+    script = (ROOT / "examples" / "wavestack.scd").read_text()
+    script = script.replace("9000", str(port)).replace('"keys", "default"', '"keys", "tiny"')
+    script += '\n~onDone = { |path| ("wavestack-done: " ++ path).postln; 0.exit };\n'
+    (tmp_path / "test.scd").write_text(script)
+    # sclang needs no display with Qt offscreen, and its web engine no sandbox when run as root
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QTWEBENGINE_DISABLE_SANDBOX": "1"}
+    done = subprocess.run(["sclang", str(tmp_path / "test.scd")], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert "wavestack-done: " in out and "wavestack error" not in out, out[-2000:]
+    assert "ack /wavestack/track/add" in out and "rendering " in out
+    path = Path(out.split("wavestack-done: ")[1].split()[0])
     assert path.is_file() and path.parent == project.resolve() / "Audio"
     assert sf.info(path).frames == round(2 * 2.0 * 48000)  # 2 bars at 120 bpm
 
