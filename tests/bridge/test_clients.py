@@ -28,8 +28,8 @@ needs_liblo = pytest.mark.skipif(shutil.which("oscsend") is None or shutil.which
                                  reason="liblo-tools is not installed (apt-get install liblo-tools)")
 needs_pd = pytest.mark.skipif(shutil.which("pd") is None,
                               reason="Pure Data is not installed (apt-get install puredata-core)")
-needs_sclang = pytest.mark.skipif(
-    shutil.which("sclang") is None, reason="SuperCollider is not installed (apt-get install supercollider-language)")
+needs_sclang = pytest.mark.skipif(shutil.which("sclang") is None, reason="SuperCollider is not installed "
+                                  "(apt-get install supercollider-language)")
 
 
 def free_port() -> int:
