@@ -32,6 +32,13 @@ def spec(address: str, name: str) -> Arg:
     return next(a for a in BY_PATH[PREFIX + address].args if a.name == name)
 
 
+FIELD_WIDTH = 200  # widest a number or a choice gets: a maximised window does not stretch them
+CHOICE_LABELS: dict[tuple[str, str], dict[Any, str]] = {  # how a choice reads, in a musician's words
+    ("/rate", "hz"): {44100: "44.1 kHz", 48000: "48 kHz", 96000: "96 kHz"},
+    ("/depth", "bits"): {16: "16-bit PCM", 24: "24-bit PCM", 32: "32-bit float"},
+}
+
+
 def tooltip(address: str, arg: Arg) -> str:
     return f"{BY_PATH[PREFIX + address].help}\n{arg.help}: {arg.allowed()}\nOSC: {PREFIX}{address}"
 
@@ -113,9 +120,14 @@ class ArgField(QWidget):
         self.error = ErrorLabel(self)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.editor, 1)
+        narrow = not isinstance(self.editor, QLineEdit)  # numbers and choices keep a sensible width
+        if narrow:
+            self.editor.setMaximumWidth(FIELD_WIDTH)
+        row.addWidget(self.editor, 0 if narrow else 1)
         for widget in extra:
             row.addWidget(widget)
+        if narrow:
+            row.addStretch(1)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.setSpacing(1)
@@ -129,8 +141,9 @@ class ArgField(QWidget):
         arg = self.arg
         if arg.choices or choices:
             combo = QComboBox(self)
+            labels = CHOICE_LABELS.get((self.address, arg.name), {})
             for choice in arg.choices:
-                combo.addItem(str(choice), choice)
+                combo.addItem(labels.get(choice, str(choice)), choice)
             combo.activated.connect(lambda _i: self._commit())
             return combo
         if arg.type == "i":

@@ -1,5 +1,9 @@
 """A list editor for an effects chain: built-in pedalboard effects from the server's catalog (with
-their parameters, defaults and ranges) and VST3 plugins picked by file.
+their parameters, defaults and ranges) and VST3 plugins picked by file; any step can be bypassed.
+
+Parameters read as a musician expects: amounts of 0–1 (mix, room size, damping, levels) in %, a
+0/1 mode as a switch, units (dB, ms, Hz, s, semitones) as suffixes and not in the name; the
+protocol's names and raw values stay in the tooltips.
 
 The editor holds the chain as the protocol's JSON data (see ``bridge.fx``) and emits ``changed``
 with the whole chain after every edit; the server checks it and answers ack or error.
@@ -30,15 +34,40 @@ from PySide6.QtWidgets import (
 from .fields import ErrorLabel
 
 Step = dict[str, Any]
+UNITS = (("_db", "dB"), ("_ms", "ms"), ("_hz", "Hz"), ("_seconds", "s"), ("semitones", "semitones"))
+FIELD_WIDTH = 200
+
+
+def label(key: str) -> str:
+    """A parameter's name without its unit, in words: threshold_db → threshold, freeze_mode → freeze."""
+    for suffix, _ in UNITS:
+        if key.endswith(suffix) and key != suffix.lstrip("_"):
+            key = key[: -len(suffix)]
+    return key.removesuffix("_mode").replace("_", " ")
+
+
+def unit(key: str) -> str:
+    return next((u for suffix, u in UNITS if key.endswith(suffix)), "")
+
+
+def is_switch(key: str, p: dict[str, Any]) -> bool:
+    """A 0/1 number that means off/on (Reverb's freeze_mode)."""
+    return key.endswith("_mode") and (p.get("min"), p.get("max")) == (0.0, 1.0)
+
+
+def is_amount(key: str, p: dict[str, Any]) -> bool:
+    """A fraction (0–1, or −1–1 for feedback) shown in %."""
+    return not unit(key) and p.get("max") == 1.0 and p.get("min") in (0.0, -1.0)
 
 
 def describe(step: Step) -> str:
+    off = " — bypassed" if step.get("bypass") else ""
     if "vst3" in step:
         params = step.get("params") or {}
-        return f"VST3 {Path(step['vst3']).stem}" + (f" ({len(params)} set)" if params else "")
-    settings = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                         for k, v in step.items() if k != "plugin")
-    return step.get("plugin", "?") + (f" ({settings})" if settings else "")
+        return f"VST3 {Path(step['vst3']).stem}" + (f" ({len(params)} set)" if params else "") + off
+    settings = ", ".join(f"{label(k)} {v:g}" if isinstance(v, float) else f"{label(k)} {v}"
+                         for k, v in step.items() if k not in ("plugin", "bypass"))
+    return step.get("plugin", "?") + (f" ({settings})" if settings else "") + off
 
 
 class FxEditor(QWidget):
@@ -49,7 +78,7 @@ class FxEditor(QWidget):
         self.catalog: dict[str, dict[str, dict[str, Any]]] = {}
         self.steps: list[Step] = []
         self.list = QListWidget(self)
-        self.list.setMaximumHeight(90)
+        self.list.setMinimumHeight(60)
         self.list.setToolTip("effects in processing order; select one to edit its parameters")
         self.list.currentRowChanged.connect(self._show_params)
         self.plugins = QComboBox(self)
@@ -58,22 +87,28 @@ class FxEditor(QWidget):
         vst = QPushButton("VST3…", self, clicked=self._pick_vst3)
         vst.setToolTip("add a VST3 plugin from a .vst3 bundle")
         self.remove = QPushButton("Remove", self, clicked=self.remove_selected)
+        self.bypass = QCheckBox("bypass", self)
+        self.bypass.setToolTip("keep the effect in the chain but do not run it")
+        self.bypass.clicked.connect(lambda on: self.set_param(self.list.currentRow(), "bypass", on))
         self.up = QPushButton("↑", self, clicked=lambda: self.move_selected(-1))
         self.down = QPushButton("↓", self, clicked=lambda: self.move_selected(1))
         for b in (self.up, self.down):
             b.setMaximumWidth(28)
         buttons = QHBoxLayout()
-        for w in (self.plugins, add, vst, self.remove, self.up, self.down):
+        for w in (self.plugins, add, vst, self.remove, self.up, self.down, self.bypass):
             buttons.addWidget(w)
         self.params = QWidget(self)
         self.params_form = QFormLayout(self.params)
         self.params_form.setContentsMargins(12, 0, 0, 0)
+        self.params_form.setVerticalSpacing(2)
         self.error = ErrorLabel(self)
+        chain_and_params = QHBoxLayout()  # side by side: the page stays short enough for the window
+        chain_and_params.addWidget(self.list, 1)
+        chain_and_params.addWidget(self.params, 1)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
-        box.addWidget(self.list)
         box.addLayout(buttons)
-        box.addWidget(self.params)
+        box.addLayout(chain_and_params)
         box.addWidget(self.error)
 
     # ------------------------------------------------------------------ from the server
@@ -116,9 +151,11 @@ class FxEditor(QWidget):
             self._emit(steps, select=row + delta)
 
     def set_param(self, row: int, key: str, value: Any) -> None:
+        if not 0 <= row < len(self.steps):
+            return
         steps = copy.deepcopy(self.steps)
-        if "vst3" in steps[row]:
-            steps[row]["params"] = value
+        if key == "bypass" and not value:
+            steps[row].pop("bypass", None)
         else:
             steps[row][key] = value
         if steps != self.steps:
@@ -139,7 +176,10 @@ class FxEditor(QWidget):
     def _show_params(self, row: int) -> None:
         while self.params_form.rowCount():
             self.params_form.removeRow(0)
-        if not 0 <= row < len(self.steps):
+        valid = 0 <= row < len(self.steps)
+        self.bypass.setEnabled(valid)
+        self.bypass.setChecked(valid and bool(self.steps[row].get("bypass")))
+        if not valid:
             return
         step = self.steps[row]
         if "vst3" in step:
@@ -150,20 +190,29 @@ class FxEditor(QWidget):
             return
         for key, p in self.catalog.get(step.get("plugin", ""), {}).items():
             value = step.get(key, p["default"])
-            if isinstance(p["default"], bool):
-                box = QCheckBox(self.params)
-                box.setChecked(bool(value))
-                box.toggled.connect(lambda on, k=key: self.set_param(row, k, on))
-                self.params_form.addRow(key, box)
+            tip = f"{key}: default {p['default']}"
+            if "min" in p:
+                tip += f", range [{p['min']:g}, {p['max']:g}]"
+            if isinstance(p["default"], bool) or is_switch(key, p):
+                box = QCheckBox("on", self.params)
+                box.setChecked(bool(value) and float(value) >= 0.5)
+                box.setToolTip(tip)
+                kind = bool if isinstance(p["default"], bool) else float
+                box.toggled.connect(lambda on, k=key, kind=kind: self.set_param(row, k, kind(on)))
+                self.params_form.addRow(label(key), box)
                 continue
+            scale = 100.0 if is_amount(key, p) else 1.0
             spin = QDoubleSpinBox(self.params)
-            spin.setRange(p["min"], p["max"])
-            spin.setDecimals(3)
-            spin.setSingleStep((p["max"] - p["min"]) / 100)
-            spin.setValue(float(value))
-            spin.setToolTip(f"{key}: default {p['default']:g}, range [{p['min']:g}, {p['max']:g}]")
-            spin.editingFinished.connect(lambda k=key, s=spin: self.set_param(row, k, round(s.value(), 6)))
-            self.params_form.addRow(key, spin)
+            spin.setMaximumWidth(FIELD_WIDTH)
+            spin.setRange(p["min"] * scale, p["max"] * scale)
+            spin.setDecimals(0 if scale == 100 else 2 if p["max"] - p["min"] <= 100 else 1)
+            spin.setSingleStep(1.0 if scale == 100 else (p["max"] - p["min"]) / 100)
+            spin.setSuffix(" %" if scale == 100 else f" {unit(key)}" if unit(key) else "")
+            spin.setValue(float(value) * scale)
+            spin.setToolTip(tip)
+            spin.editingFinished.connect(
+                lambda k=key, s=spin, scale=scale: self.set_param(row, k, round(s.value() / scale, 6)))
+            self.params_form.addRow(label(key), spin)
 
     def _vst3_params(self, row: int, text: str) -> None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QProgressBar, QTreeWidget, QTreeWidgetItem, QWidget
+from PySide6.QtWidgets import QHeaderView, QProgressBar, QTreeWidget, QTreeWidgetItem, QWidget
 
 ACTIVE = ("queued", "running")
 
@@ -17,9 +17,14 @@ class JobList(QTreeWidget):
         self.setColumnCount(4)
         self.setHeaderLabels(["job", "render", "state", "progress"])
         self.setRootIsDecorated(False)
+        header = self.header()
+        header.setStretchLastSection(False)  # the state (with the file or the error) takes the room
+        for column, mode in enumerate((QHeaderView.ResizeMode.Fixed, QHeaderView.ResizeMode.Interactive,
+                                       QHeaderView.ResizeMode.Stretch, QHeaderView.ResizeMode.Fixed)):
+            header.setSectionResizeMode(column, mode)
         self.setColumnWidth(0, 44)
-        self.setColumnWidth(1, 110)
-        self.setColumnWidth(2, 190)
+        self.setColumnWidth(1, 90)
+        self.setColumnWidth(3, 90)
         self.items: dict[int, QTreeWidgetItem] = {}
         self.bars: dict[int, QProgressBar] = {}
 

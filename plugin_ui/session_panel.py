@@ -33,7 +33,9 @@ class SessionPanel(QWidget):
             row = QHBoxLayout()
             for text, field in pairs:
                 row.addWidget(QLabel(text, self))
-                row.addWidget(field, 1)
+                row.addWidget(field, 1 if field is self.project else 0)
+            if pairs[0][1] is not self.project:
+                row.addStretch(1)
             box.addLayout(row)
         for field in (self.project, self.tempo, self.rate, self.depth, self.follow):
             field.committed.connect(lambda v, a=field.address: self.edit.emit(a, [v]))

@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -39,7 +41,14 @@ class TrackEditor(QWidget):
         self.track: dict[str, Any] | None = None
         self.seconds_per_bar = 2.0
         self.last_seed: dict[str, int] = {}
-        form = QFormLayout(self)
+        # three pages, so that each fits the default window without scrolling
+        self.tabs = QTabWidget(self)
+        sound, effects, source = QWidget(self), QWidget(self), QWidget(self)
+        self.tabs.addTab(sound, "Sound")
+        self.tabs.addTab(effects, "Effects")
+        self.tabs.addTab(source, "Primer && variation")
+        QVBoxLayout(self).addWidget(self.tabs)
+        form = QFormLayout(sound)
 
         self.model = ArgField("/track/model", "model", self, choices=True)
         form.addRow("Model", self.model)
@@ -76,14 +85,16 @@ class TrackEditor(QWidget):
         self.temperature = ArgField("/track/temperature", "temperature", self)
         self.top_p = ArgField("/track/top_p", "top_p", self)
         self.gain = ArgField("/track/gain", "db", self)
-        form.addRow("Temperature", self.temperature)
-        form.addRow("Top-p", self.top_p)
+        form.addRow("Randomness", self.temperature)
+        form.addRow("Focus (top-p)", self.top_p)
         form.addRow("Gain (dB)", self.gain)
 
         self.fx = FxEditor(self)
-        form.addRow("Effects", self.fx)
+        QVBoxLayout(effects).addWidget(self.fx)
 
+        form = QFormLayout(source)
         self.primer = ArgField("/track/primer", "path", self, extra=self._file_buttons("/track/primer"))
+        self.primer.setToolTip("an audio file the track continues from (its last seconds prime the model)")
         form.addRow("Primer", self.primer)
         self.vary_level = ArgField("/track/vary", "level", self)
         level_label = QLabel("keep level", self)
@@ -91,6 +102,7 @@ class TrackEditor(QWidget):
         self.vary = ArgField("/track/vary", "path", self,
                              extra=(*self._file_buttons("/track/vary"), level_label, self.vary_level))
         form.addRow("Vary", self.vary)
+        self._pages = {"/track/fx": effects, "/track/primer": source, "/track/vary": source}
 
         for field in (self.model, self.seconds, self.bars, self.position, self.at_bar, self.seed,
                       self.temperature, self.top_p, self.gain, self.primer):
@@ -107,6 +119,7 @@ class TrackEditor(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         for w in widgets:
             row.addWidget(w)
+        row.addStretch(1)
         return holder
 
     def _file_buttons(self, address: str) -> tuple[QPushButton, QPushButton]:
@@ -125,7 +138,11 @@ class TrackEditor(QWidget):
                 } | {"/track/vary": self.vary, "/track/fx": self.fx, "/track/at_playhead": self.position}
 
     def set_error(self, address: str, text: str) -> bool:
-        return set_error_in(self.fields(), address, text)
+        """Show an error under the field it is about, turning to the page that holds it."""
+        shown = set_error_in(self.fields(), address, text)
+        if shown and text:
+            self.tabs.setCurrentWidget(self._pages.get(address, self.tabs.widget(0)))
+        return shown
 
     # ------------------------------------------------------------------ from the server
     def set_models(self, names: list[str]) -> None:
@@ -160,6 +177,9 @@ class TrackEditor(QWidget):
         self.lock.setChecked(locked)
         self.seed.editor.setEnabled(locked)
         self.fx.show_chain(track["fx"])
+        self.tabs.setTabText(1, f"Effects ({len(track['fx'])})" if track["fx"] else "Effects")
+        sources = sum(1 for v in (track["primer"], track["vary"]) if v)
+        self.tabs.setTabText(2, f"Primer && variation ({sources})" if sources else "Primer && variation")
 
     def show_seed(self, track: str, seed: int) -> None:
         self.last_seed[track] = seed

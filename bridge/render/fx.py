@@ -7,7 +7,8 @@ A chain is a list of steps, as JSON (over OSC) or TOML (batch specs)::
 
 Built-in steps name a pedalboard effect class; VST3 steps give a path (inside a plugin folder) and
 parameters by the names pedalboard lists for that plugin, and run in the plugin host, a separate
-process (``bridge.render.pluginhost``). Unknown plugins, unknown parameters and out-of-range values are
+process (``bridge.render.pluginhost``). Any step may say ``"bypass": true``: it is checked and kept in
+the chain (and the manifest) but not run. Unknown plugins, unknown parameters and out-of-range values are
 errors that say what is allowed. Effect tails (reverb, delay) are rendered, not cut.
 """
 
@@ -94,11 +95,7 @@ def parse_chain(chain: str | list[Any]) -> list[dict[str, Any]]:
         steps = chain_steps(chain)
     except ProtocolError as exc:
         raise FxError(str(exc)) from None
-    for i, step in enumerate(steps):
-        if "vst3" in step:
-            _check_vst3(i + 1, dict(step))
-        else:
-            _build_step(i + 1, dict(step))
+    build_board(steps)
     return steps
 
 
@@ -121,7 +118,8 @@ def _check_vst3(index: int, step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     path = step.pop("vst3")
     params = step.pop("params", {})
     if step:
-        raise FxError(f"{where}: unknown key(s) {', '.join(sorted(step))}; a VST3 step has vst3, params")
+        raise FxError(f"{where}: unknown key(s) {', '.join(sorted(step))}; a VST3 step has vst3, params, "
+                      "bypass")
     if not isinstance(path, str) or not path.endswith(".vst3") or not Path(path).exists():
         raise FxError(f"{where}: VST3 plugin not found: {path!r} (give the path of a .vst3 bundle)")
     if not pluginhost.allowed(path):
@@ -158,8 +156,18 @@ class HostedPlugin:
 
 
 def build_board(chain: list[dict[str, Any]]) -> list[Any]:
-    """Instantiate every step; raises FxError on the first bad one."""
-    return [_build_step(i + 1, dict(step)) for i, step in enumerate(chain)]
+    """Instantiate every step that is not bypassed (bypassed ones are checked all the same); raises
+    FxError on the first bad one. VST3 steps are checked against their scan, run later by the host."""
+    board = []
+    for i, step in enumerate(chain):
+        step = dict(step)
+        bypass = step.pop("bypass", False)
+        if not isinstance(bypass, bool):
+            raise FxError(f"fx step {i + 1}: bypass must be true or false, got {bypass!r}")
+        plugin = _build_step(i + 1, step)
+        if not bypass:
+            board.append(plugin)
+    return board
 
 
 def _build_step(index: int, step: dict[str, Any]) -> Any:

@@ -30,11 +30,21 @@ def click(rate: int = 16000, seconds: float = 0.5) -> np.ndarray:
         ('[{"vst3": "/nowhere/X.vst3"}]', "VST3 plugin not found"),
         ('{"plugin": "Reverb"}', "must be a list"),
         ("[{", "not valid JSON"),
+        ('[{"plugin": "Reverb", "bypass": "yes"}]', "bypass must be true or false"),
+        ('[{"plugin": "Reverb", "room_size": 3, "bypass": true}]', "room_size must be in [0, 1], got 3"),
     ],
 )
 def test_bad_chains_are_refused_before_any_audio(chain, message):
     with pytest.raises(FxError, match=message.replace("[", r"\[").replace("(", r"\(")):
         parse_chain(chain)
+
+
+def test_a_bypassed_step_is_kept_in_the_chain_but_not_run():
+    chain = parse_chain('[{"plugin": "Gain", "gain_db": -12, "bypass": true}, '
+                        '{"plugin": "Gain", "gain_db": 6}]')
+    assert chain[0]["bypass"] is True  # kept as given: the manifest records it
+    out = apply_chain(build_board(chain), click(), 16000)
+    assert np.abs(out).max() == pytest.approx(0.8 * 10 ** (6 / 20), rel=1e-3)  # only the +6 dB ran
 
 
 def test_tails_are_kept_not_cut():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QUrl
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox
 
 from bridge.osc.server import Server
 
@@ -49,9 +49,18 @@ def test_connects_edits_generates_and_drags_the_take(server, open_window, pump):
     assert pump(lambda: server.session.track("keys").fx == [{"plugin": "Reverb"}])
     room = next(w for w in e.fx.params.findChildren(QDoubleSpinBox)
                 if "room_size" in w.toolTip())
-    room.setValue(0.8)
+    assert room.suffix() == " %" and room.maximum() == 100  # an amount reads in %
+    assert e.fx.params_form.labelForField(room).text() == "room size"
+    freeze = next(w for w in e.fx.params.findChildren(QCheckBox) if "freeze_mode" in w.toolTip())
+    assert e.fx.params_form.labelForField(freeze).text() == "freeze"  # a switch, not a float
+    room.setValue(80)
     room.editingFinished.emit()
     track = server.session.track("keys")
+    assert pump(lambda: track.fx == [{"plugin": "Reverb", "room_size": 0.8}])
+    e.fx.bypass.click()
+    assert pump(lambda: track.fx == [{"plugin": "Reverb", "room_size": 0.8, "bypass": True}])
+    assert e.fx.list.item(0).text().endswith("bypassed")
+    e.fx.bypass.click()
     assert pump(lambda: track.fx == [{"plugin": "Reverb", "room_size": 0.8}])
     assert (track.seconds, track.temperature) == (0.3, 0.9) and track.seed >= 0
     assert pump(lambda: e.lock.isChecked() and e.seed.value() == track.seed)  # the view follows the server
