@@ -214,7 +214,7 @@ TABLE: tuple[Address, ...] = (
     Address("/generate", "render one track; answers ack <job>, progress, done <job> <stem> or error",
             _track(), reply="job", group="job"),
     Address("/generate_all", "render every track and the mix", reply="job", group="job"),
-    Address("/job/status", "state of a job; answers /wavestack/status <job> <state> <fraction>",
+    Address("/job/status", "state of a job; answers /wavestack/status <job> <state> <fraction> <phase>",
             (Arg("job", "i", "job id", 1),), reply="status", group="job"),
     Address("/job/cancel", "cancel a queued or running job; nothing partial is written",
             (Arg("job", "i", "job id", 1),), group="job"),
@@ -295,9 +295,11 @@ REPLIES: tuple[Reply, ...] = (
           ("track", "json")),
     Reply("/fx/catalog", "built-in effects as JSON: {plugin: {parameter: {default, min, max}}}", ("json",)),
     Reply("/state", "the session as JSON", ("json",)),
-    Reply("/status", "a job's state (queued, running, done, failed, cancelled) and progress",
-          ("job", "state", "fraction")),
+    Reply("/status", "a job's state (queued, running, done, failed, cancelled), progress and phase "
+          "(as /phase; \"\" while it renders)", ("job", "state", "fraction", "phase")),
     Reply("/progress", "at least every 0.5 s while a job runs", ("job", "fraction")),
+    Reply("/phase", "what a running job does besides rendering, when that changes: \"preparing the fast "
+          "sampler …\" on the first render of an installation, then \"\" (rendering)", ("job", "text")),
     Reply("/follow", "DAW following (also sent to subscribers when it changes): the DAW or none; off, "
           "waiting, following or silent (last values kept); tempo; meter; playing 1/0; playhead seconds "
           "(-1: unknown); seconds since the DAW was heard (-1: never); which of tempo, numerator, "

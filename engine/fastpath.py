@@ -375,6 +375,14 @@ if AVAILABLE:
     _run = njit(parallel=True, cache=True, error_model="numpy", fastmath=True, nogil=True)(_run)
 
 
+def will_compile() -> bool:
+    """Whether the next fast render compiles the loop first (about a minute, once per installation):
+    it is neither compiled in this process nor in numba's cache."""
+    if not AVAILABLE or _run.signatures:
+        return False
+    return not any(Path(numba.config.CACHE_DIR).glob("**/fastpath._run-*.nbi"))
+
+
 def _note_first_compile() -> float | None:
     """Say why the first run on a machine pauses (numba compiles the loop once and caches it);
     returns when compiling started, or None if the loop is compiled or cached already."""
@@ -382,7 +390,7 @@ def _note_first_compile() -> float | None:
     if _noted or _run.signatures:
         return None
     _noted = True
-    if any(Path(numba.config.CACHE_DIR).glob("**/fastpath._run-*.nbi")):
+    if not will_compile():
         return None  # loading from the cache takes a second or two
     print(f"wavestack: compiling the fast sampler for this CPU (once; cached in {numba.config.CACHE_DIR}) …",
           file=sys.stderr, flush=True)

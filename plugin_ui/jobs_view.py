@@ -27,6 +27,7 @@ class JobList(QTreeWidget):
         self.setColumnWidth(3, 90)
         self.items: dict[int, QTreeWidgetItem] = {}
         self.bars: dict[int, QProgressBar] = {}
+        self.phases: dict[int, str] = {}  # what a running job does besides rendering
 
     def add(self, job: int, what: str) -> None:
         """A job the server acknowledged; a row of an earlier server with the same number is let go."""
@@ -35,6 +36,7 @@ class JobList(QTreeWidget):
             self.bars.pop(job)
             old.setText(0, f"({job})")
             old.setToolTip(0, "a job of the server before it restarted")
+        self.phases.pop(job, None)
         item = QTreeWidgetItem([str(job), what, "queued", ""])
         self.insertTopLevelItem(0, item)
         bar = QProgressBar(self)
@@ -48,8 +50,16 @@ class JobList(QTreeWidget):
 
     def progress(self, job: int, fraction: float) -> None:
         if job in self.items and self.state(job) in ACTIVE:
-            self.items[job].setText(2, "running")
+            phase = self.phases.get(job, "")
+            self.items[job].setText(2, f"running: {phase}" if phase else "running")
             self.bars[job].setValue(round(fraction * 1000))
+
+    def phase(self, job: int, text: str) -> None:
+        """What the job does besides rendering (the first render prepares the fast sampler)."""
+        self.phases[job] = text
+        if job in self.items and self.state(job) in ACTIVE:
+            self.items[job].setText(2, f"running: {text}" if text else "running")
+            self.items[job].setToolTip(2, text)
 
     def done(self, job: int, paths: list[str]) -> None:
         if job in self.items:

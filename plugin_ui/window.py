@@ -255,6 +255,7 @@ class MainWindow(QMainWindow):
         handler = {
             "/state": self._on_state, "/models": self._on_models, "/ack": self._on_ack,
             "/error": self._on_error, "/progress": self._on_progress, "/done": self._on_done,
+            "/phase": lambda args: self.jobs.phase(int(args[0]), str(args[1])),
             "/seed": self._on_seed, "/takes": self._on_takes, "/fx/catalog": self._on_catalog,
             "/follow": self._on_follow,
         }.get(address.removeprefix(PREFIX))

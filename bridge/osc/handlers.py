@@ -369,9 +369,9 @@ class Handlers:
         return True
 
     def job_status(self, args: dict, reply: Reply) -> bool:
-        """/wavestack/job/status: state of a job; answers /wavestack/status <job> <state> <fraction>."""
+        """/wavestack/job/status: state of a job; answers /wavestack/status <job> <state> <fraction> <phase>."""
         job = self.jobs.get(args["job"])
-        reply("/status", job.id, job.state, float(job.fraction))
+        reply("/status", job.id, job.state, float(job.fraction), job.phase)
         return True
 
     def job_cancel(self, args: dict, reply: Reply) -> None:
@@ -379,7 +379,7 @@ class Handlers:
         self.jobs.cancel(args["job"])
 
     def _submit(self, address: str, work: Any, reply: Reply) -> Job:
-        job = self.jobs.create(work)
+        job = self.jobs.create(lambda progress, should_cancel: work(phased(progress), should_cancel))
         self.requesters[job.id] = reply
         reply("/ack", address, job.id)  # before any progress of the job
         return self.jobs.start(job)
@@ -430,6 +430,20 @@ class Handlers:
                     self._unsaved.wait(left)
                 if self._dirty:
                     self.write_session()
+
+
+PREPARING = "preparing the fast sampler (once per installation, about a minute)"
+
+
+def phased(progress: Any) -> Any:
+    """A job's progress for the engine: on a first run, the job says it prepares the fast sampler
+    until the first audio is made."""
+    from engine.fastpath import will_compile
+
+    if not will_compile():
+        return progress
+    progress(0.0, PREPARING)
+    return lambda fraction: progress(fraction, "" if fraction > 0 else None)
 
 
 def text(exc: BaseException) -> str:

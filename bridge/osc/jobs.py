@@ -1,8 +1,10 @@
 """A job queue: renders run on a worker thread, one at a time, off the OSC receive thread.
 
-A job is a function ``work(progress, should_cancel) -> list[Path]``. Its state moves queued →
-running → done | failed | cancelled; listeners hear every state change and progress report (the
-server turns them into OSC replies). Cancelling a queued job drops it; cancelling a running one
+A job is a function ``work(progress, should_cancel) -> list[Path]``; ``progress(fraction, phase=None)``
+reports how far it is and, when it is doing something other than rendering (preparing the fast
+sampler on a first run), what (``""``: rendering again). Its state moves queued → running → done |
+failed | cancelled; listeners hear every state change, progress report and phase (the server turns
+them into OSC replies). Cancelling a queued job drops it; cancelling a running one
 makes the engine stop at its next check (every 50 ms), and the render writes nothing partial.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger("wavestack.jobs")
 Work = Callable[[Callable[[float], None], Callable[[], bool]], list[Path]]
-Listener = Callable[["Job", str], None]  # (job, event): event is "state" or "progress"
+Listener = Callable[["Job", str], None]  # (job, event): event is "state", "progress" or "phase"
 MAX_WAITING = 100  # jobs queued or running at once; more are refused until some finish
 KEPT_FINISHED = 200  # finished jobs remembered for /job/status (the oldest are forgotten)
 
@@ -30,6 +32,7 @@ class Job:
     work: Work
     state: str = "queued"  # queued, running, done, failed, cancelled
     fraction: float = 0.0
+    phase: str = ""  # what a running job does besides rendering ("" while it renders)
     paths: list[Path] = field(default_factory=list)
     error: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -127,8 +130,11 @@ class JobQueue:
             self.current = job
             self._set(job, "running")
 
-            def progress(fraction: float, job: Job = job) -> None:
+            def progress(fraction: float, phase: str | None = None, job: Job = job) -> None:
                 job.fraction = max(job.fraction, min(1.0, float(fraction)))
+                if phase is not None and phase != job.phase:
+                    job.phase = phase
+                    self._notify(job, "phase")
                 self._notify(job, "progress")
 
             try:

@@ -308,7 +308,9 @@ class Server:
     # ------------------------------------------------------------------ jobs
     def _on_job(self, job: Job, event: str) -> None:
         reply = self.handlers.requesters.get(job.id) or self.reply_to(None)
-        if event == "progress" or job.state == "running":
+        if event == "phase":
+            reply("/phase", job.id, job.phase)
+        elif event == "progress" or job.state == "running":
             now = time.monotonic()
             if event == "state" or now - self._last_progress.get(job.id, 0.0) >= 0.1:
                 self._last_progress[job.id] = now

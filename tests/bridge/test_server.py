@@ -144,7 +144,8 @@ def test_ping_answers_within_50_ms_while_a_render_runs(server, client):
     _address, (where, text) = client.until(f"{P}/error", timeout=10)
     assert where == job and "cancelled" in text
     assert list((Path(server.session.project) / "Audio").iterdir()) == []
-    assert client.ask(f"{P}/job/status", job) == (f"{P}/status", [job, "cancelled", pytest.approx(0, abs=1)])
+    assert client.ask(f"{P}/job/status", job) == (f"{P}/status",
+                                                  [job, "cancelled", pytest.approx(0, abs=1), ""])
 
 
 def test_generate_all_renders_every_track_and_the_mix(server, client):
@@ -624,3 +625,31 @@ def test_a_keeper_stays_and_a_deleted_take_goes_to_the_trash_recorded(server, cl
     assert client.ask(f"{P}/take/delete", "keys", 1)[0] == f"{P}/ack"
     client.send(f"{P}/generate", "keys")
     assert client.until(f"{P}/done")[1][1].endswith("01_keys_take4.wav")  # numbers are never given again
+
+
+def test_a_first_render_says_it_prepares_the_fast_sampler(server, client, monkeypatch):
+    """On a fresh installation the first render compiles the sampler (about a minute): the job says so
+    as its phase, and goes back to rendering once audio comes."""
+    from bridge.osc.handlers import PREPARING
+    from engine import fastpath
+
+    monkeypatch.setattr(fastpath, "will_compile", lambda: True)  # as with an empty compile cache
+    add_track(client, seconds=0.5)
+    client.send(f"{P}/generate", "keys")
+    job = client.until(f"{P}/ack")[1][1]
+    assert client.until(f"{P}/phase") == (f"{P}/phase", [job, PREPARING])
+    assert client.until(f"{P}/phase", timeout=60) == (f"{P}/phase", [job, ""])  # rendering
+    assert client.until(f"{P}/done", timeout=60)[1][0] == job
+    assert client.ask(f"{P}/job/status", job)[1] == [job, "done", 1.0, ""]
+
+
+def test_with_an_empty_compile_cache_a_render_would_compile(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = "from engine import fastpath; print(fastpath.will_compile())"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                           cwd=Path(__file__).parents[2], timeout=120)
+    assert fresh.stdout.split()[-1] == "True", fresh.stderr[-500:]

@@ -297,3 +297,16 @@ def test_a_take_is_kept_then_deleted_from_its_menu(server, open_window, pump):
     window.takes.delete_action.trigger()
     assert pump(lambda: window.takes.count() == 1 and window.takes.item(0).text().startswith("★ take 1"))
     assert not path.exists() and (path.parent / ".trash" / path.name).is_file()
+
+
+def test_a_first_render_shows_that_it_prepares_the_fast_sampler(server, open_window, pump, monkeypatch):
+    from engine import fastpath
+
+    monkeypatch.setattr(fastpath, "will_compile", lambda: True)  # as on a fresh installation
+    window = open_window(server)
+    add_tiny_track(window, server, pump)
+    window.send("/track/seconds", "keys", 1.0)
+    window.generate_track()
+    assert pump(lambda: 1 in window.jobs.items
+                and "preparing the fast sampler" in window.jobs.items[1].text(2), timeout=30)
+    assert pump(lambda: window.jobs.state(1) == "done", timeout=60)
