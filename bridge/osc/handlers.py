@@ -369,7 +369,7 @@ class Handlers:
         return True
 
     def job_status(self, args: dict, reply: Reply) -> bool:
-        """/wavestack/job/status: state of a job; answers /wavestack/status <job> <state> <fraction> <phase>."""
+        """/wavestack/job/status: answers /wavestack/status <job> <state> <fraction> <phase>."""
         job = self.jobs.get(args["job"])
         reply("/status", job.id, job.state, float(job.fraction), job.phase)
         return True
