@@ -113,6 +113,7 @@ def _track(*more: Arg) -> tuple[Arg, ...]:
 
 
 SEED_MAX = 2**31 - 1
+MIX = "(mix)"  # the session's mixes (generate_all) are the takes of this name: no track can have it
 DAWS = ("reaper", "ardour", "ableton")  # what /follow can follow (bridge/follow.py has one adapter each)
 FX_HELP = ('effects chain as JSON: a list of {"plugin": "Reverb", "room_size": 0.8} (pedalboard '
            'built-ins) or {"vst3": "/usr/lib/vst3/ZamDelay.vst3", "params": {"time_ms": 250}}')
@@ -160,7 +161,8 @@ TABLE: tuple[Address, ...] = (
     Address("/track/rename", "rename a track (takes already rendered keep their file names)",
             _track(Arg("new_name", "s", TRACK_NAME_HELP)), group="track"),
     Address("/track/takes", "the track's rendered takes, newest first (at most 50); answers "
-            "/wavestack/takes <track> <json>", _track(), reply="takes", group="track"),
+            "/wavestack/takes <track> <json>; the track (mix) lists the session's mixes (generate_all), "
+            "which /take/keep and /take/delete take too", _track(), reply="takes", group="track"),
     Address("/take/keep", "mark a take as a keeper (1) or not (0); a keeper cannot be deleted",
             _track(Arg("take", "i", "take number", min=1),
                    Arg("keeper", "i", "1: keep it, 0: not a keeper any more", choices=(0, 1), default=1)),

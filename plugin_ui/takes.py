@@ -107,6 +107,7 @@ class TakeList(QListWidget):
         if takes == getattr(self, "_takes", None):
             return
         self._takes = takes
+        current = self.currentItem().data(PATH_ROLE) if self.currentItem() is not None else None
         self.clear()
         for take in takes:
             item = QListWidgetItem(QIcon(thumbnail(take["path"])), label(take))
@@ -116,6 +117,8 @@ class TakeList(QListWidget):
             item.setData(KEEPER_ROLE, bool(take.get("keeper")))
             item.setToolTip(take["path"])
             self.addItem(item)
+            if take["path"] == current:  # the take the user chose stays chosen when the list is redrawn
+                self.setCurrentItem(item)
 
     def show_playhead(self, path: str, fraction: float | None) -> None:
         """A line at ``fraction`` of the take's waveform (None: the plain waveform)."""

@@ -15,9 +15,11 @@ from typing import Any
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
+    QLabel,
     QListWidget,
     QMainWindow,
     QPushButton,
@@ -27,11 +29,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bridge.protocol import BY_PATH, PREFIX, ProtocolError, seconds_per_bar
+from bridge.protocol import BY_PATH, MIX, PREFIX, ProtocolError, seconds_per_bar
 
 from .arrangement import ArrangementView
 from .client import OscClient
-from .fields import ErrorLabel
+from .fields import FIELD_WIDTH, ErrorLabel
 from .jobs_view import JobList
 from .session_panel import SessionPanel
 from .takes import TakeList, TakeTransport
@@ -97,14 +99,25 @@ class MainWindow(QMainWindow):
         self.jobs = JobList(self)
         self.takes = TakeList(self)
         self.transport = TakeTransport(self.takes, self)
+        self.take_source = QComboBox(self)
+        self.take_source.addItems(["this track", "session mixes"])
+        self.take_source.setMaximumWidth(FIELD_WIDTH)
+        self.take_source.setToolTip("whose takes the list shows: the selected track's, or the mixes of "
+                                    "the whole session that Generate all renders")
+        self.take_source.activated.connect(lambda _i: self._show_take_source())
+        source_row = QHBoxLayout()
+        source_row.addWidget(QLabel("Takes of", self))
+        source_row.addWidget(self.take_source)
+        source_row.addStretch(1)
         takes_box = QWidget(self)
         takes_layout = QVBoxLayout(takes_box)
         takes_layout.setContentsMargins(0, 0, 0, 0)
+        takes_layout.addLayout(source_row)
         takes_layout.addWidget(self.takes)
         takes_layout.addWidget(self.transport)
         bottom = QSplitter(Qt.Orientation.Horizontal, self)
         bottom.addWidget(self._group("Jobs", self.jobs))
-        bottom.addWidget(self._group("Takes of the track (drag into the DAW)", takes_box))
+        bottom.addWidget(self._group("Takes (drag into the DAW)", takes_box))
 
         self.arrangement = ArrangementView(self)
         self.arrangement.track_clicked.connect(self.select_track)
@@ -124,7 +137,7 @@ class MainWindow(QMainWindow):
 
         self.session.edit.connect(lambda address, args: self.send(address, *args))
         self.editor.edit.connect(lambda address, args: self.send(address, self.selected(), *args))
-        self.takes.use.connect(lambda address, args: self.send(address, self.selected(), *args))
+        self.takes.use.connect(self._use_take)
         QShortcut(QKeySequence("Ctrl+G"), self, activated=self.generate_track)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.cancel)
         QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.transport.toggle)
@@ -178,8 +191,8 @@ class MainWindow(QMainWindow):
         if self.client.connected:
             self.client.send("/state/get")
             self.client.send("/follow/status")
-            if self.selected():
-                self.client.send("/track/takes", self.selected())
+            if self.take_owner():
+                self.client.send("/track/takes", self.take_owner())
 
     def request_all_takes(self) -> None:
         """Every track's takes, for the arrangement: on connecting, when the track list changes
@@ -187,6 +200,8 @@ class MainWindow(QMainWindow):
         if self.client.connected:
             for track in (self.state or {}).get("tracks", []):
                 self.client.send("/track/takes", track["name"])
+            if self.take_owner() == MIX:
+                self.client.send("/track/takes", MIX)
 
     # ------------------------------------------------------------------ sending
     def send(self, address: str, *args: Any) -> None:
@@ -297,9 +312,27 @@ class MainWindow(QMainWindow):
     def _track_selected(self, name: str) -> None:
         self.editor.show_track(self.track_state(name), self.seconds_per_bar())
         self.arrangement.show_selected(name)
+        if self.take_owner() != MIX:
+            self._show_take_source()
+
+    # ------------------------------------------------------------------ takes
+    def take_owner(self) -> str:
+        """Whose takes the list shows: the selected track, or the session's mixes (MIX)."""
+        return MIX if self.take_source.currentIndex() == 1 else self.selected()
+
+    def _show_take_source(self) -> None:
+        mixes = self.take_owner() == MIX
+        self.takes.seed_action.setEnabled(not mixes)  # a mix has no seed of its own
         self.takes.show_takes([])
-        if name and self.client.connected:
-            self.client.send("/track/takes", name)
+        if self.take_owner() and self.client.connected:
+            self.client.send("/track/takes", self.take_owner())
+
+    def _use_take(self, address: str, args: list[Any]) -> None:
+        """A take action: keeping and deleting act on the take's owner, the others edit the selected
+        track (a mix can be its primer or its variation source)."""
+        owner = self.take_owner() if address.startswith("/take/") else self.selected()
+        if owner:
+            self.send(address, owner, *args)
 
     def _on_models(self, args: list[Any]) -> None:
         self.models = [str(a) for a in args]
@@ -317,8 +350,8 @@ class MainWindow(QMainWindow):
             return
         self.show_error(address, "")
         self._refresh.start()
-        if address in TAKE_ADDRESSES and self.selected():  # the list shows what the take became
-            self.client.send("/track/takes", self.selected())
+        if address in TAKE_ADDRESSES and self.take_owner():  # the list shows what the take became
+            self.client.send("/track/takes", self.take_owner())
 
     def _on_error(self, args: list[Any]) -> None:
         where, text = args[0], str(args[1]) if len(args) > 1 else ""
@@ -359,8 +392,9 @@ class MainWindow(QMainWindow):
 
     def _on_takes(self, args: list[Any]) -> None:
         takes = json.loads(args[1])
-        self.arrangement.show_takes(args[0], takes)
-        if args[0] == self.selected():
+        if args[0] != MIX:
+            self.arrangement.show_takes(args[0], takes)
+        if args[0] == self.take_owner():
             self.takes.show_takes(takes)
 
     # ------------------------------------------------------------------ window

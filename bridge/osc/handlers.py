@@ -20,7 +20,7 @@ from typing import Any
 from bridge import __version__
 from bridge.osc.follow import MEASURABLE, Follower, Transport, measured_text
 from bridge.osc.jobs import Job, JobQueue
-from bridge.protocol import PREFIX, Address, ProtocolError
+from bridge.protocol import MIX, PREFIX, Address, ProtocolError
 from bridge.render.checks import check_model, check_session, checked
 from bridge.render.project import SESSION_FILE, Claim, Project, ProjectError
 from bridge.render.takes import keep, listed, trash
@@ -223,22 +223,26 @@ class Handlers:
 
     def track_takes(self, args: dict, reply: Reply) -> bool:
         """/wavestack/track/takes: the track's rendered takes, newest first (at most 50)."""
-        name = self.session.track(args["track"]).name
+        name = self._takes_of(args["track"])
         takes = listed(Project(self.session.project), name)
         reply("/takes", name, json.dumps(takes[:TAKES_LISTED]))
         return True
 
+    def _takes_of(self, track: str) -> str:
+        """Whose takes: a track's, or the session's mixes (``(mix)``)."""
+        return MIX if track == MIX else self.session.track(track).name
+
     def take_keep(self, args: dict, reply: Reply) -> None:
         """/wavestack/take/keep: mark a take as a keeper, or not."""
         with self.lock:
-            name = self.session.track(args["track"]).name
+            name = self._takes_of(args["track"])
             keep(Project(self.session.project), name, args["take"], bool(args["keeper"]),
                  self.session.tempo, tuple(self.session.meter))
 
     def take_delete(self, args: dict, reply: Reply) -> None:
         """/wavestack/take/delete: move a take to Audio/.trash, recorded in the manifest."""
         with self.lock:
-            name = self.session.track(args["track"]).name
+            name = self._takes_of(args["track"])
             trash(Project(self.session.project), name, args["take"], self.session.tempo,
                   tuple(self.session.meter))
 

@@ -19,6 +19,7 @@ import soundfile as sf
 import soxr
 
 from bridge import __version__
+from bridge.protocol import MIX
 from bridge.render.bwf import write_bwf
 from bridge.render.fx import apply_chain, build_board
 from bridge.render.generate import (
@@ -33,8 +34,6 @@ from bridge.render.generate import (
 )
 from bridge.render.project import Project, slug
 from bridge.session import Session, Track
-
-MIX = "(mix)"
 
 
 @dataclass

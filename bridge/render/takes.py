@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.protocol import MIX
 from bridge.render.project import AUDIO, Project, ProjectError
 
 TRASH = ".trash"
@@ -41,21 +42,24 @@ def states(renders: list[dict[str, Any]]) -> dict[tuple[str, int], TakeState]:
 
 
 def listed(project: Project, track: str) -> list[dict[str, Any]]:
-    """The track's takes on disk, newest first: path, take, seed, seconds, position, model, keeper."""
+    """The track's takes on disk, newest first: path, take, seed, seconds, position, model, keeper
+    (``MIX``: the session's mixes, with seed -1 and model "" — a mix has neither)."""
     renders = project.read_manifest()["renders"]
     done = states(renders)
     takes = []
     for render in reversed(renders):
-        if render.get("kind") != "track" or render.get("track") != track:
+        mine = render.get("kind") == "mix" if track == MIX else \
+            render.get("kind") == "track" and render.get("track") == track
+        if not mine:
             continue
         for f in render.get("files", []):
             state = done.get((track, f["take"]), TakeState())
             if state.moved_to is not None:
                 continue
-            takes.append({"path": str(project.root / f["path"]), "take": f["take"], "seed": render["seed"],
-                          "seconds": f["seconds"], "position_seconds": f["position_seconds"],
-                          "model": render["model"], "finished": render.get("finished", ""),
-                          "keeper": state.keeper})
+            takes.append({"path": str(project.root / f["path"]), "take": f["take"],
+                          "seed": render.get("seed", -1), "seconds": f["seconds"],
+                          "position_seconds": f["position_seconds"], "model": render.get("model", ""),
+                          "finished": render.get("finished", ""), "keeper": state.keeper})
     return takes
 
 

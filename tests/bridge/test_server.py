@@ -627,6 +627,26 @@ def test_a_keeper_stays_and_a_deleted_take_goes_to_the_trash_recorded(server, cl
     assert client.until(f"{P}/done")[1][1].endswith("01_keys_take4.wav")  # numbers are never given again
 
 
+def test_the_mixes_of_generate_all_are_the_takes_of_the_session(server, client):
+    add_track(client, "keys", seconds=0.1)
+    add_track(client, "bass", seconds=0.1)
+    for _ in range(2):
+        client.send(f"{P}/generate_all")
+        client.until(f"{P}/done")
+    mixes = json.loads(client.ask(f"{P}/track/takes", "(mix)")[1][1])
+    assert [(t["take"], t["seed"], Path(t["path"]).name) for t in mixes] == [
+        (2, -1, "mix_take2.wav"), (1, -1, "mix_take1.wav")]
+    assert all(Path(t["path"]).is_file() for t in mixes)
+    assert [t["take"] for t in json.loads(client.ask(f"{P}/track/takes", "keys")[1][1])] == [2, 1]
+    assert client.ask(f"{P}/take/keep", "(mix)", 2)[0] == f"{P}/ack"
+    assert client.ask(f"{P}/take/delete", "(mix)", 1)[0] == f"{P}/ack"
+    mixes = json.loads(client.ask(f"{P}/track/takes", "(mix)")[1][1])
+    assert [(t["take"], t["keeper"]) for t in mixes] == [(2, True)]
+    trash = Path(server.session.project) / "Audio" / ".trash"
+    assert (trash / "mix_take1.wav").is_file()
+    assert client.ask(f"{P}/track/takes", "mix")[1][1].startswith("no track named")  # only "(mix)" is the mix
+
+
 def test_a_first_render_says_it_prepares_the_fast_sampler(server, client, monkeypatch):
     """On a fresh installation the first render compiles the sampler (about a minute): the job says so
     as its phase, and goes back to rendering once audio comes."""

@@ -310,3 +310,23 @@ def test_a_first_render_shows_that_it_prepares_the_fast_sampler(server, open_win
     assert pump(lambda: 1 in window.jobs.items
                 and "preparing the fast sampler" in window.jobs.items[1].text(2), timeout=30)
     assert pump(lambda: window.jobs.state(1) == "done", timeout=60)
+
+
+def test_the_mixes_of_generate_all_are_listed_as_takes_of_the_session(server, open_window, pump):
+    window = window_with_takes(server, open_window, pump)
+    window.generate_all()
+    assert pump(lambda: window.jobs.state(2) == "done", timeout=60)
+    window.take_source.setCurrentIndex(1)
+    window.take_source.activated.emit(1)
+    assert pump(lambda: window.takes.count() == 1 and "mix_take1.wav" in window.takes.item(0).text()), \
+        [window.takes.item(i).text() for i in range(window.takes.count())]
+    assert not window.takes.seed_action.isEnabled()  # a mix has no seed to render again with
+    window.takes.setCurrentRow(0)
+    window.takes.keep_action.trigger()
+    assert pump(lambda: window.takes.item(0).text().startswith("★"))
+    window.takes.primer_action.trigger()  # a mix can prime the selected track
+    mix = window.takes.paths([window.takes.item(0)])[0]
+    assert pump(lambda: server.session.track("keys").primer == mix)
+    window.take_source.setCurrentIndex(0)
+    window.take_source.activated.emit(0)
+    assert pump(lambda: window.takes.count() == 2 and "keys_take" in window.takes.item(0).text())
