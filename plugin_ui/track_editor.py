@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QStackedLayout,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -47,7 +48,11 @@ class TrackEditor(QWidget):
         self.tabs.addTab(sound, "Sound")
         self.tabs.addTab(effects, "Effects")
         self.tabs.addTab(source, "Primer && variation")
-        QVBoxLayout(self).addWidget(self.tabs)
+        self.empty = QLabel("No track yet: add one under Tracks (Add…) to set its sound here.", self)
+        self.empty.setWordWrap(True)
+        self.pages = QStackedLayout(self)  # before any track: a word of what to do, not blank controls
+        self.pages.addWidget(self.empty)
+        self.pages.addWidget(self.tabs)
         form = QFormLayout(sound)
 
         self.model = ArgField("/track/model", "model", self, choices=True)
@@ -111,6 +116,7 @@ class TrackEditor(QWidget):
         self.vary_level.committed.connect(lambda _v: self._send_vary())
         self.fx.changed.connect(lambda chain: self.edit.emit("/track/fx", [json.dumps(chain)]))
         self.setEnabled(False)
+        self.pages.setCurrentWidget(self.empty)
 
     @staticmethod
     def _row(*widgets: QWidget) -> QWidget:
@@ -154,6 +160,7 @@ class TrackEditor(QWidget):
                 field.set_error("")
         self.track, self.seconds_per_bar = track, seconds_per_bar
         self.setEnabled(track is not None)
+        self.pages.setCurrentWidget(self.tabs if track is not None else self.empty)
         if track is None:
             return
         in_bars = track.get("bars") is not None

@@ -127,6 +127,7 @@ def test_disconnect_shows_how_to_start_a_server_and_reconnects(server, open_wind
         assert pump(lambda: not window.banner.isVisible() and window.add_button.isEnabled())
         assert pump(lambda: window.session.project.value() == again.session.project)
         assert not window.generate_button.isEnabled()  # no track in this session: nothing to render
+        assert window.editor.empty.isVisible() and not window.editor.tabs.isVisible()  # no blank controls
         window.jobs.add(1, "pad")  # … and the new server's job 1: one row each, the new one live
         rows = [window.jobs.topLevelItem(i).text(0) for i in range(window.jobs.topLevelItemCount())]
         assert rows == ["1", "(1)"] and window.jobs.state(1) == "queued"
