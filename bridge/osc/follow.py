@@ -33,8 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pythonosc.osc_message_builder import OscMessageBuilder
-
 from bridge.osc import wire
 from bridge.osc.barclock import BarClock, Point
 from bridge.protocol import DAWS
@@ -252,11 +250,8 @@ class Follower:
         heard = self.transport.heard
         quiet = heard is None or time.monotonic() - heard > self.greet_every
         for address, args in self.adapter.greet(quiet):
-            builder = OscMessageBuilder(address=address)
-            for a in args:
-                builder.add_arg(a)
             try:
-                self.sock.sendto(builder.build().dgram, self.daw_address)
+                self.sock.sendto(wire.encode(address, args), self.daw_address)
             except OSError as exc:  # the DAW is not there (yet): keep listening
                 log.debug("cannot greet %s at %s:%d: %s", self.daw, *self.daw_address, exc)
 

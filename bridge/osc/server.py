@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pythonosc.osc_message_builder import OscMessageBuilder
 
 from bridge.osc import wire
 from bridge.osc.dispatch import Addr, Dispatcher
@@ -269,16 +268,11 @@ class Server:
 
     def send(self, path: str, *args: Any, to: Addr | None = None) -> None:
         """Send one reply to ``to`` and every subscriber."""
-        builder = OscMessageBuilder(address=PREFIX + path)
-        for arg in args:
-            builder.add_arg(str(arg) if isinstance(arg, Path) else arg)
-        dgram = builder.build().dgram
+        dgram = wire.encode(PREFIX + path, [str(a) if isinstance(a, Path) else a for a in args])
         if len(dgram) > MAX_REPLY:  # said in an error that names what it answers: a job by its id
             text = f"reply {PREFIX + path} is {len(dgram)} bytes, more than one UDP datagram holds"
-            builder = OscMessageBuilder(address=PREFIX + "/error")
-            builder.add_arg(args[0] if path in JOB_REPLIES and args else PREFIX + path)
-            builder.add_arg(text)
-            dgram = builder.build().dgram
+            what = args[0] if path in JOB_REPLIES and args else PREFIX + path
+            dgram = wire.encode(PREFIX + "/error", [what, text])
         targets = set(self.subscribers)
         if to is not None:
             targets.add(to)
