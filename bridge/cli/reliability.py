@@ -1,7 +1,9 @@
 """`wavestack bench --reliability`: what the server and the renders hold, measured on this machine.
 
-- **burst**: N pings sent back to back to a server on loopback; how many it received (its own
-  count) and answered, with the receive buffer the system granted it.
+- **burst**: N pings sent back to back by another process (as a client is) to a server on
+  loopback; how many it received (its own count), with the receive buffer the system granted it.
+- **handling**: the CPU time one datagram costs the server (parse, dispatch, reply), no socket
+  wait: a ping, and a ``/tempo`` edit (which also goes through the session thread).
 - **amplification**: bytes answered per byte asked for the largest answers (``/state/get`` of a
   full session), and what the per-sender query limit lets one client draw.
 - **memory**: the peak resident memory of ``wavestack generate`` for renders of several lengths
@@ -23,35 +25,53 @@ Report = Callable[[str, float, str], None]
 
 
 def burst(messages: int, report: Report) -> None:
-    """Send ``messages`` pings back to back to a fresh server; report how many it received and answered."""
-    from pythonosc.osc_message_builder import OscMessageBuilder
-
+    """Send ``messages`` pings back to back from another process to a fresh server; report how many
+    it received."""
     from bridge.osc.server import Server
 
     server = Server(port=0)
     server.start()
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    client.bind(("127.0.0.1", 0))
-    client.settimeout(1.0)
-    ping = OscMessageBuilder(address="/wavestack/ping").build().dgram
+    sender = (
+        "import socket, sys\n"
+        "from pythonosc.osc_message_builder import OscMessageBuilder\n"
+        "ping = OscMessageBuilder(address='/wavestack/ping').build().dgram\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.bind(('127.0.0.1', 0))\n"
+        f"for _ in range({messages}):\n"
+        f"    s.sendto(ping, ('127.0.0.1', {server.address[1]}))\n"
+    )
     try:
-        for _ in range(messages):
-            client.sendto(ping, server.address)
-        answered = 0
-        while True:
-            try:
-                client.recvfrom(65536)
-                answered += 1
-            except TimeoutError:
-                break
-        received = server.stats["received"]
+        subprocess.run([sys.executable, "-c", sender], check=True, timeout=600)
+        received = -1
+        while received != server.stats["received"]:  # until the server has read all it got
+            received = server.stats["received"]
+            time.sleep(0.5)
     finally:
-        client.close()
         server.shutdown()
     label = f"burst of {messages:,} pings (server buffer {server.receive_buffer // 1024:,} KiB)"
     report(f"{label}: received", 100.0 * received / messages, "%")
-    report(f"{label}: answered", 100.0 * answered / messages, "%")
+
+
+def handling(report: Report, n: int = 20000) -> None:
+    """CPU time per datagram the server handles: a ping, a /tempo edit (no socket wait)."""
+    from bridge.osc import wire
+    from bridge.osc.server import Server
+
+    server = Server(port=0)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))  # replies go here, never read
+    try:
+        for label, data in (("ping", wire.encode("/wavestack/ping", [])),
+                            ("/tempo edit", wire.encode("/wavestack/tempo", [120.0]))):
+            start = time.process_time()
+            for _ in range(n):
+                server.handle(data, sink.getsockname())
+            server.settle()
+            cpu = time.process_time() - start
+            report(f"handling one {label} (parse, dispatch, reply): CPU", 1e6 * cpu / n, "us")
+    finally:
+        sink.close()
+        server.shutdown()
 
 
 def amplification(report: Report) -> None:
@@ -136,5 +156,6 @@ def run(model: str, burst_messages: int, lengths: list[float], primer_seconds: f
 
     print("reliability:")
     burst(burst_messages, report)
+    handling(report)
     amplification(report)
     memory(model, lengths, primer_seconds, report)
