@@ -1,20 +1,23 @@
 """``wavestack serve``: the OSC server over UDP on loopback.
 
-The receive thread only checks bytes (``bridge.osc.wire``), converts arguments and answers what
-needs no session; everything else runs in order on the session thread (``bridge.osc.dispatch``)
-and renders run on the job queue, so ``ping`` answers at once while a plugin loads or a render
-runs. Every request that can fail is answered: ``ack``, ``error``, or a reply of its own (see
-``bridge.protocol``). Replies go to the sender's address and to every subscribed port (Max and Pd
-cannot listen on the port they send from). Malformed datagrams are counted, logged and
-answered; they never stop the server.
+The receive thread only takes datagrams off the socket into an inbox (so a burst leaves the
+kernel's buffer as fast as it comes); the handling thread checks their bytes (``bridge.osc.wire``),
+converts arguments and answers what needs no session; everything else runs in order on the session
+thread (``bridge.osc.dispatch``) and renders run on the job queue, so ``ping`` answers at once
+while a plugin loads or a render runs. Every request that can fail is answered: ``ack``, ``error``,
+or a reply of its own (see ``bridge.protocol``). Replies go to the sender's address and to every
+subscribed port (Max and Pd cannot listen on the port they send from). Malformed datagrams are
+counted, logged and answered; they never stop the server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import ipaddress
 import itertools
 import logging
+import queue
 import socket
 import threading
 import time
@@ -39,6 +42,8 @@ HEARTBEAT = 0.4  # seconds between progress replies of a running job, at most
 MAX_AHEAD = 60.0  # seconds a bundle's time tag may lie in the future
 MAX_SCHEDULED = 1000  # messages waiting for their time tags at once
 MAX_SUBSCRIBERS = 16  # reply ports; each reply is sent to all of them
+INBOX = 100_000  # datagrams received and not yet handled, at most; more are dropped (counted, logged)
+INBOX_BYTES = 64 << 20  # … and their bytes
 JOB_REPLIES = {"/progress", "/done", "/status", "/seed"}  # replies whose first value is the job id (or track)
 
 
@@ -121,7 +126,11 @@ class Server:
                  oscquery_port: int | None = None, projects_root: str | None = None,
                  allow: tuple[str, ...] = ()) -> None:
         self.subscribers: set[Addr] = set()
-        self.stats = {"received": 0, "malformed": 0, "errors": 0, "ignored": 0}
+        self.stats = {"received": 0, "malformed": 0, "errors": 0, "ignored": 0, "dropped": 0}
+        self.inbox: queue.Queue[tuple[bytes, Addr] | None] = queue.Queue(INBOX)
+        self._inbox_bytes = 0
+        self._inbox_lock = threading.Lock()
+        self._dropped_logged = 0.0
         self.allowed = allowed_networks(allow)
         self._ignored_hosts: set[str] = set()
         self._last_progress: dict[int, float] = {}
@@ -178,6 +187,7 @@ class Server:
 
     def settle(self) -> None:
         """Wait until every message received so far has taken effect (tests, start-up)."""
+        self.inbox.join()
         self.dispatcher.settle()
 
     # ------------------------------------------------------------------ loop
@@ -186,6 +196,7 @@ class Server:
         log.info("listening on udp://%s:%d (OSC, prefix %s)", *self.address, PREFIX)
         if self.oscquery is not None:
             self.oscquery.start()
+        threading.Thread(target=self._handle_inbox, name="wavestack-osc-handle", daemon=True).start()
         while not self._stop.is_set():
             try:
                 data, addr = self.sock.recvfrom(MAX_DATAGRAM)
@@ -196,8 +207,46 @@ class Server:
                     break
                 raise
             if data is not None and self.admitted(addr):
-                self.handle(data, addr)
+                self._take(data, addr)
             self._heartbeat()
+        with contextlib.suppress(queue.Full):  # (if full, it sees the server stop after its next one)
+            self.inbox.put_nowait(None)  # the handling thread ends once it reaches this
+
+    def _take(self, data: bytes, addr: Addr) -> None:
+        """Into the inbox, unless it is full (then the datagram is dropped, counted and logged)."""
+        with self._inbox_lock:
+            room = self._inbox_bytes + len(data) <= INBOX_BYTES
+            if room:
+                self._inbox_bytes += len(data)
+        try:
+            if not room:
+                raise queue.Full
+            self.inbox.put_nowait((data, addr))
+        except queue.Full:
+            if room:
+                with self._inbox_lock:
+                    self._inbox_bytes -= len(data)
+            self.stats["dropped"] += 1
+            now = time.monotonic()
+            if now - self._dropped_logged > 1.0:
+                self._dropped_logged = now
+                log.warning("dropped datagrams: %d received and not yet handled (at most %d, %d MiB); "
+                            "%d dropped so far", self.inbox.qsize(), INBOX, INBOX_BYTES >> 20,
+                            self.stats["dropped"])
+
+    def _handle_inbox(self) -> None:
+        """The handling thread: every received datagram, in order."""
+        while (item := self.inbox.get()) is not None and not self._stop.is_set():
+            data, addr = item
+            with self._inbox_lock:
+                self._inbox_bytes -= len(data)
+            try:
+                self.handle(data, addr)
+            except Exception:  # nothing a datagram does may stop the server
+                log.exception("handling a datagram from %s failed", addr)
+            finally:
+                self.inbox.task_done()
+        self.inbox.task_done()
 
     def admitted(self, addr: Addr) -> bool:
         """Whether a datagram from ``addr`` is handled: this machine's, or an allowed client's

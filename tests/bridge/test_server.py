@@ -673,3 +673,20 @@ def test_with_an_empty_compile_cache_a_render_would_compile(tmp_path):
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            cwd=Path(__file__).parents[2], timeout=120)
     assert fresh.stdout.split()[-1] == "True", fresh.stderr[-500:]
+
+
+def test_a_full_inbox_drops_what_does_not_fit_and_says_so(monkeypatch, caplog):
+    """Datagrams wait in the inbox between the receive and the handling thread; beyond its bytes
+    they are dropped, counted and logged (the kernel would drop them otherwise, silently)."""
+    from bridge.osc import server as server_module
+
+    monkeypatch.setattr(server_module, "INBOX_BYTES", 100)
+    srv = Server(port=0)  # not started: nothing takes datagrams out of the inbox
+    try:
+        ping = b"/wavestack/ping\0,\0\0\0"  # 20 bytes: five fit
+        for _ in range(8):
+            srv._take(ping, ("127.0.0.1", 9))
+        assert srv.inbox.qsize() == 5 and srv.stats["dropped"] == 3
+        assert "dropped datagrams" in caplog.text
+    finally:
+        srv.shutdown()
