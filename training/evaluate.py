@@ -196,7 +196,8 @@ def _likeness(generated: np.ndarray, heldout: list[np.ndarray], rate: int) -> di
     """Fréchet distance of the generated audio's 1-s window statistics to the held-out audio's,
     with the held-out audio's two halves (near end) and white noise (far end) as references."""
     own = {"harmonicity_db": music.harmonicity_db(generated),
-           "pitch_clarity": music.pitch_clarity(generated, rate)}
+           "pitch_clarity": music.pitch_clarity(generated, rate),
+           "pitch_variety": music.pitch_variety(generated, rate)}
     windows = [music.window_features(a, rate) for a in heldout]
     windows = [w for w in windows if len(w)]
     if not windows or len(generated) < 2 * rate:
@@ -214,6 +215,9 @@ def _likeness(generated: np.ndarray, heldout: list[np.ndarray], rate: int) -> di
             "harmonicity_db_white_noise": music.harmonicity_db(noise),
             "pitch_clarity_heldout": round(clarity, 4),
             "pitch_clarity_white_noise": music.pitch_clarity(noise, rate),
+            "pitch_variety_heldout": round(float(np.mean([music.pitch_variety(a, rate) for a in heldout])),
+                                           3),
+            "pitch_variety_white_noise": music.pitch_variety(noise, rate),
         },
     }
 

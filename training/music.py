@@ -135,6 +135,24 @@ def pitch_clarity(audio: np.ndarray, sample_rate: int) -> float:
     return round(_weighted(1.0 - entropy / np.log(12), weights), 4)
 
 
+def pitch_variety(audio: np.ndarray, sample_rate: int, seconds: float = 1.0) -> float:
+    """Entropy in bits of the strongest pitch class of each loud 1-s window (half-overlapping)
+    across the clip: 0 for a drone (one note held throughout, which pitch clarity and a Fréchet
+    distance both reward), up to log2 12 ≈ 3.58; music that moves through several notes scores
+    in between, and noise high too — so read it beside pitch clarity."""
+    size, hop = int(seconds * sample_rate), int(seconds * sample_rate) // 2
+    tops, energy = [], []
+    for start in range(0, len(audio) - size + 1, hop):
+        w = audio[start : start + size]
+        tops.append(int(np.argmax(semitones(w, sample_rate).sum(0).reshape(-1, 12).sum(0))))
+        energy.append(float(np.mean(np.square(w, dtype=np.float64))))
+    if not tops or max(energy) <= 0:
+        return 0.0
+    loud = np.array(energy) > max(energy) * 10 ** (SILENT_DB / 10)
+    p = np.bincount(np.array(tops)[loud], minlength=12) / loud.sum()
+    return round(max(0.0, float(-(p[p > 0] * np.log2(p[p > 0])).sum())), 3)
+
+
 def window_features(audio: np.ndarray, sample_rate: int, seconds: float = 1.0) -> np.ndarray:
     """Statistics of 1-s windows (half-overlapping): chroma shares (12), octave band shares of the
     semitone spectrum (5), harmonicity (dB / 10) → (windows, 18)."""

@@ -65,6 +65,15 @@ def test_pitch_clarity_ranks_one_note_above_a_chord_above_noise():
     assert music.pitch_clarity(np.zeros(RATE, np.float32), RATE) == 0.0
 
 
+def test_pitch_variety_is_nil_for_a_drone_and_counts_the_notes_of_a_tune():
+    drone = chord(seconds=8.0, notes=(70,))
+    tune = np.concatenate([chord(seconds=2.0, notes=(n,), seed=i) for i, n in enumerate((60, 62, 64, 65))])
+    assert music.pitch_variety(drone, RATE) == 0.0
+    assert 1.5 < music.pitch_variety(tune, RATE) <= 2.0  # four notes, two seconds each: log2 4 = 2
+    assert music.pitch_variety(references.white_noise(tune), RATE) > 2.2  # 15 windows of noise
+    assert music.pitch_variety(np.zeros(RATE, np.float32), RATE) == 0.0
+
+
 def test_interpartial_level_rises_with_added_noise():
     x = chord()
     noise = references.white_noise(x, seed=1)
