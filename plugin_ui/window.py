@@ -40,6 +40,7 @@ from .takes import TakeList, TakeTransport
 from .track_editor import TrackEditor
 
 POLL_MS = 2000
+NOTICE_MS = 15000  # a message about one event leaves the status bar after this (the jobs list keeps it)
 TRACK_LIST_ADDRESSES = ("/track/add", "/track/remove", "/track/rename")
 JOB_ADDRESSES = ("/generate", "/generate_all", "/job/cancel")
 TAKE_ADDRESSES = (PREFIX + "/take/keep", PREFIX + "/take/delete")  # answered under the takes
@@ -357,7 +358,7 @@ class MainWindow(QMainWindow):
         where, text = args[0], str(args[1]) if len(args) > 1 else ""
         if isinstance(where, int):
             self.jobs.failed(where, text)
-            self.statusBar().showMessage(f"job {where}: {text}")
+            self.statusBar().showMessage(f"job {where}: {text}", NOTICE_MS)
             return
         if where in (PREFIX + "/generate", PREFIX + "/generate_all") and self._pending_jobs:
             self._pending_jobs.pop(0)
@@ -377,7 +378,7 @@ class MainWindow(QMainWindow):
         elif PREFIX + path in TAKE_ADDRESSES:
             self.transport.message.show_text(text)
         elif text:
-            self.statusBar().showMessage(f"{address}: {text}")
+            self.statusBar().showMessage(f"{address}: {text}", NOTICE_MS)
 
     def _on_progress(self, args: list[Any]) -> None:
         self.jobs.progress(int(args[0]), float(args[1]))

@@ -331,3 +331,13 @@ def test_the_mixes_of_generate_all_are_listed_as_takes_of_the_session(server, op
     window.take_source.setCurrentIndex(0)
     window.take_source.activated.emit(0)
     assert pump(lambda: window.takes.count() == 2 and "keys_take" in window.takes.item(0).text())
+
+
+def test_a_notice_in_the_status_bar_goes_away_on_its_own(server, open_window, pump, monkeypatch):
+    import plugin_ui.window as window_module
+
+    monkeypatch.setattr(window_module, "NOTICE_MS", 300)
+    window = open_window(server)
+    window.send("/master/fx", '[{"plugin": "Nope"}]')  # an error no field of the window shows
+    assert pump(lambda: "unknown plugin 'Nope'" in window.statusBar().currentMessage())
+    assert pump(lambda: window.statusBar().currentMessage() == "", timeout=5)  # not left there stale
