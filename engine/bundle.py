@@ -24,10 +24,12 @@ from .catalog import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
+    check_sampling_entry,
     model_hash,
     read_manifest,
     resolve,
 )
+from .catalog import sampling as catalog_sampling
 from .config import StackConfig, from_dict, to_dict
 from .errors import BundleError, ConfigError
 from .stack import Stack
@@ -52,6 +54,11 @@ class Bundle:
     @property
     def trained(self) -> bool:
         return bool(self.meta["trained"])
+
+    @property
+    def sampling(self) -> dict[str, float]:
+        """The temperature and top-p the bundle was measured with (``engine.catalog.sampling``)."""
+        return catalog_sampling(self.meta)
 
     @property
     def hash(self) -> str:
@@ -84,9 +91,12 @@ def save_bundle(
     trained: bool,
     provenance: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    sampling: dict[str, float] | None = None,
 ) -> Path:
-    """Write ``stack`` as a bundle; the directory appears complete or not at all."""
+    """Write ``stack`` as a bundle; the directory appears complete or not at all. ``sampling``: the
+    temperature and top-p it was measured with (new tracks start from them; default 1 and 1)."""
     target = Path(directory)
+    check_sampling_entry(f"{name}: sampling", sampling or {})
     if not _NAME.match(name):
         raise BundleError(f"bundle name {name!r} must be letters, digits, '_', '.', '-' (≤ 64)")
     if target.exists() and any(target.iterdir()):
@@ -115,6 +125,7 @@ def save_bundle(
             "components": table,
             "provenance": provenance or {},
             "metrics": metrics or {},
+            "sampling": catalog_sampling({"sampling": sampling or {}}),
         }
         (tmp / MANIFEST).write_text(json.dumps(meta, indent=2) + "\n")
         for path in tmp.iterdir():  # mkdtemp and safetensors create owner-only files

@@ -15,14 +15,34 @@ from typing import Any
 from .errors import BundleError, ModelNotFoundError
 
 FORMAT = "wavestack-bundle"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2  # 2: a bundle says the sampling it was measured with ("sampling")
+SUPPORTED_VERSIONS = (1, 2)
 MODELS_ENV = "WAVESTACK_MODELS"
 MANIFEST = "bundle.json"
 _KEYS = {
     "format", "format_version", "name", "trained", "sample_rate", "mu", "config",
     "components", "provenance", "metrics",
 }
+_KEYS_BY_VERSION = {1: _KEYS, 2: _KEYS | {"sampling"}}
+SAMPLING = {"temperature": (1.0, 0.05, 2.0), "top_p": (1.0, 0.01, 1.0)}  # default, lowest, highest
+
+
+def sampling(meta: dict[str, Any]) -> dict[str, float]:
+    """The sampling a bundle was measured with, which new tracks and ``generate`` start from
+    (temperature 1 and top-p 1 for a bundle that names none)."""
+    given = meta.get("sampling") or {}
+    return {key: float(given.get(key, default)) for key, (default, _, _) in SAMPLING.items()}
+
+
+def check_sampling_entry(manifest: Path | str, given: Any) -> None:
+    """A bundle's ``sampling`` entry is an object of known keys with values in their ranges."""
+    if not isinstance(given, dict) or set(given) - set(SAMPLING):
+        raise BundleError(f"{manifest}: sampling must be an object of {', '.join(SAMPLING)}, got {given!r}")
+    for key, value in given.items():
+        _, low, high = SAMPLING[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise BundleError(f"{manifest}: sampling {key} must be a number in [{low:g}, {high:g}], "
+                              f"got {value!r}")
 
 
 def model_hash(meta: dict[str, Any]) -> str:
@@ -93,7 +113,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         )
     if version not in SUPPORTED_VERSIONS:
         raise BundleError(f"bundle format {version} is no longer supported")
-    if set(meta) != _KEYS:
-        extra, missing = sorted(set(meta) - _KEYS), sorted(_KEYS - set(meta))
+    keys = _KEYS_BY_VERSION[version]
+    if set(meta) != keys:
+        extra, missing = sorted(set(meta) - keys), sorted(keys - set(meta))
         raise BundleError(f"{manifest}: unknown keys {extra}, missing keys {missing}")
+    if "sampling" in meta:
+        check_sampling_entry(manifest, meta["sampling"])
     return meta

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, help="bundle directory (default: the user models folder / NAME)")
     ex.add_argument("--metrics", type=Path,
                     help="metrics JSON written by `eval --json` to record in the bundle")
+    ex.add_argument("--temperature", type=float,
+                    help="the sampling temperature the model was measured with: new tracks start from it "
+                         "(default 1)")
+    ex.add_argument("--top-p", type=float,
+                    help="the top-p the model was measured with: new tracks start from it (default 1)")
     return parser
 
 
@@ -153,7 +158,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export
 
-    path = export(args.run, name=args.name, out=args.out, metrics_file=args.metrics)
+    sampling = {k: v for k, v in (("temperature", args.temperature), ("top_p", args.top_p)) if v is not None}
+    path = export(args.run, name=args.name, out=args.out, metrics_file=args.metrics, sampling=sampling)
     print(f"wrote {path}")
     return 0
 

@@ -38,7 +38,8 @@ def build_stack(run: Run) -> tuple[Stack, dict[str, Any]]:
     return stack.eval(), manifest
 
 
-def export(run_dir: Path, *, name: str, out: Path | None = None, metrics_file: Path | None = None) -> Path:
+def export(run_dir: Path, *, name: str, out: Path | None = None, metrics_file: Path | None = None,
+           sampling: dict[str, float] | None = None) -> Path:
     run = Run(Path(run_dir))
     stack, manifest = build_stack(run)
     stage_meta = {n: run.stage_meta(n) for n in manifest["config"]["stages"]}
@@ -59,7 +60,8 @@ def export(run_dir: Path, *, name: str, out: Path | None = None, metrics_file: P
     }
     metrics = read_json(metrics_file) if metrics_file else {}
     target = Path(out) if out else user_models_dir() / name
-    return save_bundle(stack, target, name=name, trained=True, provenance=provenance, metrics=metrics)
+    return save_bundle(stack, target, name=name, trained=True, provenance=provenance, metrics=metrics,
+                       sampling=sampling)
 
 
 def _total_steps(manifest: dict[str, Any], stage_meta: dict[str, Any]) -> dict[str, int]:

@@ -194,6 +194,11 @@ def _track(table: Any, where: str, root: Path, problems: list[str]) -> tuple[Tra
     lists = _lists(table, where, root, name, problems)
     if len(problems) > before:
         return None
+    from bridge.render.generate import sampling_of
+
+    for key, value in sampling_of(str(plain.get("model", "default"))).items():
+        if key not in plain and key not in lists:  # the sampling the model was measured with
+            plain[key] = value
     return Track.from_dict(plain), lists
 
 

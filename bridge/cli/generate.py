@@ -29,10 +29,12 @@ def add_parser(sub: Any) -> None:
     gen.add_argument("--model", default="default", help="bundle name or directory (default: default)")
     gen.add_argument("--seconds", type=float, required=True, help=f"length of audio, in (0, {MAX_SECONDS}]")
     gen.add_argument("--seed", type=int, help="random seed in [0, 2^63); random (and printed) if omitted")
-    gen.add_argument("--temperature", type=float, default=1.0,
-                     help=f"sampling temperature, {_arg('/track/temperature').allowed()} (default 1)")
-    gen.add_argument("--top-p", type=float, default=1.0,
-                     help=f"nucleus sampling mass, {_arg('/track/top_p').allowed()} (default 1)")
+    gen.add_argument("--temperature", type=float,
+                     help=f"sampling temperature, {_arg('/track/temperature').allowed()} (default: the "
+                          "one the model was measured with, 1 unless its bundle says)")
+    gen.add_argument("--top-p", type=float,
+                     help=f"nucleus sampling mass, {_arg('/track/top_p').allowed()} (default: the "
+                          "model's, 1 unless its bundle says)")
     gen.add_argument("--batch", type=int, default=1, help="number of variations sampled together (default 1)")
     gen.add_argument("--sampler", choices=("auto", "torch", "numpy", "fast"), default="auto",
                      help="sampling loop: fast (compiled, the CPU default), numpy, or torch (any device; "
@@ -55,7 +57,7 @@ def check(args: argparse.Namespace) -> list[Path]:
     for flag, address, value in (("--temperature", "/track/temperature", args.temperature),
                                  ("--top-p", "/track/top_p", args.top_p)):
         arg = _arg(address)
-        if not arg.min <= value <= arg.max:
+        if value is not None and not arg.min <= value <= arg.max:
             raise ValueError(f"{flag} must be {arg.allowed()}, got {value:g}")
     if not 1 <= args.batch <= 64:
         raise ValueError(f"--batch must be in [1, 64], got {args.batch}")
@@ -96,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**63)
     bundle = load_bundle(args.model)
     bundle.stack.sampler = args.sampler
+    if args.temperature is None:
+        args.temperature = bundle.sampling["temperature"]
+    if args.top_p is None:
+        args.top_p = bundle.sampling["top_p"]
     if not bundle.trained:
         print(f"note: model '{bundle.name}' is untrained (random weights): expect noise-like audio",
               file=sys.stderr)

@@ -188,7 +188,9 @@ class Handlers:
 
     # ------------------------------------------------------------------ tracks
     def track_add(self, args: dict, reply: Reply) -> None:
-        """/wavestack/track/add: add a track."""
+        """/wavestack/track/add: add a track, with the sampling its model was measured with."""
+        from bridge.render.generate import sampling_of
+
         name = check_track_name(args["track"])
         model = check_model(args["model"])
         with self.lock:
@@ -197,7 +199,8 @@ class Handlers:
             if len(self.session.tracks) >= MAX_TRACKS:
                 raise ProtocolError(f"the session has {MAX_TRACKS} tracks, the most it holds; "
                                     "remove one first")
-            self.session.tracks.append(Track(name=name, model=model))
+            # the sampling the model was measured with (its bundle says; 1 and 1 if it does not)
+            self.session.tracks.append(Track(name=name, model=model, **sampling_of(model)))
             self.save()
 
     def track_remove(self, args: dict, reply: Reply) -> None:

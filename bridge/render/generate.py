@@ -50,6 +50,14 @@ def bundle(name: str) -> Any:
         return _LOADED[key]
 
 
+def sampling_of(name: str) -> dict[str, float]:
+    """The temperature and top-p bundle ``name`` was measured with, read from its manifest: what a
+    new track of that model starts from (nothing is loaded)."""
+    from engine.catalog import sampling
+
+    return sampling(_manifest(name)[1])
+
+
 def levels_of(name: str) -> int:
     """How many levels bundle ``name`` has, read from its manifest (nothing is loaded)."""
     return len(_manifest(name)[1]["config"]["levels"])

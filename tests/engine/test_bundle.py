@@ -41,7 +41,8 @@ def test_save_load_sample_is_identical(saved):
     assert loaded.name == "tiny" and not loaded.trained and loaded.sample_rate == 8000
     assert np.array_equal(stack.sample(0.02, seed=3), loaded.stack.sample(0.02, seed=3))
     meta = json.loads((path / "bundle.json").read_text())
-    assert meta["format"] == "wavestack-bundle" and meta["format_version"] == 1
+    assert meta["format"] == "wavestack-bundle" and meta["format_version"] == 2
+    assert meta["sampling"] == {"temperature": 1.0, "top_p": 1.0} == loaded.sampling  # none given
     assert meta["provenance"] == {"note": "test"} and meta["metrics"] == {"nll": 1.0}
     assert set(meta["components"]) == {"level1", "level2", "prior"}
     for entry in meta["components"].values():
@@ -102,6 +103,26 @@ def test_wrong_shapes(saved):
     _, path = saved
     rewrite_weights(path, "level1", lambda t: t.update({"decoder.head2.bias": torch.zeros(7)}))
     with pytest.raises(BundleError, match=r"decoder.head2.bias has shape \(7,\), the config needs"):
+        load_bundle(path)
+
+
+def test_a_bundle_carries_the_sampling_it_was_measured_with(tmp_path):
+    path = save_bundle(make_stack(2, seed=1), tmp_path / "b", name="b", trained=False,
+                       sampling={"top_p": 0.9})
+    assert load_bundle(path).sampling == {"temperature": 1.0, "top_p": 0.9}
+    with pytest.raises(BundleError, match=r"sampling top_p must be a number in \[0.01, 1\], got 1.5"):
+        save_bundle(make_stack(2, seed=1), tmp_path / "c", name="c", trained=False, sampling={"top_p": 1.5})
+    edit_manifest(path, lambda m: m["sampling"].update(temperature="hot"))
+    with pytest.raises(BundleError, match="sampling temperature must be a number"):
+        load_bundle(path)
+
+
+def test_a_format_1_bundle_still_loads_with_the_default_sampling(saved):
+    _, path = saved
+    edit_manifest(path, lambda m: (m.update(format_version=1), m.pop("sampling")))
+    assert load_bundle(path).sampling == {"temperature": 1.0, "top_p": 1.0}
+    edit_manifest(path, lambda m: m.update(sampling={"top_p": 0.9}))  # not a key of format 1
+    with pytest.raises(BundleError, match=r"unknown keys \['sampling'\]"):
         load_bundle(path)
 
 

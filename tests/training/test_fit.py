@@ -106,9 +106,10 @@ def test_export_writes_a_bundle_the_engine_loads_and_samples(tiny_toml, tone_dir
     fit(load(tiny_toml), tone_dir, run, show_progress=False)
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"level1": {"bits_per_sample": 7.5}}))
-    path = export(run, name="tones", out=tmp_path / "bundle", metrics_file=metrics)
+    path = export(run, name="tones", out=tmp_path / "bundle", metrics_file=metrics, sampling={"top_p": 0.9})
     bundle = load_bundle(path)
     assert bundle.trained and bundle.meta["metrics"]["level1"]["bits_per_sample"] == 7.5
+    assert bundle.sampling == {"temperature": 1.0, "top_p": 0.9}  # what new tracks of it start from
     prov = bundle.meta["provenance"]
     assert prov["steps"] == {"level1": 30, "level2": 20, "prior": 20, "baseline": 10}
     assert prov["config"]["seed"] == 3 and prov["data"]["files"] == 3 and "git_commit" in prov
