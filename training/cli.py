@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--generate-seconds", type=float, default=20.0,
                     help="audio generated from scratch for the music-likeness figures (default 20; 0: skip)")
     ev.add_argument("--seed", type=int, default=1, help="seed of the sampled parts (default 1)")
+    ev.add_argument("--temperature", type=float,
+                    help="sampling temperature of the generated audio (default: the bundle's, else 1)")
+    ev.add_argument("--top-p", type=float,
+                    help="top-p of the generated audio (default: the bundle's, else 1); compare settings "
+                    "by their figures and clips, not their numbers alone")
     ev.add_argument("--json", type=Path, help="also write the metrics to this file")
     ev.add_argument("--figures", type=Path, metavar="DIR",
                     help="write the clips (original, μ-law, reconstructions, generated, white noise) as "
@@ -137,7 +142,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     options = dict(max_seconds=args.max_seconds, decode_seconds=args.decode_seconds,
                    generate_seconds=args.generate_seconds, seed=args.seed, show_progress=not args.quiet,
-                   figures=args.figures)
+                   figures=args.figures, temperature=args.temperature, top_p=args.top_p)
     if (Path(args.bundle) / "run.json").is_file():
         if args.baseline:
             print("wavestack-train eval: --baseline is for bundles; a run directory's own baseline is used",

@@ -50,6 +50,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Every metric of a bundle on held-out audio (options: see ``_evaluate``)."""
     bundle = load_bundle(bundle_ref)
+    for key, value in bundle.sampling.items():  # generated as the bundle says it was measured
+        options[key] = value if options.get(key) is None else options[key]
     baseline = _baseline(baseline_run, bundle.stack.cfg) if baseline_run else None
     header = {"bundle": bundle.name, "model_hash": bundle.hash}
     out = _evaluate(bundle.stack, header, data_dir, len(bundle.stack.levels), True, baseline, **options)
@@ -85,10 +87,13 @@ def _evaluate(
     stack: Stack, header: dict[str, Any], data_dir: Path, levels: int, with_prior: bool,
     baseline: WaveNet | None, *, max_seconds: float = 120.0, decode_seconds: float = 8.0,
     generate_seconds: float = 20.0, seed: int = 1, show_progress: bool = False,
-    figures: Path | None = None,
+    figures: Path | None = None, temperature: float | None = None, top_p: float | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``stack``'s first ``levels`` levels (and its prior), each next to its references;
-    ``figures``: a folder for the audio clips and their spectrograms."""
+    ``figures``: a folder for the audio clips and their spectrograms; ``temperature``, ``top_p``:
+    the sampling of the generated audio (default 1 and 1)."""
+    temperature = 1.0 if temperature is None else temperature
+    top_p = 1.0 if top_p is None else top_p
     rate = stack.sample_rate
     data = load_folder(data_dir, sample_rate=rate, mu=stack.cfg.mu, keep_audio=True)
     audio_classes = _take(data.sequences, int(max_seconds * rate), stack.hops[-1])
@@ -126,8 +131,9 @@ def _evaluate(
         bar.update(1)
     out["heldout_audio"] = {**describe(original, rate), "harmonicity_db": music.harmonicity_db(original)}
     if with_prior and generate_seconds > 0:
-        generated = stack.sample(generate_seconds, seed=seed)[0]
-        out["generated"] = {"seconds": generate_seconds, "seed": seed, **describe(generated, rate),
+        generated = stack.sample(generate_seconds, seed=seed, temperature=temperature, top_p=top_p)[0]
+        out["generated"] = {"seconds": generate_seconds, "seed": seed, "temperature": temperature,
+                            "top_p": top_p, **describe(generated, rate),
                             **_likeness(generated, audio, rate)}
         clips["generated"] = generated
     bar.update(1)

@@ -46,6 +46,10 @@ def test_eval_reports_every_metric_and_the_baseline(tiny_toml, tone_dir, tmp_pat
     again = evaluate(bundle, tone_dir, max_seconds=2.0, decode_seconds=0.1, generate_seconds=0.2, seed=3)
     assert "baseline" not in again
     assert again["level1"] == m["level1"] and again["generated"] == m["generated"]  # deterministic
+    assert (m["generated"]["temperature"], m["generated"]["top_p"]) == (1.0, 1.0)  # the bundle's
+    focused = evaluate(bundle, tone_dir, max_seconds=2.0, decode_seconds=0.1, generate_seconds=0.2, seed=3,
+                       top_p=0.5)
+    assert focused["generated"]["top_p"] == 0.5 and focused["level1"] == m["level1"]
 
 
 def test_eval_of_a_run_measures_its_finished_levels_with_references_and_writes_figures(
