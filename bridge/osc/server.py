@@ -131,6 +131,7 @@ class Server:
         self._inbox_bytes = 0
         self._inbox_lock = threading.Lock()
         self._dropped_logged = 0.0
+        self._handling: threading.Thread | None = None
         self.allowed = allowed_networks(allow)
         self._ignored_hosts: set[str] = set()
         self._last_progress: dict[int, float] = {}
@@ -196,7 +197,7 @@ class Server:
         log.info("listening on udp://%s:%d (OSC, prefix %s)", *self.address, PREFIX)
         if self.oscquery is not None:
             self.oscquery.start()
-        threading.Thread(target=self._handle_inbox, name="wavestack-osc-handle", daemon=True).start()
+        self._start_handling()
         while not self._stop.is_set():
             try:
                 data, addr = self.sock.recvfrom(MAX_DATAGRAM)
@@ -211,6 +212,14 @@ class Server:
             self._heartbeat()
         with contextlib.suppress(queue.Full):  # (if full, it sees the server stop after its next one)
             self.inbox.put_nowait(None)  # the handling thread ends once it reaches this
+
+    def _start_handling(self) -> None:
+        """The handling thread, once (``start`` starts it before the loop; ``serve_forever`` too)."""
+        with self._inbox_lock:
+            if self._handling is None:
+                self._handling = threading.Thread(target=self._handle_inbox, name="wavestack-osc-handle",
+                                                  daemon=True)
+                self._handling.start()
 
     def _take(self, data: bytes, addr: Addr) -> None:
         """Into the inbox, unless it is full (then the datagram is dropped, counted and logged)."""
@@ -265,7 +274,8 @@ class Server:
         return False
 
     def start(self) -> threading.Thread:
-        """Serve on a daemon thread."""
+        """Serve on a daemon thread (the handling thread runs when this returns)."""
+        self._start_handling()
         thread = threading.Thread(target=self.serve_forever, name="wavestack-osc", daemon=True)
         thread.start()
         return thread
