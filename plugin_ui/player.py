@@ -21,7 +21,7 @@ class Player(QObject):
     position = Signal(str, float)
     stopped = Signal(str)
     failed = Signal(str)
-    _played_out = Signal()  # from the audio thread: queued to this object's thread
+    _played_out = Signal(int)  # from the audio thread (the stream's number): queued to this thread
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -30,6 +30,7 @@ class Player(QObject):
         self._audio = np.zeros((0, 1), np.float32)
         self._rate = 1
         self._frame = 0
+        self._number = 0  # of the stream playing: a stream that ends late must not stop the next one
         self._lock = threading.Lock()
         self._timer = QTimer(self, interval=33, timeout=self._tick)
         self._played_out.connect(self._ended)
@@ -69,14 +70,19 @@ class Player(QObject):
         try:
             device = sd.query_devices(kind="output")
             channels = min(audio.shape[1], int(device["max_output_channels"])) or 1
+            number = self._number + 1
+
+            def finished() -> None:  # on the audio thread; must return None
+                self._played_out.emit(number)
+
             stream = sd.OutputStream(samplerate=rate, channels=channels, dtype="float32",
-                                     callback=self._callback, finished_callback=self._finished)
+                                     callback=self._callback, finished_callback=finished)
         except (sd.PortAudioError, ValueError) as exc:  # no device, or none that takes this file
             return self._no_output(exc)
         with self._lock:
             self._audio = audio[:, :channels] if audio.shape[1] >= channels else np.repeat(audio, channels, 1)
             self._rate, self._frame, self.path = rate, 0, path
-        self._stream = stream
+        self._stream, self._number = stream, number
         stream.start()
         self._timer.start()
         return True
@@ -111,12 +117,10 @@ class Player(QObject):
             out[len(block):] = 0
             raise sd.CallbackStop
 
-    def _finished(self) -> None:
-        """Called on the audio thread when the file has played out (or the stream was aborted)."""
-        self._played_out.emit()
-
-    def _ended(self) -> None:
-        if self._stream is not None and not self._stream.active:
+    def _ended(self, number: int) -> None:
+        """Stream ``number`` has played out (or was aborted). PortAudio calls its finished callback
+        before the stream reads as inactive, so the stream's number, not ``active``, says which."""
+        if self._stream is not None and number == self._number:
             self.stop()
 
     def _tick(self) -> None:
