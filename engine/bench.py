@@ -59,7 +59,8 @@ def naive_rate(net: WaveNet, steps: int) -> float:
         # the receptive field back from t, widened to start on a conditioning-frame boundary
         f0 = max(0, t - rf + 1) // hop
         full = torch.cat([x[:, f0 * hop : t], torch.zeros(1, 1, dtype=torch.long)], dim=1)
-        logits = net.run(full, bias[:, :, f0:] if bias is not None else None)[:, :, -1]
+        centre = net.centres(full) if net.lpc_order else None  # its linear prediction, recomputed too
+        logits = net.run(full, bias[:, :, f0:] if bias is not None else None, centre=centre)[:, :, -1]
         x = torch.cat([x, pick(logits, u[t], 1.0, 1.0).unsqueeze(1)], dim=1)
     return steps / (time.perf_counter() - start)
 
@@ -120,7 +121,8 @@ def real_time_factor(bundle: Bundle, seconds: float, sampler: str = "auto") -> f
 
 
 def describe(net: WaveNet) -> str:
-    return f"R{net.residual}/S{net.head1.in_channels}/L{len(net.layers)}"
+    lpc = f" +LPC-{net.lpc_order}" if net.lpc_order else ""
+    return f"R{net.residual}/S{net.head1.in_channels}/L{len(net.layers)}{lpc}"
 
 
 def run(

@@ -33,6 +33,7 @@ from .catalog import sampling as catalog_sampling
 from .config import StackConfig, from_dict, to_dict
 from .errors import BundleError, ConfigError
 from .stack import Stack
+from .wavenet import unused_weights
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol ≥ 2; torch.save zip archives
@@ -158,13 +159,13 @@ def load_bundle(name_or_path: str | os.PathLike[str]) -> Bundle:
             f"{directory.name}: components {got} do not match the config's {sorted(expected)}"
         )
     for comp, module in expected.items():
-        module.load_state_dict(_read_weights(directory, comp, table[comp], module))
+        module.load_state_dict(_read_weights(directory, comp, table[comp], module, meta["format_version"]))
     stack.eval()
     return Bundle(name=str(meta["name"]), path=directory, stack=stack, meta=meta)
 
 
 def _read_weights(
-    directory: Path, comp: str, entry: Any, module: torch.nn.Module
+    directory: Path, comp: str, entry: Any, module: torch.nn.Module, version: int
 ) -> dict[str, torch.Tensor]:
     if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
         raise BundleError(f"{directory.name}: component {comp!r} has no weights file entry")
@@ -188,6 +189,9 @@ def _read_weights(
     except (SafetensorError, OSError, ValueError) as exc:
         raise BundleError(f"{path} is not a readable safetensors file ({exc})") from None
     own = module.state_dict()
+    if version < 3:  # weights that fed nothing, left out since format 3
+        for key in unused_weights(tensors, own):
+            del tensors[key]
     unknown, missing = sorted(set(tensors) - set(own)), sorted(set(own) - set(tensors))
     if unknown or missing:
         raise BundleError(

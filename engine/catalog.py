@@ -15,15 +15,16 @@ from typing import Any
 from .errors import BundleError, ModelNotFoundError
 
 FORMAT = "wavestack-bundle"
-FORMAT_VERSION = 2  # 2: a bundle says the sampling it was measured with ("sampling")
-SUPPORTED_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 2: a bundle says the sampling it was measured with ("sampling");
+# 3: no residual conv on a WaveNet's last layer (older bundles' are dropped when they load)
+SUPPORTED_VERSIONS = (1, 2, 3)
 MODELS_ENV = "WAVESTACK_MODELS"
 MANIFEST = "bundle.json"
 _KEYS = {
     "format", "format_version", "name", "trained", "sample_rate", "mu", "config",
     "components", "provenance", "metrics",
 }
-_KEYS_BY_VERSION = {1: _KEYS, 2: _KEYS | {"sampling"}}
+_KEYS_BY_VERSION = {1: _KEYS, 2: _KEYS | {"sampling"}, 3: _KEYS | {"sampling"}}
 SAMPLING = {"temperature": (1.0, 0.05, 2.0), "top_p": (1.0, 0.01, 1.0)}  # default, lowest, highest
 
 

@@ -335,8 +335,10 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                         vstore(gates, g * rp + j, vfma(a, vtanh(vload(z, g * r2 + rp + j)), a))
                         h = g * rs_w + j
                         vstore(rs, h, vadd(vload(rs, h), vload(b_res, i * rp + j)))
-                # h += gates @ w_res, skip += gates @ w_skip, as one product
-                _gemm(gates, 0, rp, n, rp, w_rs, i * rp * rs_w, rs_w, rs_w, rs, 0, rs_w, False)
+                if i + 1 < layers:  # h += gates @ w_res, skip += gates @ w_skip, as one product
+                    _gemm(gates, 0, rp, n, rp, w_rs, i * rp * rs_w, rs_w, rs_w, rs, 0, rs_w, False)
+                else:  # the last layer has no residual output: skip += gates @ w_skip
+                    _gemm(gates, 0, rp, n, rp, w_rs, i * rp * rs_w + rp, rs_w, sp, rs, rp, rs_w, False)
             for g in range(n):
                 for j in range(0, sp, V):
                     vstore(skip, g * sp + j, vmax(vadd(vload(rs, g * rs_w + rp + j), vload(b_skip, j)), zero))
@@ -452,11 +454,13 @@ class FastStepper:
         self.w_cur = _aligned(np.stack([square(w) for w in state.w_cur]).ravel())
         self.w_past = _aligned(np.stack([square(w) for w in state.w_past]).ravel())
         w_skip = np_(state.w_skip).reshape(len(state.buffers), r, -1)
+        w_res = [np_(w) for w in state.w_res] + [np.zeros((r, r), np.float32)]  # the last layer has none
         self.w_rs = _aligned(np.stack([  # per layer (Rp, Rp + Sp): [w_res | w_skip of that layer]
-            _widen(np.concatenate([_widen(np_(w), 1, rp), _widen(s, 1, sp)], axis=1), 0, rp)
-            for w, s in zip(state.w_res, w_skip, strict=True)
+            _widen(np.concatenate([_widen(w, 1, rp), _widen(s, 1, sp)], axis=1), 0, rp)
+            for w, s in zip(w_res, w_skip, strict=True)
         ]).ravel())
-        self.b_res = _aligned(np.stack([_widen(np_(b), 0, rp) for b in state.b_res]).ravel())
+        b_res = [np_(b) for b in state.b_res] + [np.zeros(r, np.float32)]
+        self.b_res = _aligned(np.stack([_widen(b, 0, rp) for b in b_res]).ravel())
         self.b_skip = _aligned(_widen(np_(state.b_skip), 0, sp))
         self.w_h1 = _aligned(_widen(_widen(np_(state.w_h1), 0, sp), 1, hp).ravel())
         self.b_h1 = _aligned(_widen(np_(state.b_h1), 0, hp))

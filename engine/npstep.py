@@ -64,10 +64,11 @@ class NumpyStepper:
             np.dot(h, self.w_past[i], out=slot)  # this input's past tap, used d steps later
             np.multiply(a, b, out=g)
             g += a  # 2 · tanh(a) · sigmoid(b)
-            nxt = g @ self.w_res[i]
-            nxt += self.b_res[i]
-            nxt += h
-            h = nxt
+            if i < len(self.w_res):  # the last layer's output goes to the skip sum only
+                nxt = g @ self.w_res[i]
+                nxt += self.b_res[i]
+                nxt += h
+                h = nxt
         skip = self.gates.transpose(1, 0, 2).reshape(st.batch, -1) @ self.w_skip
         skip += self.b_skip
         np.maximum(skip, 0.0, out=skip)

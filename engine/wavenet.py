@@ -13,6 +13,9 @@ returned in class order, so losses and draws need not know.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Iterable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,12 +29,23 @@ Centre = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 class ResidualLayer(nn.Module):
-    def __init__(self, *, residual: int, skip: int, dilation: int) -> None:
+    def __init__(self, *, residual: int, skip: int, dilation: int, last: bool = False) -> None:
         super().__init__()
         self.dilation = dilation
         self.conv = nn.Conv1d(residual, 2 * residual, kernel_size=2, dilation=dilation)
-        self.res = nn.Conv1d(residual, residual, 1)
+        # the last layer's residual output would feed nothing: it has only its skip output
+        self.res = None if last else nn.Conv1d(residual, residual, 1)
         self.skip = nn.Conv1d(residual, skip, 1)
+
+
+_OLD_RES = re.compile(r"(?:^|\.)layers\.\d+\.res\.(?:weight|bias)$")
+
+
+def unused_weights(names: Iterable[str], own: Collection[str]) -> list[str]:
+    """The keys among ``names`` that older layouts stored and this one has dropped: the residual
+    conv of a WaveNet's last layer (in bundles before format 3 and in older training checkpoints)."""
+    return [k for k in names
+            if k not in own and _OLD_RES.search(k) and k.replace(".res.", ".conv.") in own]
 
 
 class WaveNet(nn.Module):
@@ -67,7 +81,7 @@ class WaveNet(nn.Module):
         self.embed = nn.Embedding(classes, residual)
         self.centre_embed = nn.Embedding(classes, residual) if lpc_order else None
         self.layers = nn.ModuleList(
-            ResidualLayer(residual=residual, skip=skip, dilation=2 ** (i % cycle))
+            ResidualLayer(residual=residual, skip=skip, dilation=2 ** (i % cycle), last=i + 1 == layers)
             for i in range(layers)
         )
         width = 2 * residual * layers  # every layer's gate bias, projected in one go
@@ -213,7 +227,7 @@ class WaveNet(nn.Module):
                 z = self._add_frame_bias(z, biases[i], frames)
             a, b = z.chunk(2, dim=1)
             z = torch.tanh(a) * torch.sigmoid(b)
-            if i + 1 < len(self.layers):  # the last layer's residual output feeds nothing
+            if layer.res is not None:  # (the last layer has none)
                 h = h + layer.res(z)
             skip = skip + layer.skip(z)
         logits = self.head2(F.relu(self.head1(F.relu(skip))))
@@ -342,8 +356,8 @@ class IncrementalState:
             self.w_past = [(lay.conv.weight[:, :, 0].t() * half).contiguous() for lay in net.layers]
             self.w_cur = [(lay.conv.weight[:, :, 1].t() * half).contiguous() for lay in net.layers]
             self.biases = FrameBiases(net, batch, cond, label, half)
-            self.w_res = [0.5 * lay.res.weight[:, :, 0].t().contiguous() for lay in net.layers]
-            self.b_res = [lay.res.bias.detach().clone() for lay in net.layers]
+            self.w_res = [0.5 * lay.res.weight[:, :, 0].t().contiguous() for lay in net.layers[:-1]]
+            self.b_res = [lay.res.bias.detach().clone() for lay in net.layers[:-1]]
             self.w_skip = 0.5 * torch.cat([lay.skip.weight[:, :, 0].t() for lay in net.layers])
             self.b_skip = sum(lay.skip.bias for lay in net.layers).detach().clone()
             self.embed = net.embed.weight.detach()
@@ -397,7 +411,8 @@ class IncrementalState:
             z.add_(slot).tanh_()
             torch.mm(h, self.w_past[i], out=slot)  # this input's past tap, used d steps later
             torch.addcmul(a, a, b, out=g)  # 2 · tanh(a) · sigmoid(b)
-            h = torch.addmm(self.b_res[i], g, self.w_res[i]).add_(h)
+            if i < len(self.w_res):  # the last layer's output goes to the skip sum only
+                h = torch.addmm(self.b_res[i], g, self.w_res[i]).add_(h)
         skip = torch.addmm(self.b_skip, self.gates, self.w_skip)
         out = torch.addmm(self.b_h1, skip.relu_(), self.w_h1)
         self.position = t + 1

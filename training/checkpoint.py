@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from engine.wavenet import unused_weights
 from engine.wavfile import atomic_output
 
 from .errors import RunError
@@ -58,6 +59,9 @@ def load_checkpoint(
     with safe_open(str(path), framework="pt") as fh:
         keys = list(fh.keys())
         weights = {k[len("model."):]: fh.get_tensor(k) for k in keys if k.startswith("model.")}
+        dropped = unused_weights(weights, model.state_dict())
+        for key in dropped:
+            del weights[key]
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as exc:
@@ -68,6 +72,24 @@ def load_checkpoint(
                 if key.startswith("optim."):
                     _, index, name = key.split(".", 2)
                     state.setdefault(int(index), {})[name] = fh.get_tensor(key)
-            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            groups = meta["param_groups"]
+            if dropped:
+                state, groups = _without(model, dropped, state, groups)
+            optimizer.load_state_dict({"state": state, "param_groups": groups})
             torch.set_rng_state(fh.get_tensor("rng.torch"))
     return meta
+
+
+def _without(model: torch.nn.Module, dropped: list[str], state: dict[int, Any],
+             groups: list[dict[str, Any]]) -> tuple[dict[int, Any], list[dict[str, Any]]]:
+    """The optimiser state of a checkpoint whose model had the parameters ``dropped`` (which sat
+    right after their layer's ``conv.bias``), renumbered for ``model``, which has not."""
+    names = [name for name, _ in model.named_parameters()]
+    old: list[str] = []
+    for name in names:
+        old.append(name)
+        old += [key for key in dropped if name.endswith(".conv.bias")
+                and key.rsplit(".", 1)[0] == name[: -len("conv.bias")] + "res"]
+    index = {i: names.index(name) for i, name in enumerate(old) if name in names}
+    return ({index[i]: value for i, value in state.items() if i in index},
+            [dict(group, params=[index[i] for i in group["params"] if i in index]) for group in groups])

@@ -1,4 +1,5 @@
-"""Audio metrics with torch only: multi-resolution STFT distance, RMS, spectral flatness, centroid."""
+"""Audio metrics: multi-resolution STFT distance, loudness (RMS, and BS.1770 through pyloudnorm),
+spectral flatness, centroid."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def mr_stft_distance(reference: np.ndarray, estimate: np.ndarray) -> float:
 def describe(audio: np.ndarray, sample_rate: int, n_fft: int = 1024) -> dict[str, float]:
     """Loudness and timbre figures that separate music from noise and silence.
 
-    ``rms_dbfs``; ``flatness``: geometric over arithmetic mean of the power spectrum (0 = tonal,
+    ``rms_dbfs``; ``loudness_lufs``: integrated loudness (ITU-R BS.1770, ``loudness_lufs``), which
+    leaves rests out as a loudness meter does; ``flatness``: geometric over arithmetic mean of the power spectrum (0 = tonal,
     1 = white noise), the mean over frames weighted by their power; ``centroid_hz``: the
     power-weighted mean frequency.
     """
@@ -50,6 +52,19 @@ def describe(audio: np.ndarray, sample_rate: int, n_fft: int = 1024) -> dict[str
     centroid = (freqs[:, None] * power).sum(0) / frame_power
     return {
         "rms_dbfs": round(20 * math.log10(max(rms, 1e-10)), 2),
+        "loudness_lufs": loudness_lufs(audio, sample_rate),
         "flatness": round(float((flatness * weights).sum()), 4),
         "centroid_hz": round(float((centroid * weights).sum()), 1),
     }
+
+
+def loudness_lufs(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Integrated loudness in LUFS (ITU-R BS.1770-4, K-weighted and gated: blocks under −70 LUFS and
+    10 LU under the mean do not count, so rests between phrases leave it alone); −70 for silence,
+    None for audio shorter than one 0.4-s block."""
+    import pyloudnorm
+
+    if len(audio) < int(0.4 * sample_rate):
+        return None
+    value = pyloudnorm.Meter(sample_rate).integrated_loudness(np.asarray(audio, np.float64))
+    return round(max(float(value), -70.0), 2)

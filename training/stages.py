@@ -59,17 +59,11 @@ def build(name: str, stack: StackConfig) -> nn.Module:
     k = level_index(name)
     if k is not None:
         model: nn.Module = Level(stack.levels[k], input_classes=classes, sample_rate=stack.sample_rate)
-        net = model.decoder
     else:
         cfg = stack.prior if name == PRIOR else stack.levels[0].decoder
         if cfg.lpc_source == "codes":  # an unconditioned baseline can only predict from its past
             cfg = dataclasses.replace(cfg, lpc_source="past")
-        model = net = WaveNet.from_config(cfg, classes=classes)
-    # the last layer's residual 1×1 conv feeds nothing (only its skip output is used): it gets no
-    # gradient, which DDP would report as an error, so it is left out of training
-    net.layers[-1].res.requires_grad_(False)
-    if k is not None and model.code_prior is not None:
-        model.code_prior.layers[-1].res.requires_grad_(False)
+        model = WaveNet.from_config(cfg, classes=classes)
     return model
 
 

@@ -41,7 +41,7 @@ def test_save_load_sample_is_identical(saved):
     assert loaded.name == "tiny" and not loaded.trained and loaded.sample_rate == 8000
     assert np.array_equal(stack.sample(0.02, seed=3), loaded.stack.sample(0.02, seed=3))
     meta = json.loads((path / "bundle.json").read_text())
-    assert meta["format"] == "wavestack-bundle" and meta["format_version"] == 2
+    assert meta["format"] == "wavestack-bundle" and meta["format_version"] == catalog.FORMAT_VERSION == 3
     assert meta["sampling"] == {"temperature": 1.0, "top_p": 1.0} == loaded.sampling  # none given
     assert meta["provenance"] == {"note": "test"} and meta["metrics"] == {"nll": 1.0}
     assert set(meta["components"]) == {"level1", "level2", "prior"}
@@ -124,6 +124,20 @@ def test_a_format_1_bundle_still_loads_with_the_default_sampling(saved):
     edit_manifest(path, lambda m: m.update(sampling={"top_p": 0.9}))  # not a key of format 1
     with pytest.raises(BundleError, match=r"unknown keys \['sampling'\]"):
         load_bundle(path)
+
+
+def test_bundles_before_format_3_load_without_the_last_layers_residual_conv(saved):
+    stack, path = saved
+    last = len(stack.prior.layers) - 1
+    tensors = load_file(str(path / "prior.safetensors"))
+    assert "layers.0.res.weight" in tensors and f"layers.{last}.res.weight" not in tensors
+    old = {f"layers.{last}.res.weight": torch.ones(stack.prior.residual, stack.prior.residual, 1),
+           f"layers.{last}.res.bias": torch.ones(stack.prior.residual)}  # fed nothing before format 3
+    rewrite_weights(path, "prior", lambda t: t.update(old))
+    with pytest.raises(BundleError, match=rf"unknown keys \['layers.{last}.res.bias', 'layers.{last}.res"):
+        load_bundle(path)  # a format-3 bundle has no such weights
+    edit_manifest(path, lambda m: m.update(format_version=2))
+    assert np.array_equal(stack.sample(0.02, seed=3), load_bundle(path).stack.sample(0.02, seed=3))
 
 
 def test_newer_format_version(saved):

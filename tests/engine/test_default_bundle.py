@@ -33,7 +33,11 @@ def test_default_bundle_metrics_clear_the_bars():
     assert levels and all(metrics[name]["usage"] >= 0.5 for name in levels)
     assert metrics["level1"]["bits_per_sample"] < 8  # below a uniform guess over 256 μ-law classes
     generated, heldout = metrics["generated"], metrics["heldout_audio"]
-    assert abs(generated["rms_dbfs"] - heldout["rms_dbfs"]) < 6  # neither silence nor clipping
+    # neither silence nor clipping: loudness (BS.1770, gated, so rests between phrases do not count)
+    assert abs(generated["loudness_lufs"] - heldout["loudness_lufs"]) < 6
     assert generated["flatness"] < 0.2  # white noise measures about 0.56
+    # notes, not noise and not a drone: pitch clarity (noise 0.01, held-out audio 0.39) and the
+    # variety of its strongest pitch classes (a drone 0, held-out audio 2.5)
+    assert generated["pitch_clarity"] > 0.2 and generated["pitch_variety"] > 1.5
     # the codes are used: the decoder beats its unconditional twin, trained as long on the same data
     assert metrics["level1"]["bits_per_sample"] < metrics["baseline"]["bits_per_sample"] - 0.25

@@ -107,6 +107,12 @@ def test_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(bat
 @pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.9)])
 def test_centred_fast_and_numpy_draws_are_the_same_and_hand_over_mid_sequence(temperature, top_p):
     net = make_net(4, 4, cond=5, hop=4, classes=256, lpc_order=8)
+    # The two paths round differently (~1e-6 in the logits), so a draw can differ where two classes'
+    # probabilities tie to rounding: common in a fresh net's near-uniform output (3 nets in 8 differ
+    # within 3000 steps), vanishingly rare once the output is as peaked as a trained net's (top class
+    # 0.4 on average, as here: 0 in 24).
+    with torch.no_grad():
+        net.head2.weight.mul_(30)
     cond = torch.randn(2, 5, 1000, generator=torch.Generator().manual_seed(3))
     u = np.random.default_rng(5).random((3000, 2), dtype=np.float32)
     fast = FastStepper(net.incremental(2, cond)).run(None, u, temperature, top_p)

@@ -6,7 +6,7 @@ import pytest
 from training.config import load
 from training.evaluate import evaluate
 from training.export import export
-from training.metrics import describe, mr_stft_distance
+from training.metrics import describe, loudness_lufs, mr_stft_distance
 from training.trainer import fit
 
 from .conftest import tones
@@ -28,6 +28,17 @@ def test_describe_tells_tones_from_noise_and_silence():
     assert t["flatness"] < 0.05 < 0.5 < n["flatness"]
     assert abs(t["centroid_hz"] - 440) < 100 and n["centroid_hz"] > 3000
     assert s["rms_dbfs"] < -150 < t["rms_dbfs"]
+    assert s["loudness_lufs"] == -70 < t["loudness_lufs"]
+
+
+def test_loudness_is_bs1770s_and_rests_do_not_lower_it():
+    rate = 16000
+    sine = 0.1 * np.sin(2 * np.pi * 997 * np.arange(3 * rate) / rate)  # BS.1770: 0.1 peak reads −23.0
+    assert loudness_lufs(sine, rate) == pytest.approx(-23.0, abs=0.1)
+    phrases = np.concatenate([sine, np.zeros(4 * rate), sine])  # 4 s of rest: RMS falls 2.2 dB
+    assert describe(phrases, rate)["rms_dbfs"] < describe(sine, rate)["rms_dbfs"] - 2
+    assert loudness_lufs(phrases, rate) == pytest.approx(loudness_lufs(sine, rate), abs=0.3)
+    assert loudness_lufs(sine[: rate // 4], rate) is None  # shorter than one 0.4-s block
 
 
 def test_eval_reports_every_metric_and_the_baseline(tiny_toml, tone_dir, tmp_path):
