@@ -28,8 +28,9 @@ def measured_model(models_dir, monkeypatch) -> str:
 
 def test_a_new_track_starts_from_its_models_sampling(server, client: Client, tmp_path, monkeypatch):
     model = measured_model(tmp_path, monkeypatch)
+    save_bundle(make_stack(2, seed=4), tmp_path / "plain", name="plain", trained=False)  # says nothing
     assert client.ask(f"{P}/track/add", "keys", model)[0] == f"{P}/ack"
-    assert client.ask(f"{P}/track/add", "pad", "default")[0] == f"{P}/ack"  # a bundle that says nothing
+    assert client.ask(f"{P}/track/add", "pad", "plain")[0] == f"{P}/ack"
     keys, pad = server.session.track("keys"), server.session.track("pad")
     assert (keys.temperature, keys.top_p) == (1.0, 0.9) and (pad.temperature, pad.top_p) == (1.0, 1.0)
     assert client.ask(f"{P}/track/top_p", "keys", 1.0)[0] == f"{P}/ack"  # and the user may change it

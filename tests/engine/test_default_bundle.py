@@ -29,6 +29,8 @@ def test_default_bundle_ships_trained_with_its_recipe_and_samples():
 
 def test_default_bundle_metrics_clear_the_bars():
     metrics = json.loads((package_models_dir() / "default" / "bundle.json").read_text())["metrics"]
+    sampling = load_bundle("default").sampling  # new tracks start from what the figures were taken at
+    assert sampling == {"temperature": metrics["generated"]["temperature"], "top_p": metrics["generated"]["top_p"]}
     levels = [name for name in metrics if name.startswith("level")]
     assert levels and all(metrics[name]["usage"] >= 0.5 for name in levels)
     assert metrics["level1"]["bits_per_sample"] < 8  # below a uniform guess over 256 μ-law classes

@@ -23,7 +23,7 @@ def test_loads_the_tiny_config_with_every_stage_in_order(tiny_toml):
 
 def test_the_default_config_is_valid():
     cfg = load(Path(__file__).parents[2] / "training" / "configs" / "default.toml")
-    assert cfg.stack.hops == (8, 64) and "baseline" in cfg.stages
+    assert cfg.stack.hops == (8,) and "baseline" in cfg.stages and cfg.stack.levels[0].rate == 0.1
 
 
 def test_overrides_reach_nested_keys_and_list_items(tiny_toml):
