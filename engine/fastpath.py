@@ -335,10 +335,10 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                         vstore(gates, g * rp + j, vfma(a, vtanh(vload(z, g * r2 + rp + j)), a))
                         h = g * rs_w + j
                         vstore(rs, h, vadd(vload(rs, h), vload(b_res, i * rp + j)))
-                if i + 1 < layers:  # h += gates @ w_res, skip += gates @ w_skip, as one product
-                    _gemm(gates, 0, rp, n, rp, w_rs, i * rp * rs_w, rs_w, rs_w, rs, 0, rs_w, False)
-                else:  # the last layer has no residual output: skip += gates @ w_skip
-                    _gemm(gates, 0, rp, n, rp, w_rs, i * rp * rs_w + rp, rs_w, sp, rs, rp, rs_w, False)
+                # h += gates @ w_res, skip += gates @ w_skip, as one product (the last layer has no
+                # residual output: skip only; one call site, as the kernel is inlined where called)
+                h0 = rp if i + 1 == layers else 0
+                _gemm(gates, 0, rp, n, rp, w_rs, i * rp * rs_w + h0, rs_w, rs_w - h0, rs, h0, rs_w, False)
             for g in range(n):
                 for j in range(0, sp, V):
                     vstore(skip, g * sp + j, vmax(vadd(vload(rs, g * rs_w + rp + j), vload(b_skip, j)), zero))
