@@ -75,6 +75,7 @@ def cached_rate(net: WaveNet, steps: int, batch: int, sampler: str, threads: int
                             np.random.default_rng(0), temperature=1.0, top_p=1.0, progress=Progress(8),
                             sampler=sampler)
         state = net.incremental(batch, _conditioning(net, steps, batch))
+        state.biases.at(0)  # the first window of frame biases: conditioning, not the loop
         rng = np.random.default_rng(1)
         start = time.perf_counter()
         sample_sequence(state, steps, rng, temperature=1.0, top_p=1.0, progress=Progress(steps),
