@@ -37,10 +37,10 @@ def mr_stft_distance(reference: np.ndarray, estimate: np.ndarray) -> float:
 def describe(audio: np.ndarray, sample_rate: int, n_fft: int = 1024) -> dict[str, float]:
     """Loudness and timbre figures that separate music from noise and silence.
 
-    ``rms_dbfs``; ``loudness_lufs``: integrated loudness (ITU-R BS.1770, ``loudness_lufs``), which
-    leaves rests out as a loudness meter does; ``flatness``: geometric over arithmetic mean of the power spectrum (0 = tonal,
-    1 = white noise), the mean over frames weighted by their power; ``centroid_hz``: the
-    power-weighted mean frequency.
+    ``rms_dbfs``; ``loudness_lufs``: integrated loudness (ITU-R BS.1770, see ``loudness_lufs``),
+    which leaves rests out as a loudness meter does; ``flatness``: geometric over arithmetic mean
+    of the power spectrum (0 = tonal, 1 = white noise), the mean over frames weighted by their
+    power; ``centroid_hz``: the power-weighted mean frequency.
     """
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     rms = float(x.pow(2).mean().sqrt())

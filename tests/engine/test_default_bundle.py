@@ -30,11 +30,12 @@ def test_default_bundle_ships_trained_with_its_recipe_and_samples():
 def test_default_bundle_metrics_clear_the_bars():
     metrics = json.loads((package_models_dir() / "default" / "bundle.json").read_text())["metrics"]
     sampling = load_bundle("default").sampling  # new tracks start from what the figures were taken at
-    assert sampling == {"temperature": metrics["generated"]["temperature"], "top_p": metrics["generated"]["top_p"]}
+    generated = metrics["generated"]
+    assert sampling == {"temperature": generated["temperature"], "top_p": generated["top_p"]}
     levels = [name for name in metrics if name.startswith("level")]
     assert levels and all(metrics[name]["usage"] >= 0.5 for name in levels)
     assert metrics["level1"]["bits_per_sample"] < 8  # below a uniform guess over 256 μ-law classes
-    generated, heldout = metrics["generated"], metrics["heldout_audio"]
+    heldout = metrics["heldout_audio"]
     # neither silence nor clipping: loudness (BS.1770, gated, so rests between phrases do not count)
     assert abs(generated["loudness_lufs"] - heldout["loudness_lufs"]) < 6
     assert generated["flatness"] < 0.2  # white noise measures about 0.56
