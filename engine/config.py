@@ -190,8 +190,11 @@ class StackConfig:
     levels: tuple[LevelConfig, ...] = (LevelConfig(),)
     prior: NetConfig = field(default_factory=NetConfig)
     prior_global_classes: int = 0
+    # models y[n] = x[n] − a·x[n−1] and de-emphasises what it makes (engine/emphasis.py); 0: off
+    preemphasis: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(0.0 <= self.preemphasis < 1.0, f"preemphasis must be in [0, 1), got {self.preemphasis}")
         _check(8000 <= self.sample_rate <= 192000, f"sample_rate {self.sample_rate} not supported")
         _check(self.mu == 255, f"mu must be 255 (8-bit μ-law), got {self.mu}")
         _check(1 <= len(self.levels) <= 4, f"a stack has 1 to 4 levels, got {len(self.levels)}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import mulaw
+from . import emphasis, mulaw
 from .config import StackConfig
 from .errors import ParameterError
 from .level import Level
@@ -67,9 +67,17 @@ class Stack(nn.Module):
         """Codes of every level, level 1 first; each (B, samples // hop of that level)."""
         x = check_audio(audio, "audio", self.sample_rate, sample_rate, min_samples=self.hops[-1])
         work = Progress(len(self.levels), progress, should_cancel, interval=0.0)
-        codes = self._encode_classes(mulaw.encode(x, self.cfg.mu), work)
+        codes = self._encode_classes(self.classes(x), work)
         work.finish()
         return codes
+
+    def classes(self, audio: torch.Tensor) -> torch.Tensor:
+        """What level 1 models: the μ-law classes of the (pre-emphasised) audio, (B, T) long."""
+        return mulaw.encode(emphasis.pre(audio, self.cfg.preemphasis), self.cfg.mu)
+
+    def audio(self, classes: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``classes``, up to μ-law quantisation: float32 audio (B, T)."""
+        return emphasis.de(mulaw.decode(classes, self.cfg.mu), self.cfg.preemphasis)
 
     def _encode_classes(self, classes: torch.Tensor, work: Progress | None = None) -> list[torch.Tensor]:
         codes, x = [], classes.to(self.device)
@@ -136,7 +144,7 @@ class Stack(nn.Module):
         check_sampling(seed=seed, temperature=temperature, top_p=top_p, batch=batch)
         x = _match_batch(x, batch, "primer")
         primer_len = x.shape[1]
-        classes = mulaw.encode(x, self.cfg.mu)
+        classes = self.classes(x)
         long_enough = primer_len >= self.levels[0].hop
         codes = self._encode_classes(classes) if long_enough else []
         prefixes: list[torch.Tensor | None] = [classes, *codes]
@@ -169,7 +177,7 @@ class Stack(nn.Module):
         x = _match_batch(x, batch, "audio")
         n, hop = x.shape[1], self.hops[level - 1]
         padded = torch.nn.functional.pad(x, (0, -(-n // hop) * hop - n))  # silence to a whole frame
-        codes = self._encode_classes(mulaw.encode(padded, self.cfg.mu))[level - 1]
+        codes = self._encode_classes(self.classes(padded))[level - 1]
         return self.decode(
             codes, level, seed=seed, temperature=temperature, top_p=top_p,
             progress=progress, should_cancel=should_cancel,
@@ -240,7 +248,7 @@ class Stack(nn.Module):
             seq = self._extend(state, prefixes[k - 1], lengths[k - 1], rngs[k - 1],
                                temperature, top_p, work)
         work.finish()
-        return mulaw.decode(seq.cpu(), self.cfg.mu).numpy()
+        return self.audio(seq.cpu()).numpy()
 
     def _lengths(self, top_frames: int, start: int, known: torch.Tensor | None) -> list[int]:
         """Sequence length at every level 0..N for ``top_frames`` codes at the top level."""

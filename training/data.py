@@ -16,7 +16,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
-from engine import mulaw
+from engine import emphasis, mulaw
 
 from .errors import DataError
 
@@ -67,9 +67,10 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
     return mono
 
 
-def load_folder(root: Path, *, sample_rate: int, mu: int = 255, show_progress: bool = False,
-                keep_audio: bool = False) -> Folder:
-    """The usable audio under ``root`` as μ-law classes (and as float32 with ``keep_audio``)."""
+def load_folder(root: Path, *, sample_rate: int, mu: int = 255, preemphasis: float = 0.0,
+                show_progress: bool = False, keep_audio: bool = False) -> Folder:
+    """The usable audio under ``root`` as the μ-law classes a stack models (pre-emphasised by
+    ``preemphasis``, see engine.emphasis), and as float32 audio with ``keep_audio``."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
@@ -93,7 +94,8 @@ def load_folder(root: Path, *, sample_rate: int, mu: int = 255, show_progress: b
         folder.files.append(name)
         if keep_audio:
             folder.audio.append(np.clip(audio, -1.0, 1.0))
-        folder.sequences.append(mulaw.encode_np(np.clip(audio, -1.0, 1.0), mu).astype(np.uint8))
+        modelled = emphasis.pre_np(np.clip(audio, -1.0, 1.0), preemphasis)
+        folder.sequences.append(mulaw.encode_np(modelled, mu).astype(np.uint8))
     if not folder.files:
         reasons = "; ".join(f"{f}: {r}" for f, r in folder.skipped[:5])
         raise DataError(f"{root} holds no usable audio ({reasons})")

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine import lpc, mulaw
+from engine import lpc
 from engine.bundle import load_bundle
 from engine.level import Level
 from engine.stack import Stack
@@ -95,7 +95,8 @@ def _evaluate(
     temperature = 1.0 if temperature is None else temperature
     top_p = 1.0 if top_p is None else top_p
     rate = stack.sample_rate
-    data = load_folder(data_dir, sample_rate=rate, mu=stack.cfg.mu, keep_audio=True)
+    data = load_folder(data_dir, sample_rate=rate, mu=stack.cfg.mu, preemphasis=stack.cfg.preemphasis,
+                       keep_audio=True)
     audio_classes = _take(data.sequences, int(max_seconds * rate), stack.hops[-1])
     audio = [a[: len(c)] for a, c in zip(data.audio, audio_classes, strict=False)]
     out: dict[str, Any] = {
@@ -109,9 +110,9 @@ def _evaluate(
             codes = stages.encode_sequences(level, sequences)
             out[f"level{k + 1}"], preds = _level_metrics(level, k, sequences, codes)
             if k == 0:
-                original = np.concatenate([mulaw.decode_np(s[: len(p)], stack.cfg.mu) for s, p in
+                original = np.concatenate([_audio(stack, s[: len(p)]) for s, p in
                                            zip(sequences, preds, strict=True)])
-                rebuilt = mulaw.decode_np(np.concatenate(preds), stack.cfg.mu)
+                rebuilt = np.concatenate([_audio(stack, p) for p in preds])
                 out["reconstruction"] = {"teacher_forced_stft": round(mr_stft_distance(original, rebuilt), 4)}
             sequences = codes
             all_codes.append(codes)
@@ -178,7 +179,7 @@ def _reconstructions(stack: Stack, audio: np.ndarray, classes: np.ndarray, codes
     the clips themselves."""
     rate, top = stack.sample_rate, stack.hops[len(codes) - 1]
     n = min(len(classes), max(top, int(seconds * rate) // top * top))
-    clips = {"original": audio[:n], "mulaw_roundtrip": mulaw.decode_np(classes[:n], stack.cfg.mu),
+    clips = {"original": audio[:n], "mulaw_roundtrip": _audio(stack, classes[:n]),
              "white_noise": references.white_noise(audio[:n], seed)}
     for k, level_codes in enumerate(codes, start=1):
         frames = n // stack.hops[k - 1]
@@ -191,6 +192,11 @@ def _reconstructions(stack: Stack, audio: np.ndarray, classes: np.ndarray, codes
     out["sampled_stft"] = out["from_level1"]["stft"]
     out["mulaw_roundtrip"]["snr_db"] = _snr(clips["original"], clips["mulaw_roundtrip"])
     return out, clips
+
+
+def _audio(stack: Stack, classes: np.ndarray) -> np.ndarray:
+    """Audio of one sequence of level-1 classes, as the stack makes it (μ-law, de-emphasis)."""
+    return stack.audio(torch.from_numpy(np.asarray(classes, np.int64))[None])[0].numpy()
 
 
 def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:

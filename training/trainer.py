@@ -96,7 +96,7 @@ def fit(
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         data = load_folder(data_dir, sample_rate=cfg.stack.sample_rate, mu=cfg.stack.mu,
-                           show_progress=show_progress and world.main)
+                           preemphasis=cfg.stack.preemphasis, show_progress=show_progress and world.main)
         if world.main:
             for file, reason in data.skipped:
                 print(f"skipped {file}: {reason}", file=sys.stderr, flush=True)
