@@ -1,7 +1,8 @@
 """``wavestack serve``: the OSC server over UDP on loopback.
 
-The receive thread only takes datagrams off the socket into an inbox (so a burst leaves the
-kernel's buffer as fast as it comes); the handling thread checks their bytes (``bridge.osc.wire``),
+A process of its own takes datagrams off the socket as they come (``bridge.osc.drain``: the
+kernel's buffer never fills while the server is busy) and the receive thread moves them into an
+inbox; the handling thread checks their bytes (``bridge.osc.wire``),
 converts arguments and answers what needs no session; everything else runs in order on the session
 thread (``bridge.osc.dispatch``) and renders run on the job queue, so ``ping`` answers at once
 while a plugin loads or a render runs. Every request that can fail is answered: ``ack``, ``error``,
@@ -28,6 +29,7 @@ import numpy as np
 
 from bridge.osc import wire
 from bridge.osc.dispatch import Addr, Dispatcher
+from bridge.osc.drain import Drain
 from bridge.osc.follow import Follower
 from bridge.osc.handlers import Handlers
 from bridge.osc.jobs import Job, JobQueue
@@ -132,6 +134,7 @@ class Server:
         self._inbox_lock = threading.Lock()
         self._dropped_logged = 0.0
         self._handling: threading.Thread | None = None
+        self._drain: Drain | None = None
         self.allowed = allowed_networks(allow)
         self._ignored_hosts: set[str] = set()
         self._last_progress: dict[int, float] = {}
@@ -198,20 +201,55 @@ class Server:
         if self.oscquery is not None:
             self.oscquery.start()
         self._start_handling()
+        self._start_drain()
         while not self._stop.is_set():
-            try:
-                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
-            except TimeoutError:
-                data = None
-            except OSError:
-                if self._stop.is_set():
-                    break
-                raise
-            if data is not None and self.admitted(addr):
-                self._take(data, addr)
+            if self._drain is not None:
+                self._read_drain()
+            else:
+                try:
+                    data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+                except TimeoutError:
+                    data = None
+                except OSError:
+                    if self._stop.is_set():
+                        break
+                    raise
+                if data is not None and self.admitted(addr):
+                    self._take(data, addr)
             self._heartbeat()
         with contextlib.suppress(queue.Full):  # (if full, it sees the server stop after its next one)
             self.inbox.put_nowait(None)  # the handling thread ends once it reaches this
+
+    def _start_drain(self) -> None:
+        """Receive in a process of its own (``bridge.osc.drain``), else on this thread; once."""
+        if self._drain is not None or self._stop.is_set():
+            return
+        try:
+            self._drain = Drain(self.sock, INBOX, INBOX_BYTES)
+        except OSError as exc:  # (no subprocesses here): this thread receives, as fast as it can
+            log.warning("receiving on the server's own thread (%s): a burst may be dropped", exc)
+
+    def _read_drain(self) -> None:
+        """Move what the receiving process took off the socket into the inbox."""
+        drain = self._drain
+        if drain is None:  # (shutdown took it)
+            return
+        got = drain.read(0.1)
+        if got is None:
+            if not self._stop.is_set():
+                log.warning("the receiving process ended (exit %s); receiving on the server's own "
+                            "thread from now on", drain.proc.poll())
+                self._drain = None
+                drain.close()
+            return
+        datagrams, dropped = got
+        if dropped:
+            self.stats["dropped"] += dropped
+            log.warning("dropped datagrams: %d more than the server holds unhandled (%d, %d MiB); "
+                        "%d dropped so far", dropped, INBOX, INBOX_BYTES >> 20, self.stats["dropped"])
+        for data, addr in datagrams:
+            if self.admitted(addr):
+                self._take(data, addr)
 
     def _start_handling(self) -> None:
         """The handling thread, once (``start`` starts it before the loop; ``serve_forever`` too)."""
@@ -274,8 +312,10 @@ class Server:
         return False
 
     def start(self) -> threading.Thread:
-        """Serve on a daemon thread (the handling thread runs when this returns)."""
+        """Serve on a daemon thread (the handling thread and the receiving process run when this
+        returns)."""
         self._start_handling()
+        self._start_drain()
         thread = threading.Thread(target=self.serve_forever, name="wavestack-osc", daemon=True)
         thread.start()
         return thread
@@ -289,6 +329,9 @@ class Server:
         if self.handlers.follower is not None:
             self.handlers.follower.stop()
         self.handlers.close()
+        drain, self._drain = self._drain, None
+        if drain is not None:  # it holds the socket too
+            drain.close()
         self.sock.close()
         if self.oscquery is not None:
             self.oscquery.shutdown()

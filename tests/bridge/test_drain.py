@@ -1,0 +1,97 @@
+"""The receiving process: datagrams leave the kernel's buffer while the server is busy, it ends
+with the server, and the server lives on (receiving itself) if it is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bridge.osc import server as server_module
+from bridge.osc.server import Server
+from bridge.osc.wire import encode
+
+from .conftest import Client
+
+PING = encode("/wavestack/ping", [])
+
+
+def wait(until, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if until():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def busy_server(monkeypatch):
+    """A server with a small receive buffer whose first datagram keeps it busy, holding the
+    interpreter, for 2 s."""
+    monkeypatch.setattr(server_module, "RECEIVE_BUFFER", 64 << 10)
+    server = Server(port=0)
+    handle, first = server.handle, []
+
+    def busy_first(data, addr):
+        if not first:
+            first.append(True)
+            start = time.monotonic()
+            while time.monotonic() - start < 2.0:
+                pass
+        handle(data, addr)
+
+    server.handle = busy_first
+    server.start()
+    yield server
+    server.shutdown()
+
+
+def test_a_burst_while_the_server_is_busy_is_received_whole(busy_server):
+    # 4,000 pings paced at about 20,000 a second from another process: a receive thread in the
+    # busy server would get the interpreter every 5 ms and the kernel's 64-KiB buffer (~70 pings)
+    # would drop most of them
+    sender = ("import socket, time\n"
+              f"s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))\n"
+              "for i in range(4000):\n"
+              f"    s.sendto({PING!r}, ('127.0.0.1', {busy_server.address[1]}))\n"
+              "    if i % 20 == 0: time.sleep(0.001)\n")
+    subprocess.run([sys.executable, "-c", sender], check=True, timeout=60)
+    assert wait(lambda: busy_server.stats["received"] >= 4000)
+    time.sleep(0.2)
+    assert busy_server.stats["received"] == 4000 and busy_server.stats["dropped"] == 0
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_the_receiving_process_ends_with_the_server_and_frees_its_port():
+    server = Server(port=0)
+    server.start()
+    pid, port = server._drain.proc.pid, server.address[1]
+    assert alive(pid)
+    server.shutdown()
+    assert not alive(pid)
+    again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    again.bind(("127.0.0.1", port))  # nothing holds it any more
+    again.close()
+
+
+def test_a_killed_receiving_process_leaves_the_server_answering(server):
+    client = Client(server.address)
+    pid = server._drain.proc.pid
+    os.kill(pid, signal.SIGKILL)
+    assert wait(lambda: server._drain is None)  # the server noticed and receives itself
+    address, values = client.ask("/wavestack/ping")
+    assert address == "/wavestack/pong" and values
+    client.close()
