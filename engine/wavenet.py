@@ -280,6 +280,11 @@ class FrameBiases:
         self.cond = None if cond is None else cond.detach()
         self.frames = 1 if cond is None else cond.shape[2]
         self.conv_bias = torch.cat([lay.conv.bias for lay in net.layers]).detach().view(1, -1, 1)
+        scale = half.repeat(len(net.layers))  # (L·2R,): the sigmoid halves scaled, as the steps want
+        if net.cond_proj is not None:  # the projection and every bias, scaled once (× 0.5 is exact)
+            self.weight = (net.cond_proj.weight[:, :, 0] * scale[:, None]).detach()
+            self.bias = ((net.cond_proj.bias + self.conv_bias.view(-1)) * scale).detach()
+        self.scale = scale
         self.base, self.window = -1, torch.empty(0)
 
     def at(self, frame: int) -> tuple[int, torch.Tensor]:
@@ -297,14 +302,20 @@ class FrameBiases:
         if self.cond is None:
             bias = net.gate_bias(None, self.label, self.batch)
             frames = self.conv_bias.expand(self.batch, -1, 1) if bias is None else bias + self.conv_bias
-        else:
-            part = self.cond[:, :, base: base + BIAS_WINDOW]
-            n = part.shape[2]
-            if n < BIAS_WINDOW:
-                part = F.pad(part, (0, BIAS_WINDOW - n))
-            frames = (net.gate_bias(part, self.label, self.batch) + self.conv_bias)[:, :, :n]
-        batch = frames.shape[0]
-        return (frames.reshape(batch, layers, 2 * r, -1).permute(3, 1, 0, 2) * self.half).contiguous()
+            batch = frames.shape[0]
+            return (frames.reshape(batch, layers, 2 * r, -1).permute(3, 1, 0, 2) * self.half).contiguous()
+        part = self.cond[:, :, base: base + BIAS_WINDOW]
+        n = part.shape[2]
+        if n < BIAS_WINDOW:
+            part = F.pad(part, (0, BIAS_WINDOW - n))
+        # frames first: each frame's L·2R biases come out contiguous, so ordering them (F, L, B, 2R)
+        # moves whole 2R rows (transposing a (B, L·2R, F) conv output cost ten times as much)
+        frames = F.linear(part.transpose(1, 2), self.weight, self.bias)[:, :n]  # (B, n, L·2R)
+        if net.global_embed is not None:
+            frames = frames + (net.global_embed(self.label) * self.scale).unsqueeze(1)
+        if frames.shape[0] != self.batch:
+            frames = frames.expand(self.batch, -1, -1)
+        return frames.reshape(self.batch, n, layers, 2 * r).permute(1, 2, 0, 3).contiguous()
 
 
 class IncrementalState:
