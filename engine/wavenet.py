@@ -309,8 +309,9 @@ class FrameBiases:
         if n < BIAS_WINDOW:
             part = F.pad(part, (0, BIAS_WINDOW - n))
         # frames first: each frame's L·2R biases come out contiguous, so ordering them (F, L, B, 2R)
-        # moves whole 2R rows (transposing a (B, L·2R, F) conv output cost ten times as much)
-        frames = F.linear(part.transpose(1, 2), self.weight, self.bias)[:, :n]  # (B, n, L·2R)
+        # moves whole 2R rows (transposing a (B, L·2R, F) conv output cost ten times as much). One
+        # product per row, always BIAS_WINDOW frames tall: a row's biases never depend on the batch
+        frames = torch.stack([F.linear(row.t(), self.weight, self.bias) for row in part])[:, :n]
         if net.global_embed is not None:
             frames = frames + (net.global_embed(self.label) * self.scale).unsqueeze(1)
         if frames.shape[0] != self.batch:
