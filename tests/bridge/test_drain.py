@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,17 +18,9 @@ from bridge.osc.server import Server
 from bridge.osc.wire import encode
 
 from .conftest import Client
+from .test_follow import until
 
 PING = encode("/wavestack/ping", [])
-
-
-def wait(until, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if until():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture
@@ -62,17 +55,16 @@ def test_a_burst_while_the_server_is_busy_is_received_whole(busy_server):
               f"    s.sendto({PING!r}, ('127.0.0.1', {busy_server.address[1]}))\n"
               "    if i % 20 == 0: time.sleep(0.001)\n")
     subprocess.run([sys.executable, "-c", sender], check=True, timeout=60)
-    assert wait(lambda: busy_server.stats["received"] >= 4000)
+    assert until(lambda: busy_server.stats["received"] >= 4000, timeout=30)
     time.sleep(0.2)
     assert busy_server.stats["received"] == 4000 and busy_server.stats["dropped"] == 0
 
 
 def alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # not a zombie
+    except OSError:
         return False
-    return not open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_the_receiving_process_ends_with_the_server_and_frees_its_port():
@@ -91,7 +83,7 @@ def test_a_killed_receiving_process_leaves_the_server_answering(server):
     client = Client(server.address)
     pid = server._drain.proc.pid
     os.kill(pid, signal.SIGKILL)
-    assert wait(lambda: server._drain is None)  # the server noticed and receives itself
+    assert until(lambda: server._drain is None)  # the server noticed and receives itself
     address, values = client.ask("/wavestack/ping")
     assert address == "/wavestack/pong" and values
     client.close()
