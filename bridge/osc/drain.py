@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import os
 import select
 import socket
@@ -88,6 +87,8 @@ def main(argv: list[str]) -> None:
     out = sys.stdout.fileno()
     os.set_blocking(out, False)
     with contextlib.suppress(AttributeError, OSError):  # Linux: a 1-MiB pipe, fewer waits
+        import fcntl
+
         fcntl.fcntl(out, fcntl.F_SETPIPE_SZ, CHUNK)
     pending: collections.deque[bytes] = collections.deque()
     size = dropped = 0

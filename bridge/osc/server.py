@@ -18,6 +18,7 @@ import heapq
 import ipaddress
 import itertools
 import logging
+import os
 import queue
 import socket
 import threading
@@ -222,11 +223,11 @@ class Server:
 
     def _start_drain(self) -> None:
         """Receive in a process of its own (``bridge.osc.drain``), else on this thread; once."""
-        if self._drain is not None or self._stop.is_set():
+        if self._drain is not None or self._stop.is_set() or os.name != "posix":  # (pipes + select)
             return
         try:
             self._drain = Drain(self.sock, INBOX, INBOX_BYTES)
-        except OSError as exc:  # (no subprocesses here): this thread receives, as fast as it can
+        except (OSError, ValueError) as exc:  # no process here: this thread receives, as fast as it can
             log.warning("receiving on the server's own thread (%s): a burst may be dropped", exc)
 
     def _read_drain(self) -> None:
