@@ -34,8 +34,3 @@ def de(audio: torch.Tensor, a: float) -> torch.Tensor:
 
     x = lfilter([1.0], [1.0, -a], audio.detach().cpu().numpy().astype(np.float64), axis=-1)
     return torch.from_numpy(x.astype(np.float32))
-
-
-def de_np(audio: np.ndarray, a: float) -> np.ndarray:
-    """``de`` for numpy arrays."""
-    return de(torch.from_numpy(np.asarray(audio)), a).numpy()

@@ -84,12 +84,12 @@ def _without(model: torch.nn.Module, dropped: list[str], state: dict[int, Any],
              groups: list[dict[str, Any]]) -> tuple[dict[int, Any], list[dict[str, Any]]]:
     """The optimiser state of a checkpoint whose model had the parameters ``dropped`` (which sat
     right after their layer's ``conv.bias``), renumbered for ``model``, which has not."""
-    names = [name for name, _ in model.named_parameters()]
+    position = {name: i for i, (name, _) in enumerate(model.named_parameters())}
     old: list[str] = []
-    for name in names:
+    for name in position:
         old.append(name)
-        old += [key for key in dropped if name.endswith(".conv.bias")
-                and key.rsplit(".", 1)[0] == name[: -len("conv.bias")] + "res"]
-    index = {i: names.index(name) for i, name in enumerate(old) if name in names}
+        if name.endswith(".conv.bias"):
+            old += [key for key in dropped if key.rsplit(".", 1)[0] == name[: -len("conv.bias")] + "res"]
+    index = {i: position[name] for i, name in enumerate(old) if name in position}
     return ({index[i]: value for i, value in state.items() if i in index},
             [dict(group, params=[index[i] for i in group["params"] if i in index]) for group in groups])
