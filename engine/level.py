@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -151,6 +152,26 @@ class Level(nn.Module):
         self.lpc_head = nn.Conv1d(cfg.cond_channels, width, 1) if from_codes else None
         # the codes' own predictor (training only): what their description length is measured with
         self.code_prior = WaveNet.from_config(RATE_NET, classes=q.codes) if cfg.rate > 0 else None
+        self.codes_frozen = False
+
+    def freeze_codes(self) -> Level:
+        """Keep the codes as they are: the encoder, quantiser and code predictor stop training (and
+        stay in eval mode), the conditioning and the decoder go on. Codes a prior was trained on
+        then stay valid while the decoder trains further."""
+        self.codes_frozen = True
+        for module in self._code_modules():
+            module.requires_grad_(False)
+        return self.train(self.training)
+
+    def _code_modules(self) -> list[nn.Module]:
+        return [m for m in (self.encoder, self.quantizer, self.code_prior) if m is not None]
+
+    def train(self, mode: bool = True) -> Level:
+        super().train(mode)
+        if self.codes_frozen:
+            for module in self._code_modules():
+                module.eval()
+        return self
 
     @property
     def num_codes(self) -> int:
@@ -221,9 +242,11 @@ class Level(nn.Module):
 
     def forward(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> LevelOutput:
         """Training pass on classes (B, T): reconstruct ``x`` with the decoder given its codes;
-        the decoder reads ``inputs`` (a noisy copy of ``x``) as the past when given."""
+        the decoder reads ``inputs`` (a noisy copy of ``x``) as the past when given. With the codes
+        frozen the loss is the decoder's alone (and the predictor's fit, if it has one)."""
         x = self.crop(x)
-        q = self.quantizer(self.encoder(x))
+        with torch.no_grad() if self.codes_frozen else nullcontext():
+            q = self.quantizer(self.encoder(x))
         inputs = None if inputs is None else self.crop(inputs)
         cond = self.cond_net(q.quantized)
         coef = self.lpc_coefficients(cond)
@@ -233,8 +256,8 @@ class Level(nn.Module):
             pred = lpc.predict_from_codes(past, coef[:, : self.cfg.decoder.lpc_order], self.hop)
             centre = self.decoder.code_centres(pred, coef)
         nll = self.decoder.nll(x, cond, inputs=inputs, lpc_coef=coef, centre=centre)
-        loss = nll + q.loss
-        if self.code_prior is not None:
+        loss = nll if self.codes_frozen else nll + q.loss
+        if self.code_prior is not None and not self.codes_frozen:
             loss = loss + self._rate(q) / self.hop  # nats per code → per element, as the NLL
         if pred is not None:  # fit the predictor itself: log of its residual power (a Gaussian NLL)
             residual = torch.from_numpy(lpc.LEVELS).to(x.device)[x] - pred

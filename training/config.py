@@ -41,6 +41,10 @@ class StageConfig:
     # classes (a level drawn per example, rounded to whole classes); targets stay clean, so the
     # decoder learns to recover from the errors its own samples make
     input_noise: float = 0.0
+    # levels only: the encoder (and so the codes) stays as it starts (from --init or a checkpoint);
+    # only the conditioning and the decoder train. A shipped model's decoder trains further while
+    # its codes, and the prior trained on them, stay valid
+    freeze_codes: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "segment", "checkpoint_every", "log_every"):
@@ -106,6 +110,8 @@ def parse(data: dict[str, Any], where: str = "config") -> TrainConfig:
             if not isinstance(tables[name], dict):
                 raise ConfigError(f"{where}.stages.{name}: expected a table")
             stages[name] = from_dict(StageConfig, tables[name], f"{where}.stages.{name}")
+            if stages[name].freeze_codes and not name.startswith("level"):
+                raise ConfigError(f"{where}.stages.{name}.freeze_codes: only a level has codes to freeze")
     for key in ("seed", "threads"):
         value = data.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

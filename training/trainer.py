@@ -235,13 +235,18 @@ def _train_stage(
     model = stages.build(name, cfg.stack)
     if weights is not None:  # --init: start from a bundle's weights (a checkpoint, if any, wins)
         model.load_state_dict(weights)
+    if stage.freeze_codes:
+        model.freeze_codes()
     model = model.to(world.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=stage.lr)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=stage.lr)
     sampler = SegmentSampler(sequences, segment=stage.segment, batch=stage.batch,
                              seed=np.random.SeedSequence(cfg.seed, spawn_key=(index, world.rank)))
     meta: dict[str, Any] = {"stage": name, "step": 0, "done": False, "seconds": 0.0}
     path = run.checkpoint(name)
     if path.is_file():
+        if read_meta(path).get("freeze_codes", False) != stage.freeze_codes:
+            raise RunError(f"{name}'s checkpoint was trained with freeze_codes = "
+                           f"{not stage.freeze_codes}; resume with the same setting or use a new --run")
         meta = load_checkpoint(path, model, optimizer)
         states = meta.get("data_states", [])
         if len(states) == world.size:
@@ -256,7 +261,7 @@ def _train_stage(
                            "train longer in a new --run directory")
         if k is not None and world.main:
             run.codes(k + 1).unlink(missing_ok=True)
-    meta["done"] = False
+    meta["done"], meta["freeze_codes"] = False, stage.freeze_codes
     net: nn.Module = model
     if world.active:
         ids = [world.device.index] if world.device.type == "cuda" else None

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine import load_bundle
+from engine.errors import ConfigError
 from training.checkpoint import read_meta
 from training.cli import main
 from training.config import load
@@ -22,13 +23,13 @@ from training.errors import RunError
 from training.export import export
 from training.trainer import fit
 
-ROOT = Path(__file__).parents[2]
+from .conftest import tones
 
+ROOT = Path(__file__).parents[2]
 
 def log_rows(run: Path, stage: str) -> list[dict]:
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     return [r for r in rows if r.get("stage") == stage and "bits" in r]
-
 
 def test_every_stage_trains_and_level1_loss_falls_on_tones(tiny_toml, tone_dir, tmp_path):
     cfg = load(tiny_toml, ["stages.level1.steps=80", "stages.level1.lr=3e-3", "stages.level1.warmup=5",
@@ -42,14 +43,11 @@ def test_every_stage_trains_and_level1_loss_falls_on_tones(tiny_toml, tone_dir, 
         assert log_rows(tmp_path / "run", stage)
     assert {"usage", "perplexity", "elements_per_s"} <= set(rows[-1])
 
-
 def _fit_cmd(toml: Path, data: Path, run: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "training.cli", "fit", "--config", str(toml), "--data", str(data),
             "--run", str(run), "--quiet", *extra]
 
-
 KILL_SETTINGS = ["--set", "stages.level1.steps=300", "--set", "stages.level1.checkpoint_every=20"]
-
 
 def test_a_killed_fit_resumes_and_ends_in_the_same_state(tiny_toml, tone_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -85,7 +83,6 @@ def test_a_killed_fit_resumes_and_ends_in_the_same_state(tiny_toml, tone_dir, tm
         assert read_meta(killed / "checkpoints" / f"{stage}.safetensors")["step"] == \
             read_meta(straight / "checkpoints" / f"{stage}.safetensors")["step"]
 
-
 def test_resuming_with_another_stack_or_data_is_refused(tiny_toml, tone_dir, tmp_path):
     run = tmp_path / "run"
     fit(load(tiny_toml), tone_dir, run, show_progress=False)
@@ -99,7 +96,6 @@ def test_resuming_with_another_stack_or_data_is_refused(tiny_toml, tone_dir, tmp
     (tone_dir / "tone0.wav").unlink()
     with pytest.raises(RunError, match="other data"):
         fit(load(tiny_toml), tone_dir, run, show_progress=False)
-
 
 def test_export_writes_a_bundle_the_engine_loads_and_samples(tiny_toml, tone_dir, tmp_path):
     run = tmp_path / "run"
@@ -119,7 +115,6 @@ def test_export_writes_a_bundle_the_engine_loads_and_samples(tiny_toml, tone_dir
     trained = load_file(str(run / "checkpoints" / "prior.safetensors"))
     assert torch.equal(bundle.stack.prior.head2.weight, trained["model.head2.weight"])
 
-
 def test_exporting_an_unfinished_run_says_which_stage_is_missing(tiny_toml, tone_dir, tmp_path):
     run = tmp_path / "run"
     fit(load(tiny_toml), tone_dir, run, show_progress=False)
@@ -129,7 +124,6 @@ def test_exporting_an_unfinished_run_says_which_stage_is_missing(tiny_toml, tone
     with pytest.raises(RunError, match="not a run directory"):
         export(tmp_path / "nothing", name="x", out=tmp_path / "b")
 
-
 def test_cli_reports_bad_input_in_one_line(tiny_toml, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["fit", "--config", str(tiny_toml), "--data", str(tmp_path / "empty"),
@@ -138,7 +132,6 @@ def test_cli_reports_bad_input_in_one_line(tiny_toml, tmp_path, capsys):
     assert main(["fit", "--config", str(tiny_toml), "--data", str(tmp_path), "--run", str(tmp_path / "r"),
                  "--set", "stages.prior.batch=zero"]) == 2
     assert "stages.prior.batch: expected an integer" in capsys.readouterr().err
-
 
 def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_toml, tone_dir, tmp_path):
     first = tmp_path / "first"
@@ -164,6 +157,32 @@ def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_t
     with pytest.raises(RunError, match="same shape"):
         fit(other, tone_dir, tmp_path / "third", show_progress=False, init=bundle)
 
+def test_frozen_codes_train_a_bundles_decoders_and_leave_its_codes_and_prior_valid(
+        tiny_toml, tone_dir, tmp_path):
+    first = tmp_path / "first"
+    fit(load(tiny_toml), tone_dir, first, show_progress=False)
+    bundle = export(first, name="tones", out=tmp_path / "bundle")
+    more = [f"stages.{s}.{k}={v}" for s in ("level1", "level2")
+            for k, v in (("steps", 6), ("lr", 3e-3), ("freeze_codes", "true"))]
+    more += ["stages.prior.steps=1", "stages.prior.lr=1e-30", "stages.prior.lr_final=1e-30"]
+    second = tmp_path / "second"
+    fit(load(tiny_toml, more), tone_dir, second, show_progress=False, init=bundle, until="prior")
+    old, new = load_bundle(bundle), load_bundle(export(second, name="t2", out=tmp_path / "b2"))
+    before, after = old.stack.state_dict(), new.stack.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    # the encoders, quantisers (the VQ codebook and its running averages too) and code predictors
+    # are as they were; every level's decoder has learnt
+    assert not {k for k in moved if k.split(".")[2] in ("encoder", "quantizer", "code_prior")}
+    assert all(any(k.startswith(f"levels.{i}.decoder.") for k in moved) for i in (0, 1))
+    audio = tones()[0][None, :4000]
+    assert all(torch.equal(a, b) for a, b in zip(old.stack.encode(audio), new.stack.encode(audio),
+                                                     strict=True))
+    # a level's checkpoint remembers the setting: resuming without it is refused
+    with pytest.raises(RunError, match="freeze_codes"):
+        fit(load(tiny_toml, [*more[:2], "stages.level1.steps=9"]), tone_dir, second, show_progress=False,
+            init=bundle, until="level1")
+    with pytest.raises(ConfigError, match="only a level"):
+        load(tiny_toml, ["stages.prior.freeze_codes=true"])
 
 def test_a_run_reuses_the_finished_levels_another_run_trained_the_same_way(tiny_toml, tone_dir, tmp_path):
     first, second, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
@@ -179,7 +198,6 @@ def test_a_run_reuses_the_finished_levels_another_run_trained_the_same_way(tiny_
     manifest = fit(load(tiny_toml, changed), tone_dir, other, show_progress=False, until="level1",
                    reuse=first)
     assert manifest["reused"] == {} and log_rows(other, "level1")
-
 
 def test_a_stopped_fit_writes_its_checkpoint_first_and_resumes_exactly(tiny_toml, tone_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
