@@ -27,9 +27,11 @@ from .conftest import tones
 
 ROOT = Path(__file__).parents[2]
 
+
 def log_rows(run: Path, stage: str) -> list[dict]:
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     return [r for r in rows if r.get("stage") == stage and "bits" in r]
+
 
 def test_every_stage_trains_and_level1_loss_falls_on_tones(tiny_toml, tone_dir, tmp_path):
     cfg = load(tiny_toml, ["stages.level1.steps=80", "stages.level1.lr=3e-3", "stages.level1.warmup=5",
@@ -43,18 +45,26 @@ def test_every_stage_trains_and_level1_loss_falls_on_tones(tiny_toml, tone_dir, 
         assert log_rows(tmp_path / "run", stage)
     assert {"usage", "perplexity", "elements_per_s"} <= set(rows[-1])
 
+
 def _fit_cmd(toml: Path, data: Path, run: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "training.cli", "fit", "--config", str(toml), "--data", str(data),
             "--run", str(run), "--quiet", *extra]
 
-KILL_SETTINGS = ["--set", "stages.level1.steps=300", "--set", "stages.level1.checkpoint_every=20"]
+
+def _sets(*overrides: str) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+# long enough that a run is caught in the middle of level 1, whose reference runs here in-process
+KILL_SETTINGS = ["stages.level1.steps=100", "stages.level1.checkpoint_every=20"]
+
 
 def test_a_killed_fit_resumes_and_ends_in_the_same_state(tiny_toml, tone_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run(_fit_cmd(tiny_toml, tone_dir, straight, *KILL_SETTINGS), check=True, env=env, cwd=ROOT)
+    fit(load(tiny_toml, KILL_SETTINGS), tone_dir, straight, show_progress=False)
 
-    proc = subprocess.Popen(_fit_cmd(tiny_toml, tone_dir, killed, *KILL_SETTINGS), env=env, cwd=ROOT)
+    proc = subprocess.Popen(_fit_cmd(tiny_toml, tone_dir, killed, *_sets(*KILL_SETTINGS)), env=env, cwd=ROOT)
     ckpt = killed / "checkpoints" / "level1.safetensors"
     deadline = time.monotonic() + 120
     step = 0
@@ -69,11 +79,11 @@ def test_a_killed_fit_resumes_and_ends_in_the_same_state(tiny_toml, tone_dir, tm
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert 40 <= step < 300, "the run must be killed in the middle of level 1"
+    assert 40 <= step < 100, "the run must be killed in the middle of level 1"
     assert not read_meta(ckpt)["done"]
     assert not (killed / "checkpoints" / "prior.safetensors").exists()
 
-    subprocess.run(_fit_cmd(tiny_toml, tone_dir, killed, *KILL_SETTINGS), check=True, env=env, cwd=ROOT)
+    fit(load(tiny_toml, KILL_SETTINGS), tone_dir, killed, show_progress=False)
     assert len(json.loads((killed / "run.json").read_text())["fits"]) == 2
     for stage in ("level1", "level2", "prior", "baseline"):
         a = load_file(str(straight / "checkpoints" / f"{stage}.safetensors"))
@@ -82,6 +92,7 @@ def test_a_killed_fit_resumes_and_ends_in_the_same_state(tiny_toml, tone_dir, tm
         assert all(torch.equal(a[k], b[k]) for k in a), f"{stage} differs after resuming"
         assert read_meta(killed / "checkpoints" / f"{stage}.safetensors")["step"] == \
             read_meta(straight / "checkpoints" / f"{stage}.safetensors")["step"]
+
 
 def test_resuming_with_another_stack_or_data_is_refused(tiny_toml, tone_dir, tmp_path):
     run = tmp_path / "run"
@@ -96,6 +107,7 @@ def test_resuming_with_another_stack_or_data_is_refused(tiny_toml, tone_dir, tmp
     (tone_dir / "tone0.wav").unlink()
     with pytest.raises(RunError, match="other data"):
         fit(load(tiny_toml), tone_dir, run, show_progress=False)
+
 
 def test_export_writes_a_bundle_the_engine_loads_and_samples(tiny_toml, tone_dir, tmp_path):
     run = tmp_path / "run"
@@ -115,6 +127,7 @@ def test_export_writes_a_bundle_the_engine_loads_and_samples(tiny_toml, tone_dir
     trained = load_file(str(run / "checkpoints" / "prior.safetensors"))
     assert torch.equal(bundle.stack.prior.head2.weight, trained["model.head2.weight"])
 
+
 def test_exporting_an_unfinished_run_says_which_stage_is_missing(tiny_toml, tone_dir, tmp_path):
     run = tmp_path / "run"
     fit(load(tiny_toml), tone_dir, run, show_progress=False)
@@ -124,6 +137,7 @@ def test_exporting_an_unfinished_run_says_which_stage_is_missing(tiny_toml, tone
     with pytest.raises(RunError, match="not a run directory"):
         export(tmp_path / "nothing", name="x", out=tmp_path / "b")
 
+
 def test_cli_reports_bad_input_in_one_line(tiny_toml, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["fit", "--config", str(tiny_toml), "--data", str(tmp_path / "empty"),
@@ -132,6 +146,7 @@ def test_cli_reports_bad_input_in_one_line(tiny_toml, tmp_path, capsys):
     assert main(["fit", "--config", str(tiny_toml), "--data", str(tmp_path), "--run", str(tmp_path / "r"),
                  "--set", "stages.prior.batch=zero"]) == 2
     assert "stages.prior.batch: expected an integer" in capsys.readouterr().err
+
 
 def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_toml, tone_dir, tmp_path):
     first = tmp_path / "first"
@@ -156,6 +171,7 @@ def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_t
     other = load(tiny_toml, ["stack.levels.0.decoder.residual=16"])
     with pytest.raises(RunError, match="same shape"):
         fit(other, tone_dir, tmp_path / "third", show_progress=False, init=bundle)
+
 
 def test_frozen_codes_train_a_bundles_decoders_and_leave_its_codes_and_prior_valid(
         tiny_toml, tone_dir, tmp_path):
@@ -184,6 +200,7 @@ def test_frozen_codes_train_a_bundles_decoders_and_leave_its_codes_and_prior_val
     with pytest.raises(ConfigError, match="only a level"):
         load(tiny_toml, ["stages.prior.freeze_codes=true"])
 
+
 def test_a_run_reuses_the_finished_levels_another_run_trained_the_same_way(tiny_toml, tone_dir, tmp_path):
     first, second, other = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     fit(load(tiny_toml), tone_dir, first, show_progress=False, until="level2")
@@ -199,14 +216,15 @@ def test_a_run_reuses_the_finished_levels_another_run_trained_the_same_way(tiny_
                    reuse=first)
     assert manifest["reused"] == {} and log_rows(other, "level1")
 
+
 def test_a_stopped_fit_writes_its_checkpoint_first_and_resumes_exactly(tiny_toml, tone_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    settings = ["--until", "level1", "--set", "stages.level1.steps=300", "--set",
-                "stages.level1.checkpoint_every=10000", "--set", "stages.level1.checkpoint_seconds=10000"]
+    settings = ["stages.level1.steps=100", "stages.level1.checkpoint_every=10000",
+                "stages.level1.checkpoint_seconds=10000"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    subprocess.run(_fit_cmd(tiny_toml, tone_dir, straight, *settings), check=True, env=env, cwd=ROOT)
-    proc = subprocess.Popen(_fit_cmd(tiny_toml, tone_dir, stopped, *settings), env=env, cwd=ROOT,
-                            stderr=subprocess.PIPE, text=True)
+    fit(load(tiny_toml, settings), tone_dir, straight, show_progress=False, until="level1")
+    proc = subprocess.Popen(_fit_cmd(tiny_toml, tone_dir, stopped, "--until", "level1", *_sets(*settings)),
+                            env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     log = stopped / "log.jsonl"
     while time.monotonic() < deadline and proc.poll() is None and \
@@ -216,13 +234,13 @@ def test_a_stopped_fit_writes_its_checkpoint_first_and_resumes_exactly(tiny_toml
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     meta = read_meta(stopped / "checkpoints" / "level1.safetensors")  # no periodic one was due
-    assert 0 < meta["step"] < 300 and not meta["done"]
+    assert 0 < meta["step"] < 100 and not meta["done"]
     cut = tmp_path / "cut"  # the same run, its stage cut to where it stopped: finished there
     shutil.copytree(stopped, cut)
-    shortened = [*settings, "--set", f"stages.level1.steps={meta['step']}"]
-    subprocess.run(_fit_cmd(tiny_toml, tone_dir, cut, *shortened), check=True, env=env, cwd=ROOT)
+    fit(load(tiny_toml, [*settings, f"stages.level1.steps={meta['step']}"]), tone_dir, cut,
+        show_progress=False, until="level1")
     assert read_meta(cut / "checkpoints" / "level1.safetensors") == {**meta, "done": True}
-    subprocess.run(_fit_cmd(tiny_toml, tone_dir, stopped, *settings), check=True, env=env, cwd=ROOT)
+    fit(load(tiny_toml, settings), tone_dir, stopped, show_progress=False, until="level1")
     a = load_file(str(straight / "checkpoints" / "level1.safetensors"))
     b = load_file(str(stopped / "checkpoints" / "level1.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
