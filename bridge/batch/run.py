@@ -128,7 +128,7 @@ def _run_batch(spec: Spec, workers: int, shard: tuple[int, int], ray: Any, show_
 
     hashes = {job.track.model: model_hash_of(job.track.model) for job in todo}
     work = replace(spec, jobs=[])  # each worker is sent its own jobs, not the whole spec
-    if ray is not None:
+    if ray is not None and todo:  # (nothing left to render: no cluster to start or join)
         from bridge.batch.onray import compute_on_ray
 
         def plan(slots: int) -> list[list[Render]]:

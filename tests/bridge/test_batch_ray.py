@@ -37,6 +37,14 @@ def batch(spec: Path, models: Path, *args: str, **kwargs) -> subprocess.Complete
                           env=env, capture_output=True, text=True, timeout=300, **kwargs)
 
 
+def reference(spec: Path, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch rendered here with ``--jobs 1``: what the Ray runs must equal."""
+    from bridge.cli.main import main
+
+    monkeypatch.setenv("WAVESTACK_MODELS", str(models))
+    assert main(["batch", "--quiet", str(spec)]) == 0
+
+
 def start(spec: Path, models: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "WAVESTACK_MODELS": str(models), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "bridge.cli", "batch", "--quiet", str(spec), *args],
@@ -50,16 +58,30 @@ def entries(project: Path) -> dict[str, dict]:
             for r in manifest["renders"] if "batch_key" in r}
 
 
-def processes(title: str) -> list[int]:
-    """Pids whose command line starts with ``title`` (Ray names a busy worker ray::FUNCTION)."""
-    out = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
+def descendants(pid: int) -> list[int]:
+    """Every live process started (directly or not) by ``pid``, from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
             try:
-                if (proc / "cmdline").read_bytes().startswith(title.encode()):
-                    out.append(int(proc.name))
+                children = [int(c) for c in (task / "children").read_text().split()]
             except OSError:
                 continue
+            out += children
+            todo += children
+    return out
+
+
+def processes(title: str, root: int) -> list[int]:
+    """Pids under ``root`` whose command line starts with ``title`` (Ray names a busy worker
+    ray::FUNCTION); only this test's Ray, whatever else runs on the machine."""
+    out = []
+    for pid in descendants(root):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(title.encode()):
+                out.append(pid)
+        except OSError:
+            continue
     return out
 
 
@@ -72,9 +94,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir):
+def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir, monkeypatch):
     one, ray = write_spec(tmp_path / "one"), write_spec(tmp_path / "ray")
-    assert batch(one, models_dir).returncode == 0
+    reference(one, models_dir, monkeypatch)
     done = batch(ray, models_dir, "--ray")
     assert done.returncode == 0, done.stderr[-2000:]
     assert audio_by_key(tmp_path / "ray" / "out") == audio_by_key(tmp_path / "one" / "out")
@@ -85,14 +107,14 @@ def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir):
     assert again.returncode == 0 and "already done (skipped)  6" in again.stdout
 
 
-def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_path, models_dir):
+def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_path, models_dir, monkeypatch):
     straight, killed = write_spec(tmp_path / "straight", LONG), write_spec(tmp_path / "killed", LONG)
-    assert batch(straight, models_dir).returncode == 0
+    reference(straight, models_dir, monkeypatch)
     proc = start(killed, models_dir, "--ray")
     victims: list[int] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not victims and proc.poll() is None:
-        victims = processes("ray::render_pass")
+        victims = processes("ray::render_pass", proc.pid)
         time.sleep(0.01)
     assert victims, "a worker ran a render pass"
     busy = cpu_seconds(victims[0])  # it has told the tally it started once it computes for a while
@@ -107,10 +129,10 @@ def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_pa
     assert audio_by_key(tmp_path / "killed" / "out") == audio_by_key(tmp_path / "straight" / "out")
 
 
-def test_a_killed_ray_batch_run_again_renders_only_the_rest(tmp_path, models_dir):
+def test_a_killed_ray_batch_run_again_renders_only_the_rest(tmp_path, models_dir, monkeypatch):
     many = SPEC.replace("seeds = [1, 2, 3]", "seeds = [1, 2, 3, 7, 8, 9, 10, 11]")
     straight, killed = write_spec(tmp_path / "straight", many), write_spec(tmp_path / "killed", many)
-    assert batch(straight, models_dir).returncode == 0
+    reference(straight, models_dir, monkeypatch)
     proc = start(killed, models_dir, "--ray")
     audio = tmp_path / "killed" / "out" / "Audio"
     deadline = time.monotonic() + 300  # a loaded machine starts Ray and its first pass slowly
@@ -157,22 +179,6 @@ def test_ray_options_are_checked_and_a_missing_ray_says_how_to_install_it(tmp_pa
     assert not list((tmp_path / "out").glob("Audio/*.wav"))
 
 
-def test_bench_measures_the_batch_on_ray_next_to_local_workers(capsys):
-    from bridge.cli.main import main
-
-    assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01",
-                 "--batch-renders", "2", "--batch-seconds", "2", "--batch-ray"]) == 0
-    out = capsys.readouterr().out
-    rates = {}
-    for how in ("--jobs 1 (incl.", "--jobs 2 (incl.", "--ray (local, incl."):
-        line = next(line for line in out.splitlines() if how in line)
-        rates[how] = float(line.split()[-6].replace(",", ""))
-    assert all(rate > 0 for rate in rates.values())
-    import ray
-
-    assert not ray.is_initialized()  # the Ray the batch started is gone again
-
-
 def listening_addresses(pids: set[int]) -> set[str]:
     """The IPv4/IPv6 addresses TCP sockets of ``pids`` listen on (from /proc)."""
     inodes = set()
@@ -194,18 +200,15 @@ def listening_addresses(pids: set[int]) -> set[str]:
 
 
 def test_a_ray_started_for_a_batch_listens_on_loopback_only():
-    import ray
-
-    from bridge.batch.onray import RayOptions, connect
+    from bridge.batch.onray import RayOptions, connect  # (it imports Ray: how Ray binds is read then)
 
     ray_module, joined = connect(RayOptions())
     try:
         assert joined and ray_module.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
-        ours = {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                and b"ray" in (p / "cmdline").read_bytes()[:300]}
+        ours = set(descendants(os.getpid()))  # the Ray this test started, not another test's
         addresses = listening_addresses(ours)
         # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net writes them
         loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
         assert addresses and addresses <= loopback, addresses
     finally:
-        ray.shutdown()
+        ray_module.shutdown()

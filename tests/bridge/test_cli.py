@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import subprocess
@@ -115,8 +116,10 @@ def test_console_scripts_run(tmp_path):
 
 
 def test_bench_prints_the_figures(capsys):
+    # the batch figures include a Ray started for the bench when Ray (a test dependency) is there
+    ray = importlib.util.find_spec("ray") is not None
     assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01",
-                 "--batch-renders", "2", "--batch-seconds", "0.05"]) == 0
+                 "--batch-renders", "2", "--batch-seconds", "0.05", *(["--batch-ray"] if ray else [])]) == 0
     out = capsys.readouterr().out
     for label in ("matrix-vector", "reference decoder R32/S128/L20, naive recompute", "cached torch, batch 1",
                   "cached numpy, batch 1", "cached fast, batch 1", "cached fast / naive", "GFLOP/s",
@@ -124,6 +127,12 @@ def test_bench_prints_the_figures(capsys):
                   "bundle bottom decoder",
                   "real-time factor", "--jobs 1 (incl.", "--jobs 2 (incl."):
         assert label in out
+    if ray:
+        rates = [float(next(line for line in out.splitlines() if how in line).split()[-6].replace(",", ""))
+                 for how in ("--jobs 1 (incl.", "--jobs 2 (incl.", "--ray (local, incl.")]
+        assert all(rate > 0 for rate in rates)
+        ray = sys.modules.get("ray")  # (not imported here: Ray reads how to bind when first imported)
+        assert ray is None or not ray.is_initialized()  # the Ray the bench started is gone again
 
 
 def test_bench_reliability_prints_what_the_server_and_renders_hold(capsys, tiny_model):

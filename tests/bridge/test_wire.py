@@ -109,7 +109,7 @@ def _same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(osc_messages(), osc_garbage()))
 def test_the_quick_parser_reads_what_python_osc_reads(data):
     """Bare messages of common types are parsed in one pass; on every datagram it takes, the result

@@ -19,7 +19,7 @@ def test_fit_under_torchrun_with_two_gloo_processes(tiny_toml, tone_dir, tmp_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--tee=3",
            "-m", "training.cli", "fit", "--config", str(tiny_toml), "--data", str(tone_dir),
-           "--run-dir", str(run), "--quiet"]
+           "--run-dir", str(run), "--quiet", "--set", "stages.level1.steps=10"]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
