@@ -26,7 +26,7 @@ PRIOR = "prior"
 
 @dataclass(frozen=True, kw_only=True)
 class StageConfig:
-    steps: int
+    steps: int  # 0 in a run started from a bundle (fit --init): the stage as the bundle has it
     batch: int = 8
     segment: int = 8192  # elements of the stage's input sequence per example
     lr: float = 3e-4
@@ -47,7 +47,9 @@ class StageConfig:
     freeze_codes: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch", "segment", "checkpoint_every", "log_every"):
+        if self.steps < 0:
+            raise ConfigError(f"steps must be ≥ 0 (0: as the --init bundle has it), got {self.steps}")
+        for name in ("batch", "segment", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if not 0 < self.lr_final <= self.lr:

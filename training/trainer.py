@@ -90,6 +90,10 @@ def fit(
     if until is not None and until not in names:
         raise RunError(f"--until {until}: not a stage of this config ({', '.join(names)})")
     names = names[: names.index(until) + 1] if until is not None else names
+    untrained = [name for name in names if cfg.stages[name].steps == 0]
+    if untrained and init is None:
+        raise RunError(f"stages.{untrained[0]}.steps = 0 keeps a stage as the --init bundle has it; "
+                       "without --init give it steps")
     world = setup()
     finished = False
     try:

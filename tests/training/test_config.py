@@ -38,7 +38,8 @@ def test_overrides_reach_nested_keys_and_list_items(tiny_toml):
     [
         ("stages.level1.stepz=3", "unknown key(s) stepz"),
         ("stages.level3.steps=3", "unknown stage(s) level3"),
-        ("stages.level1.steps=0", "steps must be ≥ 1"),
+        ("stages.level1.steps=-1", "steps must be ≥ 0"),
+        ("stages.level1.batch=0", "batch must be ≥ 1"),
         ("stages.level1.steps=many", "expected an integer"),
         ("stack.levels.5.strides=[2]", "not an index"),
         ("seed=-1", "integer ≥ 0"),

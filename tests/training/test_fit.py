@@ -180,15 +180,17 @@ def test_frozen_codes_train_a_bundles_decoders_and_leave_its_codes_and_prior_val
     bundle = export(first, name="tones", out=tmp_path / "bundle")
     more = [f"stages.{s}.{k}={v}" for s in ("level1", "level2")
             for k, v in (("steps", 6), ("lr", 3e-3), ("freeze_codes", "true"))]
-    more += ["stages.prior.steps=1", "stages.prior.lr=1e-30", "stages.prior.lr_final=1e-30"]
+    more += ["stages.prior.steps=0"]  # the prior as the bundle has it
     second = tmp_path / "second"
     fit(load(tiny_toml, more), tone_dir, second, show_progress=False, init=bundle, until="prior")
     old, new = load_bundle(bundle), load_bundle(export(second, name="t2", out=tmp_path / "b2"))
     before, after = old.stack.state_dict(), new.stack.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     # the encoders, quantisers (the VQ codebook and its running averages too) and code predictors
-    # are as they were; every level's decoder has learnt
-    assert not {k for k in moved if k.split(".")[2] in ("encoder", "quantizer", "code_prior")}
+    # are as they were, and so is the prior (0 steps); every level's decoder has learnt
+    assert not {k for k in moved if k.startswith("prior.") or
+                k.split(".")[2] in ("encoder", "quantizer", "code_prior")}
+    assert new.meta["provenance"]["total_steps"]["prior"] == old.meta["provenance"]["total_steps"]["prior"]
     assert all(any(k.startswith(f"levels.{i}.decoder.") for k in moved) for i in (0, 1))
     audio = tones()[0][None, :4000]
     assert all(torch.equal(a, b) for a, b in zip(old.stack.encode(audio), new.stack.encode(audio),
@@ -199,6 +201,8 @@ def test_frozen_codes_train_a_bundles_decoders_and_leave_its_codes_and_prior_val
             init=bundle, until="level1")
     with pytest.raises(ConfigError, match="only a level"):
         load(tiny_toml, ["stages.prior.freeze_codes=true"])
+    with pytest.raises(RunError, match="without --init give it steps"):
+        fit(load(tiny_toml, more), tone_dir, tmp_path / "third", show_progress=False)
 
 
 def test_a_run_reuses_the_finished_levels_another_run_trained_the_same_way(tiny_toml, tone_dir, tmp_path):
