@@ -1,12 +1,24 @@
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from bridge.osc.server import Server
 from engine.bundle import save_bundle
 from engine.stack import Stack
 from tests.tiny import make_stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cores_shared_between_test_processes() -> None:
+    """With the suite spread over several processes (pytest-xdist), each gets its share of the
+    cores for torch, so no two processes' thread pools fight over one core (tests that measure
+    threads set their own)."""
+    processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if processes > 1:
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // processes))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -130,7 +130,7 @@ def test_bench_prints_the_figures(capsys):
     if ray:
         rates = [float(next(line for line in out.splitlines() if how in line).split()[-6].replace(",", ""))
                  for how in ("--jobs 1 (incl.", "--jobs 2 (incl.", "--ray (local, incl.")]
-        assert all(rate > 0 for rate in rates)
+        assert all(rate > 0 for rate in rates) and "renders failed" not in out, out
         ray = sys.modules.get("ray")  # (not imported here: Ray reads how to bind when first imported)
         assert ray is None or not ray.is_initialized()  # the Ray the bench started is gone again
 
