@@ -12,17 +12,28 @@ from training.config import load, parse
 ROOT = Path(__file__).parents[2]
 
 
+def recorded_recipe(provenance: dict):
+    """The repository's default recipe with the overrides of a run's last recorded ``fit`` command."""
+    words = provenance["fits"][-1]["command"].split()
+    sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    return load(ROOT / "training" / "configs" / "default.toml", sets)
+
+
 def test_default_bundle_ships_trained_with_its_recipe_and_samples():
     bundle = load_bundle("default")
     meta = json.loads((bundle.path / "bundle.json").read_text())
     assert bundle.path == package_models_dir() / "default" and meta["trained"] is True
     assert sum((bundle.path / e["file"]).stat().st_size for e in meta["components"].values()) < 20e6
-    provenance = meta["provenance"]
-    assert all(f["command"].startswith("wavestack-train fit") for f in provenance["fits"])
-    assert provenance["corpus_recipe"]["corpus"] == "bach-piano"
-    config = load(ROOT / "training" / "configs" / "default.toml")  # the config in the repo made it
-    assert parse(provenance["config"]) == config  # (a field added since reads as its default)
-    assert provenance["steps"] == {n: s.steps for n, s in config.stages.items()}
+    provenance, total = meta["provenance"], {}
+    while provenance:  # this training, then the one of the bundle it went on from (fit --init), …
+        assert all(f["command"].startswith("wavestack-train fit") for f in provenance["fits"])
+        assert provenance["corpus_recipe"]["corpus"] == "bach-piano"
+        config = recorded_recipe(provenance)  # the config in the repo made it, as the command says
+        assert parse(provenance["config"]) == config  # (a field added since reads as its default)
+        assert provenance["steps"] == {n: s.steps for n, s in config.stages.items()}
+        total = {n: total.get(n, 0) + s for n, s in provenance["steps"].items()}
+        provenance = provenance.get("initialised_from", {}).get("provenance")
+    assert meta["provenance"]["total_steps"] == total
     audio = bundle.stack.sample(0.05, seed=1)
     assert audio.shape == (1, 800) and np.isfinite(audio).all() and np.abs(audio).max() > 0
 
