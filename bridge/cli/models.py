@@ -33,10 +33,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _trained(meta: dict[str, Any]) -> str:
-    """How much training a bundle had, as its provenance records it (steps per stage)."""
+    """How much training a bundle had, as its provenance records it (steps per stage, counting
+    those of the bundle it went on from)."""
     if not meta["trained"]:
         return "no (random weights)"
-    steps = (meta.get("provenance") or {}).get("steps") or {}
+    provenance = meta.get("provenance") or {}
+    steps = provenance.get("total_steps") or provenance.get("steps") or {}
     if not isinstance(steps, dict) or not steps:
         return "yes"
     counts = ", ".join(f"{stage} {n:,}" for stage, n in steps.items() if isinstance(n, int))
