@@ -37,11 +37,11 @@ def batch(spec: Path, models: Path, *args: str, **kwargs) -> subprocess.Complete
                           env=env, capture_output=True, text=True, timeout=300, **kwargs)
 
 
-def reference(spec: Path, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The batch rendered here with ``--jobs 1``: what the Ray runs must equal."""
+def reference(spec: Path) -> None:
+    """The batch rendered here with ``--jobs 1`` (the tiny model installed by its fixture): what the
+    Ray runs must equal."""
     from bridge.cli.main import main
 
-    monkeypatch.setenv("WAVESTACK_MODELS", str(models))
     assert main(["batch", "--quiet", str(spec)]) == 0
 
 
@@ -94,9 +94,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir, monkeypatch):
+def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir, tiny_model):
     one, ray = write_spec(tmp_path / "one"), write_spec(tmp_path / "ray")
-    reference(one, models_dir, monkeypatch)
+    reference(one)
     done = batch(ray, models_dir, "--ray")
     assert done.returncode == 0, done.stderr[-2000:]
     assert audio_by_key(tmp_path / "ray" / "out") == audio_by_key(tmp_path / "one" / "out")
@@ -107,9 +107,9 @@ def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir, monke
     assert again.returncode == 0 and "already done (skipped)  6" in again.stdout
 
 
-def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_path, models_dir, monkeypatch):
+def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_path, models_dir, tiny_model):
     straight, killed = write_spec(tmp_path / "straight", LONG), write_spec(tmp_path / "killed", LONG)
-    reference(straight, models_dir, monkeypatch)
+    reference(straight)
     proc = start(killed, models_dir, "--ray")
     victims: list[int] = []
     deadline = time.monotonic() + 120
@@ -129,10 +129,10 @@ def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_pa
     assert audio_by_key(tmp_path / "killed" / "out") == audio_by_key(tmp_path / "straight" / "out")
 
 
-def test_a_killed_ray_batch_run_again_renders_only_the_rest(tmp_path, models_dir, monkeypatch):
+def test_a_killed_ray_batch_run_again_renders_only_the_rest(tmp_path, models_dir, tiny_model):
     many = SPEC.replace("seeds = [1, 2, 3]", "seeds = [1, 2, 3, 7, 8, 9, 10, 11]")
     straight, killed = write_spec(tmp_path / "straight", many), write_spec(tmp_path / "killed", many)
-    reference(straight, models_dir, monkeypatch)
+    reference(straight)
     proc = start(killed, models_dir, "--ray")
     audio = tmp_path / "killed" / "out" / "Audio"
     deadline = time.monotonic() + 300  # a loaded machine starts Ray and its first pass slowly

@@ -117,9 +117,9 @@ def test_console_scripts_run(tmp_path):
 
 def test_bench_prints_the_figures(capsys):
     # the batch figures include a Ray started for the bench when Ray (a test dependency) is there
-    ray = importlib.util.find_spec("ray") is not None
-    assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01",
-                 "--batch-renders", "2", "--batch-seconds", "0.05", *(["--batch-ray"] if ray else [])]) == 0
+    with_ray = importlib.util.find_spec("ray") is not None
+    assert main(["bench", "--naive-steps", "5", "--steps", "20", "--seconds", "0.01", "--batch-renders", "2",
+                 "--batch-seconds", "0.05", *(["--batch-ray"] if with_ray else [])]) == 0
     out = capsys.readouterr().out
     for label in ("matrix-vector", "reference decoder R32/S128/L20, naive recompute", "cached torch, batch 1",
                   "cached numpy, batch 1", "cached fast, batch 1", "cached fast / naive", "GFLOP/s",
@@ -127,7 +127,7 @@ def test_bench_prints_the_figures(capsys):
                   "bundle bottom decoder",
                   "real-time factor", "--jobs 1 (incl.", "--jobs 2 (incl."):
         assert label in out
-    if ray:
+    if with_ray:
         rates = [float(next(line for line in out.splitlines() if how in line).split()[-6].replace(",", ""))
                  for how in ("--jobs 1 (incl.", "--jobs 2 (incl.", "--ray (local, incl.")]
         assert all(rate > 0 for rate in rates) and "renders failed" not in out, out
