@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .test_follow import until
+
 ARDOUR_LUA = shutil.which("ardour7-lua")
 SAMPLE_RATE = 48000
 ROLL = "ARDOUR.TransportRequestSource.TRS_UI"
@@ -140,15 +142,28 @@ class Ardour:
     def roll(self) -> None:
         self.lua(f"Session:request_roll({ROLL})")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20) -> None:
+        """Stop, and return once Ardour's transport has stopped (not merely begun to)."""
         self.lua(f"Session:request_stop(false, false, {ROLL})")
+        stopped = until(lambda: self.lua("print('@@ ' .. tostring(Session:transport_stopped()))")[0] == "true",
+                        timeout)
+        assert stopped, f"Ardour did not stop in {timeout} s"
 
     def speed(self, speed: float) -> None:
         self.lua(f"Session:request_transport_speed({speed}, {ROLL})")
 
-    def locate(self, seconds: float) -> None:
-        self.lua(f"Session:request_locate({round(seconds * SAMPLE_RATE)}, false, "
-                 f"ARDOUR.LocateTransportDisposition.MustStop, {ROLL})")
+    def locate(self, seconds: float, timeout: float = 20) -> None:
+        """Move Ardour's playhead and return once it is there. Ardour locates asynchronously (its
+        butler refills the disk buffers first) and, on a loaded machine, a request can be passed
+        over, so it is asked again every 2 s until its own playhead says it arrived."""
+        target = round(seconds * SAMPLE_RATE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.lua(f"Session:request_locate({target}, false, "
+                     f"ARDOUR.LocateTransportDisposition.MustStop, {ROLL})")
+            if until(lambda: round(self.playhead() * SAMPLE_RATE) == target, timeout=2.0):
+                return
+        raise AssertionError(f"Ardour's playhead did not reach {seconds} s in {timeout} s")
 
     def set_tempo_map(self, tempo: float, numerator: int, denominator: int) -> None:
         """One tempo (quarter notes per minute) and meter from the session start on."""

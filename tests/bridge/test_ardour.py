@@ -37,23 +37,23 @@ def test_a_real_ardour_is_followed(tmp_path: Path, server, client):
         assert not t.playing and t.measured == set()  # nothing measured before it rolls
 
         daw.roll()
-        assert until(lambda: agrees(server, daw), timeout=10)
+        assert until(lambda: agrees(server, daw), timeout=30)
         assert server.session.tempo == 120.0 and t.playing
 
         daw.set_tempo_map(90, 6, 8)  # while rolling
-        assert until(lambda: server.session.tempo == 90.0 and agrees(server, daw), timeout=10)
+        assert until(lambda: server.session.tempo == 90.0 and agrees(server, daw), timeout=30)
         assert daw.bar_seconds()[0] == pytest.approx(2.0)  # six eighths at 90 quarters a minute
 
         daw.speed(2.0)  # Ardour sends /transport_play 0 and /ffwd 1: still rolling
-        assert until(lambda: float(daw.lua("print('@@ ' .. Session:actual_speed())")[0]) == 2.0)
+        assert until(lambda: float(daw.lua("print('@@ ' .. Session:actual_speed())")[0]) == 2.0, timeout=30)
         time.sleep(0.5)
         assert t.playing and server.session.tempo == 90.0
 
         daw.stop()
-        assert until(lambda: not t.playing, timeout=5)
-        daw.locate(7.25)  # Ardour locates asynchronously
-        assert until(lambda: daw.playhead() == pytest.approx(7.25), timeout=5)
-        assert until(lambda: t.position == pytest.approx(7.25, abs=0.002), timeout=5)
+        assert until(lambda: not t.playing, timeout=30)
+        daw.locate(7.25)
+        assert daw.playhead() == pytest.approx(7.25)
+        assert until(lambda: t.position == pytest.approx(7.25, abs=0.002), timeout=30)
 
         # a track of one bar at Ardour's playhead: placed there and rendered one Ardour bar long
         assert client.ask(f"{P}/track/add", "keys", "tiny")[0] == f"{P}/ack"
@@ -72,6 +72,6 @@ def test_a_real_ardour_is_followed(tmp_path: Path, server, client):
 
         daw.set_tempo_map(140, 3, 4)  # while stopped: Ardour says nothing of it until it rolls
         daw.roll()
-        assert until(lambda: server.session.tempo == 140.0 and agrees(server, daw), timeout=10)
+        assert until(lambda: server.session.tempo == 140.0 and agrees(server, daw), timeout=30)
         daw.stop()
-        assert until(lambda: not t.playing, timeout=5)
+        assert until(lambda: not t.playing, timeout=30)
