@@ -145,9 +145,8 @@ class Ardour:
     def stop(self, timeout: float = 20) -> None:
         """Stop, and return once Ardour's transport has stopped (not merely begun to)."""
         self.lua(f"Session:request_stop(false, false, {ROLL})")
-        stopped = until(lambda: self.lua("print('@@ ' .. tostring(Session:transport_stopped()))")[0] == "true",
-                        timeout)
-        assert stopped, f"Ardour did not stop in {timeout} s"
+        said = "print('@@ ' .. tostring(Session:transport_stopped()))"
+        assert until(lambda: self.lua(said)[0] == "true", timeout), f"Ardour did not stop in {timeout} s"
 
     def speed(self, speed: float) -> None:
         self.lua(f"Session:request_transport_speed({speed}, {ROLL})")

@@ -1,11 +1,17 @@
-"""Batch rendering on a real local Ray cluster (started by the batch, two worker processes)."""
+"""Batch rendering on a real local Ray cluster with two worker processes.
+
+A test process starts one Ray for the module, the way ``batch --ray`` starts one for a batch
+(``connect`` with no address: a single node on loopback), with the tiny model installed for its
+workers. Each test's batch joins it: in this process, or, where the batch process is to be
+killed, as a separate ``batch --ray auto`` process given the cluster's address. Starting a Ray
+from the command line end to end is what the bench test in ``test_cli`` runs.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,24 +37,35 @@ seeds = [1, 2, 3, 4]
 """
 
 
-def batch(spec: Path, models: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WAVESTACK_MODELS": str(models), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "bridge.cli", "batch", "--quiet", str(spec), *args],
-                          env=env, capture_output=True, text=True, timeout=300, **kwargs)
+@pytest.fixture(scope="module")
+def cluster(models_dir: Path):
+    """The module's Ray (``ray`` module, whether ``connect`` started it, its address), started with
+    the tiny model's folder in the environment its workers inherit."""
+    from bridge.batch.onray import RayOptions, connect  # (it imports Ray: how Ray binds is read then)
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WAVESTACK_MODELS", str(models_dir))
+        ray_module, started = connect(RayOptions())
+    try:
+        yield ray_module, started, ray_module.get_runtime_context().gcs_address
+    finally:
+        ray_module.shutdown()
 
 
-def reference(spec: Path) -> None:
-    """The batch rendered here with ``--jobs 1`` (the tiny model installed by its fixture): what the
-    Ray runs must equal."""
+def batch_here(spec: Path, *args: str) -> int:
+    """``wavestack batch --quiet SPEC ARGS`` in this process (with --ray: on the module's Ray)."""
     from bridge.cli.main import main
 
-    assert main(["batch", "--quiet", str(spec)]) == 0
+    return main(["batch", "--quiet", str(spec), *args])
 
 
-def start(spec: Path, models: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "WAVESTACK_MODELS": str(models), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "bridge.cli", "batch", "--quiet", str(spec), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(spec: Path, models: Path, address: str) -> subprocess.Popen:
+    """``wavestack batch --ray auto`` as a process of its own, joining the Ray at ``address``
+    (a single node on loopback, as the module started it)."""
+    env = {**os.environ, "WAVESTACK_MODELS": str(models), "PYTHONPATH": str(ROOT),
+           "RAY_ADDRESS": address, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    command = [sys.executable, "-m", "bridge.cli", "batch", "--quiet", str(spec), "--ray", "auto"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def entries(project: Path) -> dict[str, dict]:
@@ -94,27 +111,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, models_dir, tiny_model):
+def test_ray_renders_what_jobs_1_renders_bit_for_bit(tmp_path, tiny_model, cluster, capsys):
     one, ray = write_spec(tmp_path / "one"), write_spec(tmp_path / "ray")
-    reference(one)
-    done = batch(ray, models_dir, "--ray")
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert batch_here(one) == 0
+    assert batch_here(ray, "--ray") == 0
+    out = capsys.readouterr().out
     assert audio_by_key(tmp_path / "ray" / "out") == audio_by_key(tmp_path / "one" / "out")
     assert entries(tmp_path / "ray" / "out") == entries(tmp_path / "one" / "out")
-    workers = int(re.search(r"worker processes +(\d+)", done.stdout).group(1))
-    assert workers >= 1  # reported: the local cluster has a worker per CPU
-    again = batch(ray, models_dir, "--ray")
-    assert again.returncode == 0 and "already done (skipped)  6" in again.stdout
+    assert "worker processes        2" in out  # the cluster's CPUs, reported
+    assert batch_here(ray, "--ray") == 0
+    assert "already done (skipped)  6" in capsys.readouterr().out
 
 
-def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_path, models_dir, tiny_model):
+def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_path, models_dir, tiny_model,
+                                                                          cluster):
     straight, killed = write_spec(tmp_path / "straight", LONG), write_spec(tmp_path / "killed", LONG)
-    reference(straight)
-    proc = start(killed, models_dir, "--ray")
+    assert batch_here(straight) == 0
+    proc = start(killed, models_dir, cluster[2])
     victims: list[int] = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not victims and proc.poll() is None:
-        victims = processes("ray::render_pass", proc.pid)
+        victims = processes("ray::render_pass", os.getpid())  # the module's Ray runs under this process
         time.sleep(0.01)
     assert victims, "a worker ran a render pass"
     busy = cpu_seconds(victims[0])  # it has told the tally it started once it computes for a while
@@ -129,53 +146,52 @@ def test_a_worker_killed_mid_task_is_retried_and_nothing_is_written_twice(tmp_pa
     assert audio_by_key(tmp_path / "killed" / "out") == audio_by_key(tmp_path / "straight" / "out")
 
 
-def test_a_killed_ray_batch_run_again_renders_only_the_rest(tmp_path, models_dir, tiny_model):
+def test_a_killed_ray_batch_run_again_renders_only_the_rest(tmp_path, models_dir, tiny_model, cluster):
     many = SPEC.replace("seeds = [1, 2, 3]", "seeds = [1, 2, 3, 7, 8, 9, 10, 11]")
     straight, killed = write_spec(tmp_path / "straight", many), write_spec(tmp_path / "killed", many)
-    reference(straight)
-    proc = start(killed, models_dir, "--ray")
+    assert batch_here(straight) == 0
+    proc = start(killed, models_dir, cluster[2])
     audio = tmp_path / "killed" / "out" / "Audio"
-    deadline = time.monotonic() + 300  # a loaded machine starts Ray and its first pass slowly
+    deadline = time.monotonic() + 300  # a loaded machine starts its first pass slowly
     while time.monotonic() < deadline and not (audio.is_dir() and list(audio.glob("*.wav"))):
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     first = len(list(audio.glob("*.wav")))
     assert 1 <= first < 11, "killed in the middle"
-    again = batch(killed, models_dir, "--ray")
-    assert again.returncode == 0, again.stderr[-2000:]
+    assert batch_here(killed, "--ray") == 0
     manifest_done = len(entries(tmp_path / "killed" / "out"))
     assert manifest_done == 11 and len(list(audio.glob("*.wav"))) == 11
     assert audio_by_key(tmp_path / "killed" / "out") == audio_by_key(tmp_path / "straight" / "out")
 
 
-def test_a_render_that_fails_on_a_ray_worker_is_recorded_and_the_rest_succeed(tmp_path, models_dir):
+def test_a_render_that_fails_on_a_ray_worker_is_recorded_and_the_rest_succeed(tmp_path, tiny_model, cluster,
+                                                                              capsys):
     spec = spec_with_a_broken_primer(tmp_path)
-    done = batch(spec, models_dir, "--ray")
-    assert done.returncode == 1  # one failed
-    assert "rendered now            4" in done.stdout and "failed #" in done.stdout
-    assert "broken.wav" in done.stdout.split("failed #")[1]
+    assert batch_here(spec, "--ray") == 1  # one failed
+    out = capsys.readouterr().out
+    assert "rendered now            4" in out and "failed #" in out
+    assert "broken.wav" in out.split("failed #")[1]
     manifest = json.loads((tmp_path / "out" / "wavestack.json").read_text())
     assert [r["kind"] for r in manifest["renders"]].count("failed") == 1
     assert len(list((tmp_path / "out" / "Audio").glob("*.wav"))) == 4
 
 
-def test_ray_options_are_checked_and_a_missing_ray_says_how_to_install_it(tmp_path, models_dir):
+def test_ray_options_are_checked_and_a_missing_ray_says_how_to_install_it(tmp_path, tiny_model, cluster,
+                                                                          capsys, monkeypatch):
     spec = write_spec(tmp_path)
     for args, words in ((["--ray", "elsewhere"], "--ray takes nothing, 'auto' or ray://"),
                         (["--ray", "--jobs", "2"], "give --jobs or --ray"),
                         (["--ray", "--cpus-per-task", "0"], "--cpus-per-task must be ≥ 1"),
                         (["--gpus-per-task", "1"], "--gpus-per-task is for --ray"),
                         (["--ray", "--gpus-per-task", "1"], "the Ray cluster has 0 GPU(s)")):
-        done = batch(spec, models_dir, *args)
-        assert done.returncode == 2 and words in done.stderr.splitlines()[-1], done.stderr
+        assert batch_here(spec, *args) == 2
+        err = capsys.readouterr().err
+        assert words in err.splitlines()[-1], err
         assert not list((tmp_path / "out").glob("Audio/*.wav"))
-    env = {**os.environ, "WAVESTACK_MODELS": str(models_dir), "PYTHONPATH": str(ROOT)}
-    code = ("import sys; sys.modules['ray'] = None\n"
-            "from bridge.cli.main import main\n"
-            f"raise SystemExit(main(['batch', {str(spec)!r}, '--quiet', '--ray']))")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and 'pip install "wavestack[ray]"' in done.stderr
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert batch_here(spec, "--ray") == 2
+    assert 'pip install "wavestack[ray]"' in capsys.readouterr().err
     assert not list((tmp_path / "out").glob("Audio/*.wav"))
 
 
@@ -199,16 +215,12 @@ def listening_addresses(pids: set[int]) -> set[str]:
     return out
 
 
-def test_a_ray_started_for_a_batch_listens_on_loopback_only():
-    from bridge.batch.onray import RayOptions, connect  # (it imports Ray: how Ray binds is read then)
-
-    ray_module, joined = connect(RayOptions())
-    try:
-        assert joined and ray_module.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
-        ours = set(descendants(os.getpid()))  # the Ray this test started, not another test's
-        addresses = listening_addresses(ours)
-        # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net writes them
-        loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
-        assert addresses and addresses <= loopback, addresses
-    finally:
-        ray_module.shutdown()
+def test_a_ray_started_for_a_batch_listens_on_loopback_only(cluster):
+    ray_module, started, address = cluster
+    assert started and ray_module.nodes()[0]["NodeManagerAddress"] == "127.0.0.1"
+    assert address.startswith("127.0.0.1:")
+    ours = set(descendants(os.getpid()))  # the module's Ray, not another test's
+    addresses = listening_addresses(ours)
+    # 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net writes them
+    loopback = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
+    assert addresses and addresses <= loopback, addresses
