@@ -385,6 +385,22 @@ def will_compile() -> bool:
     return not any(Path(numba.config.CACHE_DIR).glob("**/fastpath._run-*.nbi"))
 
 
+def warm_up() -> None:
+    """Compile the loop now, if neither this process nor numba's cache has it, by sampling a few
+    steps of the built-in default model (set-up runs this, so that neither the first render nor
+    the tests wait for the compiler); says so on stderr either way."""
+    if not AVAILABLE:
+        print("wavestack: numba is not installed: renders use the slower numpy sampler", file=sys.stderr)
+        return
+    if not will_compile():
+        print(f"wavestack: the fast sampler is compiled for this CPU already ({numba.config.CACHE_DIR})",
+              file=sys.stderr)
+        return
+    from .bundle import load_bundle
+
+    load_bundle("default").stack.sample(0.01, seed=0)
+
+
 def _note_first_compile() -> float | None:
     """Say why the first run on a machine pauses (numba compiles the loop once and caches it);
     returns when compiling started, or None if the loop is compiled or cached already."""

@@ -663,16 +663,22 @@ def test_a_first_render_says_it_prepares_the_fast_sampler(server, client, monkey
     assert client.ask(f"{P}/job/status", job)[1] == [job, "done", 1.0, ""]
 
 
-def test_with_an_empty_compile_cache_a_render_would_compile(tmp_path):
+def test_with_an_empty_compile_cache_a_render_would_compile(tmp_path, capsys):
     import os
     import subprocess
     import sys
+
+    from engine import fastpath
 
     code = "from engine import fastpath; print(fastpath.will_compile())"
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            cwd=Path(__file__).parents[2], timeout=120)
     assert fresh.stdout.split()[-1] == "True", fresh.stderr[-500:]
+    # here the loop is compiled (the suite's first fixture): set-up's warm-up has nothing to do
+    assert not fastpath.will_compile()
+    fastpath.warm_up()
+    assert "the fast sampler is compiled for this CPU already" in capsys.readouterr().err
 
 
 def test_a_full_inbox_drops_what_does_not_fit_and_says_so(monkeypatch, caplog):
