@@ -155,6 +155,9 @@ class LevelConfig:
     mel_bands: int = 64
     mel_window: int = 512
     cond_channels: int = 64
+    # dilated blocks (2, 4, 8, … frames) after the conditioning's first: the decoder then sees
+    # 2 + 2 + 4 + … frames of codes either side of its own (each starts as the identity)
+    cond_context_blocks: int = 0
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     decoder: NetConfig = field(default_factory=NetConfig)
     # > 0: the level also pays for its codes' description length — their cross-entropy under a
@@ -169,6 +172,8 @@ class LevelConfig:
         _check(all(s >= 1 for s in self.strides), f"level.strides must be ≥ 1: {self.strides}")
         _check(self.hop >= 2, f"a level must downsample (hop ≥ 2), got hop {self.hop}")
         _check(self.encoder_channels >= 1 and self.cond_channels >= 1, "channels must be ≥ 1")
+        _check(0 <= self.cond_context_blocks <= 10,
+               f"cond_context_blocks must be in [0, 10], got {self.cond_context_blocks}")
         _check(8 <= self.mel_bands <= 256, f"mel_bands must be in [8, 256], got {self.mel_bands}")
         _check(self.mel_window >= 2 * self.hop and self.mel_window & (self.mel_window - 1) == 0,
                f"mel_window must be a power of two ≥ twice the hop, got {self.mel_window}")

@@ -70,23 +70,36 @@ class MelEncoder(nn.Module):
 ENCODE_MARGIN = 32  # frames of context either side of an encoded chunk (more than an encoder sees)
 RATE_NET = NetConfig(residual=32, skip=64, layers=8, cycle=8)  # sees 256 codes (128 ms at level 1)
 CONDITION_CHUNK = 32768  # frames of codes turned into conditioning at a time
-CONDITION_MARGIN = 2  # frames either side a conditioning frame depends on (two 3-tap convolutions)
 
 
 class CondNet(nn.Module):
     """Code vectors (B, D, F) → conditioning features (B, C, F), non-causal over frames.
 
     Codes of a level are all known before the level below is decoded, so looking at neighbouring
-    frames is allowed and helps the decoder place events inside a frame.
+    frames is allowed and helps the decoder place events inside a frame. ``context_blocks``
+    dilated blocks (dilations 2, 4, 8, …) widen the view to ``margin`` frames either side; each
+    starts as the identity (its last convolution zero), so a level trained without them is
+    unchanged when they are added, and training goes on from there.
     """
 
-    def __init__(self, *, dim: int, channels: int) -> None:
+    def __init__(self, *, dim: int, channels: int, context_blocks: int = 0) -> None:
         super().__init__()
         self.inp = nn.Conv1d(dim, channels, 3, padding=1)
         self.block = ResBlock(channels)
+        self.context = nn.ModuleList(ResBlock(channels, 2 ** (i + 1)) for i in range(context_blocks))
+        for block in self.context:
+            nn.init.zeros_(block.conv2.weight)
+            nn.init.zeros_(block.conv2.bias)
+        self.margin = 2 + sum(2 ** (i + 1) for i in range(context_blocks))  # frames either side
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.block(self.inp(v)))
+        return self._blocks(self.inp(v))
+
+    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block(x)
+        for block in self.context:
+            x = block(x)
+        return F.relu(x)
 
     def from_one_hot(self, codes: torch.Tensor) -> torch.Tensor:
         """``forward`` of the one-hot vectors of ``codes`` (B, F), without making them: the first
@@ -97,7 +110,7 @@ class CondNet(nn.Module):
         x = here + self.inp.bias
         x[:, 1:] += before[:, :-1]  # tap 0 reads the frame before (zero padding at the start)
         x[:, :-1] += after[:, 1:]
-        return F.relu(self.block(x.transpose(1, 2)))
+        return self._blocks(x.transpose(1, 2))
 
 
 @dataclass
@@ -141,7 +154,8 @@ class Level(nn.Module):
             )
         else:
             self.quantizer = ArgmaxQuantizer(codes=q.codes, diversity=q.diversity)
-        self.cond_net = CondNet(dim=q.code_dim, channels=cfg.cond_channels)
+        self.cond_net = CondNet(dim=q.code_dim, channels=cfg.cond_channels,
+                                context_blocks=cfg.cond_context_blocks)
         self.decoder = WaveNet.from_config(
             cfg.decoder, classes=input_classes, cond_channels=cfg.cond_channels, cond_hop=self.hop
         )
@@ -202,7 +216,8 @@ class Level(nn.Module):
             return self._condition(codes)
         parts = []
         for start in range(0, frames, CONDITION_CHUNK):
-            lo, hi = max(0, start - CONDITION_MARGIN), min(frames, start + CONDITION_CHUNK + CONDITION_MARGIN)
+            margin = self.cond_net.margin
+            lo, hi = max(0, start - margin), min(frames, start + CONDITION_CHUNK + margin)
             part = self._condition(codes[:, lo:hi])
             parts.append(part[:, :, start - lo: start - lo + min(CONDITION_CHUNK, frames - start)])
         return torch.cat(parts, dim=2)

@@ -14,6 +14,7 @@ by DDP, VQ statistics are summed (see engine.quantizers.vq), and rank 0 writes t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -165,13 +166,25 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
     from engine.bundle import components, load_bundle
 
     bundle = load_bundle(init)
-    if to_dict(bundle.stack.cfg) != to_dict(cfg.stack):
+    if to_dict(_without_growth(bundle.stack.cfg, cfg.stack)) != to_dict(cfg.stack):
         raise RunError(f"--init {init}: the bundle's stack differs from the config's; a run can only "
-                       "start from a bundle of the same shape")
+                       "start from a bundle of the same shape (or with more cond_context_blocks, "
+                       "which start as the identity)")
     weights = {name: module.state_dict() for name, module in components(bundle.stack).items()}
     origin = {"bundle": bundle.name, "model_hash": bundle.hash,
               "provenance": bundle.meta.get("provenance", {})}
     return origin, weights
+
+
+def _without_growth(bundle: StackConfig, config: StackConfig) -> StackConfig:
+    """The bundle's stack with what a run may add to it taken from the config: conditioning
+    context blocks beyond the bundle's (they start as the identity, see ``engine.level.CondNet``)."""
+    if len(bundle.levels) != len(config.levels):
+        return bundle
+    levels = tuple(dataclasses.replace(mine, cond_context_blocks=theirs.cond_context_blocks)
+                   if theirs.cond_context_blocks >= mine.cond_context_blocks else mine
+                   for mine, theirs in zip(bundle.levels, config.levels, strict=True))
+    return dataclasses.replace(bundle, levels=levels)
 
 
 def _same_stack(recorded: dict[str, Any]) -> dict[str, Any] | None:
@@ -238,7 +251,14 @@ def _train_stage(
     torch.manual_seed(cfg.seed * 1000 + index)
     model = stages.build(name, cfg.stack)
     if weights is not None:  # --init: start from a bundle's weights (a checkpoint, if any, wins)
-        model.load_state_dict(weights)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        grown = [key for key in missing if key.startswith("cond_net.context.")]
+        if unexpected or len(grown) != len(missing):
+            raise RunError(f"--init: stage {name} does not fit the bundle's weights "
+                           f"(missing {sorted(set(missing) - set(grown))[:3]}, unexpected {unexpected[:3]})")
+        if grown and world.main:
+            print(f"{name}: {len(grown) // 4} conditioning context block(s) new in this run, "
+                  "starting as the identity", file=sys.stderr, flush=True)
     if stage.freeze_codes:
         model.freeze_codes()
     model = model.to(world.device)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -107,10 +109,22 @@ def test_dilated_encoder_blocks_see_further_with_the_same_weights_shapes():
     assert reach(wide) > reach(plain)
 
 
-def test_argmax_codes_condition_the_decoder_as_their_one_hot_vectors_do():
+def with_context(blocks: int) -> Level:
+    """A tiny argmax level whose conditioning has ``blocks`` context blocks, all of them trained
+    away from the identity they start as (random last convolutions)."""
+    level = Level(dataclasses.replace(tiny_level("argmax"), cond_context_blocks=blocks), input_classes=32)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for block in level.cond_net.context:
+            block.conv2.weight.copy_(0.3 * torch.randn(block.conv2.weight.shape, generator=g))
+    return level
+
+
+@pytest.mark.parametrize("blocks", [0, 3])
+def test_argmax_codes_condition_the_decoder_as_their_one_hot_vectors_do(blocks):
     from engine.quantizers import ArgmaxQuantizer
 
-    level = Level(tiny_level("argmax"), input_classes=32)
+    level = with_context(blocks)
     assert isinstance(level.quantizer, ArgmaxQuantizer)
     codes = torch.randint(0, 16, (3, 41), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -120,16 +134,34 @@ def test_argmax_codes_condition_the_decoder_as_their_one_hot_vectors_do():
     assert torch.allclose(looked_up, one_hot, atol=1e-5)
 
 
-def test_conditioning_computed_in_chunks_equals_it_computed_at_once(monkeypatch):
+@pytest.mark.parametrize("blocks", [0, 3])
+def test_conditioning_computed_in_chunks_equals_it_computed_at_once(monkeypatch, blocks):
     from engine import level as level_module
 
-    level = Level(tiny_level("argmax"), input_classes=32)
+    level = with_context(blocks)
+    assert level.cond_net.margin == 2 + (2 + 4 + 8 if blocks else 0)
     codes = torch.randint(0, 16, (2, 100), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         whole = level.condition(codes)
         monkeypatch.setattr(level_module, "CONDITION_CHUNK", 7)
         chunked = level.condition(codes)
     assert chunked.shape == whole.shape and torch.allclose(chunked, whole, atol=1e-6)
+
+
+def test_context_blocks_start_as_the_identity_and_widen_the_view_of_the_codes():
+    plain = Level(tiny_level("argmax"), input_classes=32)
+    grown = Level(dataclasses.replace(tiny_level("argmax"), cond_context_blocks=2), input_classes=32)
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("cond_net.context.") for k in missing)
+    codes = torch.randint(0, 16, (1, 60), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(grown.condition(codes), plain.condition(codes))  # nothing changed yet
+        trained = with_context(2)
+        changed = codes.clone()
+        changed[0, 30] = (codes[0, 30] + 1) % 16
+        moved = (trained.condition(changed) - trained.condition(codes)).abs().sum(1)[0] > 0
+    frames = torch.nonzero(moved).flatten()
+    assert frames.min() == 30 - trained.cond_net.margin and frames.max() == 30 + trained.cond_net.margin
 
 
 def test_long_audio_is_encoded_in_chunks_to_the_same_codes():

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from engine import load_bundle
 from engine.errors import ConfigError
-from training.checkpoint import read_meta
+from engine.level import Level
+from training.checkpoint import load_checkpoint, read_meta
 from training.cli import main
 from training.config import load
 from training.errors import RunError
@@ -148,7 +149,8 @@ def test_cli_reports_bad_input_in_one_line(tiny_toml, tmp_path, capsys):
     assert "stages.prior.batch: expected an integer" in capsys.readouterr().err
 
 
-def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_toml, tone_dir, tmp_path):
+def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_toml, tone_dir, tmp_path,
+                                                                         capsys):
     first = tmp_path / "first"
     fit(load(tiny_toml), tone_dir, first, show_progress=False)
     bundle = export(first, name="tones", out=tmp_path / "bundle")
@@ -171,6 +173,17 @@ def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_t
     other = load(tiny_toml, ["stack.levels.0.decoder.residual=16"])
     with pytest.raises(RunError, match="same shape"):
         fit(other, tone_dir, tmp_path / "third", show_progress=False, init=bundle)
+    # a level may grow its view of the codes: the new blocks start as the identity
+    grown = tmp_path / "grown"
+    fit(load(tiny_toml, [*still, "stack.levels.0.cond_context_blocks=2"]), tone_dir, grown,
+        show_progress=False, init=bundle, until="level1")
+    grown_stack = load(tiny_toml, ["stack.levels.0.cond_context_blocks=2"]).stack
+    level = Level(grown_stack.levels[0], input_classes=256, sample_rate=grown_stack.sample_rate)
+    load_checkpoint(grown / "checkpoints" / "level1.safetensors", level)
+    vectors = torch.randn(1, level.cfg.quantizer.code_dim, 50, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # (the VQ codebook itself moves by its running averages)
+        assert torch.allclose(level.cond_net(vectors), old.stack.levels[0].cond_net(vectors), atol=1e-6)
+    assert "conditioning context block(s) new in this run" in capsys.readouterr().err
 
 
 def test_frozen_codes_train_a_bundles_decoders_and_leave_its_codes_and_prior_valid(
