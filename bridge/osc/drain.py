@@ -8,6 +8,9 @@ that it is dropped and counted) and down a pipe to the server, which reads them 
 It ends when the server closes the pipe to it or goes away. It imports only the standard library
 and runs as a script, so it starts in milliseconds.
 
+It also counts what it has taken off the socket in memory the server maps too (Linux): while
+that count grows, a burst is coming in, and the server sleeps rather than take the cores from it.
+
 Frames on the pipe: ``HEADER`` (IPv4 address, port, length) then the datagram; a frame from
 address 0.0.0.0 port 0 carries no datagram, its length is how many were dropped since the last.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import mmap
 import os
 import select
 import socket
@@ -34,11 +38,22 @@ class Drain:
 
     def __init__(self, sock: socket.socket, limit: int, limit_bytes: int) -> None:
         fd = sock.fileno()
-        self.proc = subprocess.Popen([sys.executable, "-I", str(Path(__file__)), str(fd), str(limit),
-                                      str(limit_bytes)], pass_fds=(fd,), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, close_fds=True)
+        self._count, count_fd = _shared_counter()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-I", str(Path(__file__)), str(fd), str(limit),
+                                          str(limit_bytes), str(count_fd)],
+                                         pass_fds=(fd,) if count_fd < 0 else (fd, count_fd),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        finally:
+            if count_fd >= 0:
+                os.close(count_fd)  # (the mapping stays)
         self._out = self.proc.stdout.fileno()
         self._buffer = bytearray()
+
+    def received(self) -> int:
+        """How many datagrams the process has taken off the socket so far (-1: it cannot say):
+        while this grows, a burst is coming in."""
+        return -1 if self._count is None else int.from_bytes(self._count[:8], "little")
 
     def read(self, timeout: float) -> tuple[list[tuple[bytes, Addr]], int] | None:
         """The datagrams received since the last call (waiting up to ``timeout`` for one), and how
@@ -77,11 +92,24 @@ class Drain:
             self.proc.wait()
 
 
+def _shared_counter() -> tuple[mmap.mmap | None, int]:
+    """An 8-byte counter in memory shared with the process (Linux: a memfd it maps too), and the
+    file descriptor to pass it; (None, -1) where there is none."""
+    try:
+        fd = os.memfd_create("wavestack-received")
+    except (AttributeError, OSError):
+        return None, -1
+    os.ftruncate(fd, 8)
+    return mmap.mmap(fd, 8), fd
+
+
 def main(argv: list[str]) -> None:
     """The process: receive on socket ``argv[0]`` into memory, write frames to stdout. One thread
     (no lock to wait for between two datagrams): take all the socket holds, feed the pipe what it
     takes, wait for either."""
-    fd, limit, limit_bytes = (int(v) for v in argv)
+    fd, limit, limit_bytes, count_fd = (int(v) for v in argv)
+    count = mmap.mmap(count_fd, 8) if count_fd >= 0 else None
+    received = 0
     sock = socket.socket(fileno=fd)
     sock.setblocking(False)  # (the server's socket already is: one file, shared)
     out = sys.stdout.fileno()
@@ -93,16 +121,19 @@ def main(argv: list[str]) -> None:
     pending: collections.deque[bytes] = collections.deque()
     size = dropped = 0
     while True:
-        for _ in range(4096):  # then feed the pipe, even while datagrams keep coming
+        for _ in range(256):  # then count them and feed the pipe, even while datagrams keep coming
             try:
                 data, (host, port) = sock.recvfrom(65535)
             except BlockingIOError:
                 break
+            received += 1
             if len(pending) >= limit or size + len(data) > limit_bytes:
                 dropped += 1
                 continue
             pending.append(HEADER.pack(socket.inet_aton(host), port, len(data)) + data)
             size += len(pending[-1])
+        if count is not None:
+            count[:8] = received.to_bytes(8, "little")
         if dropped and len(pending) < limit:
             pending.append(HEADER.pack(bytes(4), 0, dropped))
             dropped = 0

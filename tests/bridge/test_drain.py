@@ -60,6 +60,32 @@ def test_a_burst_while_the_server_is_busy_is_received_whole(busy_server):
     assert busy_server.stats["received"] == 4000 and busy_server.stats["dropped"] == 0
 
 
+def test_the_server_sleeps_through_a_burst_and_then_answers_all_of_it(server):
+    # 400 pings back to back (fewer than any kernel buffer holds): the handling falls behind at
+    # once, so the server sleeps while the receiving process takes them off the socket
+    client = Client(server.address)
+    sender = ("import socket\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))\n"
+              f"for i in range(400): s.sendto({PING!r}, ('127.0.0.1', {server.address[1]}))\n")
+    subprocess.run([sys.executable, "-c", sender], check=True, timeout=60)
+    assert until(lambda: server.stats["received"] >= 400, timeout=30)
+    assert server.stats["received"] == 400 and server.stats["dropped"] == 0
+    assert server.stats["bursts"] >= 1
+    # a quiet socket ends the sitting out after one pause, and answers come at once again
+    assert server._sit_out_burst(server._drain) == 1
+    assert client.ask("/wavestack/ping")[0] == "/wavestack/pong"
+    client.close()
+
+
+def test_the_receiving_process_counts_what_it_takes_off_the_socket(server):
+    before = server._drain.received()
+    client = Client(server.address)
+    for _ in range(5):
+        assert client.ask("/wavestack/ping")[0] == "/wavestack/pong"
+    assert server._drain.received() == before + 5
+    client.close()
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # not a zombie
