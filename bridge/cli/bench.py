@@ -98,7 +98,8 @@ def _bench_batch(model: str, renders: int, seconds: float, on_ray: bool) -> None
             audio = sum(o.seconds for o in summary.outcomes if o.ok)
             how = "--ray (local, incl. Ray start-up)" if ray else f"--jobs {jobs} (incl. worker start-up)"
             label = f"batch, {renders} renders of {seconds:g} s, {how}"
-            print(f"  {label:<60} {audio / summary.wall:>12,.2f} audio s / wall s")
+            rate = audio / summary.wall  # (3 significant figures: tiny renders under load are slow)
+            print(f"  {label:<60} {float(f'{rate:.3g}'):>12,} audio s / wall s")
             failed = [o for o in summary.outcomes if not o.ok]
             if failed:  # a rate that leaves renders out says so, and why
                 print(f"  ({len(failed)} of {renders} renders failed: {failed[0].reason})")
