@@ -91,6 +91,9 @@ class NetConfig:
     adds to the output logits a discretised logistic around the prediction whose linear width
     comes from the codes, so the excitation's size does not grow with the prediction's;
     ``input`` gives the prediction as an input only (output classes stay in class order).
+    ``lpc_bandwidth`` < 1 widens the backward-adaptive predictor's resonances (its coefficients
+    times ``lpc_bandwidth ** (i + 1)``, as speech codecs do), the same in training and sampling:
+    fitted to the decoder's own samples, sharp resonances can sustain themselves as tones.
     """
 
     residual: int = 32
@@ -100,12 +103,15 @@ class NetConfig:
     lpc_order: int = 0
     lpc_source: Literal["past", "codes"] = "past"
     lpc_centre: Literal["classes", "logistic", "input"] = "classes"
+    lpc_bandwidth: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("residual", "skip", "layers", "cycle"):
             _check(getattr(self, name) >= 1, f"net.{name} must be ≥ 1, got {getattr(self, name)}")
         _check(self.cycle <= 16, f"net.cycle must be ≤ 16 (dilation 32768), got {self.cycle}")
         _check(0 <= self.lpc_order <= 64, f"net.lpc_order must be in [0, 64], got {self.lpc_order}")
+        _check(0.9 <= self.lpc_bandwidth <= 1.0,
+               f"net.lpc_bandwidth must be in [0.9, 1], got {self.lpc_bandwidth}")
         _check(self.lpc_centre != "logistic" or self.lpc_source == "codes",
                "net.lpc_centre = logistic needs lpc_source = codes (its width comes from the codes)")
 

@@ -245,7 +245,7 @@ def _scratch(n):
 
 def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, frame_base, ring,
          ring_off, dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups,
-         centre_w, lpc_buf, lpc_coef, lpc_mode, lpc_order, lpc_roll, levels):
+         centre_w, lpc_buf, lpc_coef, lpc_mode, lpc_order, lpc_gamma, lpc_roll, levels):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
 
     ``dims`` = (layers, R, Rp, Sp, Hp, Kp, classes): R and the padded widths. ``frame_bias`` (a
@@ -298,7 +298,7 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                     value = levels[last[g]] if last[g] >= 0 else 0.0
                     if lpc_mode == 1:
                         p = lpc._step(lpc_buf[b0 + g], lpc_coef[b0 + g], lpc_tmp, lpc_acf, t, value,
-                                      lpc_order)
+                                      lpc_order, lpc_gamma)
                     else:
                         p = lpc._step_codes(lpc_buf[b0 + g], lpc_coef[frame * batch + b0 + g], t, value,
                                             lpc_order)
@@ -489,6 +489,7 @@ class FastStepper:
         tracker = state.tracker
         self.lpc_order = 0 if tracker is None else tracker.order
         self.lpc_mode = 0 if tracker is None else tracker.mode
+        self.lpc_gamma = float(getattr(tracker, "gamma", 1.0))
         self.centre_w = _aligned(np.zeros(V) if tracker is None else
                                  _widen(np_(state.net.centre_embed.weight), 1, rp).ravel())
 
@@ -515,7 +516,7 @@ class FastStepper:
                  self.ring_off, self.dil, self.dims, self.hop, st.position, last,
                  np.ascontiguousarray(uniforms[done:done + m], np.float32), np.float32(temperature),
                  np.float32(top_p), part, logits, min(batch, numba.get_num_threads()), self.centre_w,
-                 *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order,
+                 *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order, self.lpc_gamma,
                  self.lpc_mode > 0 and st.net.lpc_centre == "classes", lpc.LEVELS)
             out[:, done:done + m] = part
             if keep:

@@ -44,8 +44,9 @@ LEVELS = np.asarray(  # the linear value of every μ-law class, as the decoder's
 ).astype(np.float64)
 
 
-def _coefficients(hist, order, a, tmp, acf):
-    """Fit ``a[:order]`` to ``hist`` (WINDOW samples) by the autocorrelation method."""
+def _coefficients(hist, order, a, tmp, acf, gamma):
+    """Fit ``a[:order]`` to ``hist`` (WINDOW samples) by the autocorrelation method, then widen its
+    resonances by ``gamma`` < 1 (``a[i] *= gamma ** (i + 1)``: every pole pulled towards the centre)."""
     n = hist.shape[0]
     for lag in range(order + 1):
         acf[lag] = 0.0
@@ -73,6 +74,11 @@ def _coefficients(hist, order, a, tmp, acf):
         err *= 1.0 - refl * refl
         if err <= 0.0:
             break
+    if gamma != 1.0:
+        g = 1.0
+        for k in range(order):
+            g *= gamma
+            a[k] *= g
 
 
 def _dot_past(buf, end, a, order):
@@ -93,7 +99,7 @@ def _centre(p, mu):
     return u, int(np.rint(u))
 
 
-def _predict(classes, levels, order, p_out, u_out, c_out):
+def _predict(classes, levels, order, gamma, p_out, u_out, c_out):
     """Predictions, centre coordinates and centre classes of a whole class sequence."""
     n = classes.shape[0]
     xpad = np.zeros(WINDOW + n)
@@ -102,13 +108,13 @@ def _predict(classes, levels, order, p_out, u_out, c_out):
     a, tmp, acf = np.zeros(max(order, 1)), np.zeros(max(order, 1)), np.zeros(order + 1)
     for t in range(n):
         if t % BLOCK == 0:
-            _coefficients(xpad[t : t + WINDOW], order, a, tmp, acf)
+            _coefficients(xpad[t : t + WINDOW], order, a, tmp, acf, gamma)
         p = _dot_past(xpad, WINDOW + t, a, order)
         u, c = _centre(p, MU)
         p_out[t], u_out[t], c_out[t] = p, u, c
 
 
-def _step(buf, a, tmp, acf, t, prev_value, order):
+def _step(buf, a, tmp, acf, t, prev_value, order, gamma):
     """One sampler step of the tracker ``buf`` (WINDOW + BLOCK): take x[t-1], return p[t].
 
     ``buf[:WINDOW]`` holds the WINDOW samples before the current block; the block's samples follow.
@@ -120,7 +126,7 @@ def _step(buf, a, tmp, acf, t, prev_value, order):
         if t > 0:
             for i in range(WINDOW):
                 buf[i] = buf[BLOCK + i]
-        _coefficients(buf[:WINDOW], order, a, tmp, acf)
+        _coefficients(buf[:WINDOW], order, a, tmp, acf, gamma)
     return _dot_past(buf, WINDOW + j, a, order)
 
 
@@ -137,10 +143,10 @@ def _step_codes(hist, a, t, prev_value, order):
     return p
 
 
-def _prime(buf, a, tmp, acf, classes, levels, order):
+def _prime(buf, a, tmp, acf, classes, levels, order, gamma):
     """``_step`` over a known prefix: steps 0 .. len - 1."""
     for t in range(classes.shape[0]):
-        _step(buf, a, tmp, acf, t, levels[classes[t - 1]] if t > 0 else 0.0, order)
+        _step(buf, a, tmp, acf, t, levels[classes[t - 1]] if t > 0 else 0.0, order, gamma)
 
 
 if njit is not None:
@@ -153,13 +159,13 @@ if njit is not None:
     _step_codes = njit(cache=True, nogil=True)(_step_codes)
 
 
-def predict(classes: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict(classes: np.ndarray, order: int, gamma: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Linear predictions (float64), centre coordinates (float32) and centre classes (int64) of
-    every position of a μ-law class sequence (T,)."""
+    every position of a μ-law class sequence (T,); ``gamma``: see ``_coefficients``."""
     classes = np.ascontiguousarray(classes, dtype=np.int64)
     n = classes.shape[0]
     p, u, c = np.empty(n), np.empty(n), np.empty(n, np.int64)
-    _predict(classes, LEVELS, order, p, u, c)
+    _predict(classes, LEVELS, order, float(gamma), p, u, c)
     return p, u.astype(np.float32), c
 
 
@@ -171,8 +177,8 @@ class Tracker:
 
     mode = 1  # the fast loop's name for it (2: CodeTracker)
 
-    def __init__(self, batch: int, order: int) -> None:
-        self.order = order
+    def __init__(self, batch: int, order: int, gamma: float = 1.0) -> None:
+        self.order, self.gamma = order, float(gamma)
         self.buf = np.zeros((batch, WINDOW + BLOCK))
         self.coef = np.zeros((batch, max(order, 1)))
         self.tmp = np.zeros(max(order, 1))
@@ -185,7 +191,7 @@ class Tracker:
         u, c, p = np.empty(batch, np.float32), np.empty(batch, np.int64), np.empty(batch)
         for b in range(batch):
             value = 0.0 if prev is None else LEVELS[int(prev[b])]
-            p[b] = _step(self.buf[b], self.coef[b], self.tmp, self.acf, t, value, self.order)
+            p[b] = _step(self.buf[b], self.coef[b], self.tmp, self.acf, t, value, self.order, self.gamma)
             u[b], c[b] = _centre(p[b], MU)
         return u, c, p
 
@@ -193,7 +199,7 @@ class Tracker:
         """Run the tracker over a known prefix (B, P), ready for step P."""
         prefix = np.ascontiguousarray(prefix, dtype=np.int64)
         for b in range(self.buf.shape[0]):
-            _prime(self.buf[b], self.coef[b], self.tmp, self.acf, prefix[b], LEVELS, self.order)
+            _prime(self.buf[b], self.coef[b], self.tmp, self.acf, prefix[b], LEVELS, self.order, self.gamma)
 
 
 class CodeTracker:

@@ -70,12 +70,14 @@ class WaveNet(nn.Module):
         lpc_order: int = 0,
         lpc_source: str = "past",
         lpc_centre: str = "classes",
+        lpc_bandwidth: float = 1.0,
     ) -> None:
         super().__init__()
         if lpc_order and classes != lpc.MU + 1:
             raise ValueError(f"a centred WaveNet models μ-law audio ({lpc.MU + 1} classes), not {classes}")
         self.classes, self.residual, self.cond_hop = classes, residual, cond_hop
         self.lpc_order, self.lpc_source, self.lpc_centre = lpc_order, lpc_source, lpc_centre
+        self.lpc_bandwidth = lpc_bandwidth
         if lpc_order and lpc_source == "codes" and not cond_channels:
             raise ValueError("a WaveNet centred on a prediction from codes must be locally conditioned")
         self.embed = nn.Embedding(classes, residual)
@@ -98,7 +100,7 @@ class WaveNet(nn.Module):
         return cls(classes=classes, residual=cfg.residual, skip=cfg.skip, layers=cfg.layers,
                    cycle=cfg.cycle, cond_channels=cond_channels, cond_hop=cond_hop,
                    global_classes=global_classes, lpc_order=cfg.lpc_order, lpc_source=cfg.lpc_source,
-                   lpc_centre=cfg.lpc_centre)
+                   lpc_centre=cfg.lpc_centre, lpc_bandwidth=cfg.lpc_bandwidth)
 
     @property
     def receptive_field(self) -> int:
@@ -148,7 +150,7 @@ class WaveNet(nn.Module):
                 raise ValueError("this WaveNet predicts from codes: pass lpc_coef (B, order, frames)")
             return self.code_centres(lpc.predict_from_codes(x, lpc_coef[:, : self.lpc_order], self.cond_hop),
                                      lpc_coef)
-        rows = [lpc.predict(row, self.lpc_order) for row in x.detach().cpu().numpy()]
+        rows = [lpc.predict(row, self.lpc_order, self.lpc_bandwidth) for row in x.detach().cpu().numpy()]
         u = torch.from_numpy(np.stack([r[1] for r in rows])).to(x.device)
         c = torch.from_numpy(np.stack([r[2] for r in rows])).to(x.device)
         return u, c, None
@@ -350,7 +352,7 @@ class IncrementalState:
             if net.lpc_centre == "logistic":  # (F, B): the prior's linear width per frame
                 self.lpc_scale = coef[:, :, net.lpc_order].to(torch.float32)
         elif net.lpc_order:
-            self.tracker = lpc.Tracker(batch, net.lpc_order)
+            self.tracker = lpc.Tracker(batch, net.lpc_order, net.lpc_bandwidth)
         if net.cond_proj is not None and cond is None:
             raise ValueError("this WaveNet is locally conditioned: pass cond (B, C, frames)")
         self.conditioned = cond is not None

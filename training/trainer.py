@@ -169,7 +169,7 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
     if to_dict(_without_growth(bundle.stack.cfg, cfg.stack)) != to_dict(cfg.stack):
         raise RunError(f"--init {init}: the bundle's stack differs from the config's; a run can only "
                        "start from a bundle of the same shape (or with more cond_context_blocks, "
-                       "which start as the identity)")
+                       "which start as the identity, or another decoder lpc_bandwidth)")
     weights = {name: module.state_dict() for name, module in components(bundle.stack).items()}
     origin = {"bundle": bundle.name, "model_hash": bundle.hash,
               "provenance": bundle.meta.get("provenance", {})}
@@ -177,13 +177,15 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
 
 
 def _without_growth(bundle: StackConfig, config: StackConfig) -> StackConfig:
-    """The bundle's stack with what a run may add to it taken from the config: conditioning
-    context blocks beyond the bundle's (they start as the identity, see ``engine.level.CondNet``)."""
+    """The bundle's stack with what a run may change in it taken from the config: conditioning
+    context blocks beyond the bundle's (they start as the identity, see ``engine.level.CondNet``)
+    and the decoder's predictor bandwidth (no weights of its own: the decoder trains on with it)."""
     if len(bundle.levels) != len(config.levels):
         return bundle
-    levels = tuple(dataclasses.replace(mine, cond_context_blocks=theirs.cond_context_blocks)
-                   if theirs.cond_context_blocks >= mine.cond_context_blocks else mine
-                   for mine, theirs in zip(bundle.levels, config.levels, strict=True))
+    levels = tuple(dataclasses.replace(
+        mine, decoder=dataclasses.replace(mine.decoder, lpc_bandwidth=theirs.decoder.lpc_bandwidth),
+        cond_context_blocks=max(mine.cond_context_blocks, theirs.cond_context_blocks))
+        for mine, theirs in zip(bundle.levels, config.levels, strict=True))
     return dataclasses.replace(bundle, levels=levels)
 
 

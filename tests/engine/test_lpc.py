@@ -25,12 +25,13 @@ def piano_like(seconds: float = 0.6, rate: int = 8000, seed: int = 0) -> np.ndar
     return mulaw.encode_np(x)
 
 
-def test_step_by_step_predictions_equal_the_whole_sequence_ones_bit_for_bit():
+@pytest.mark.parametrize("gamma", [1.0, 0.98])
+def test_step_by_step_predictions_equal_the_whole_sequence_ones_bit_for_bit(gamma):
     classes = piano_like()
-    _, u, c = lpc.predict(classes, 16)
-    tracker = lpc.Tracker(2, 16)
+    _, u, c = lpc.predict(classes, 16, gamma)
+    tracker = lpc.Tracker(2, 16, gamma)
     both = np.stack([classes, classes[::-1].copy()])
-    _, u_rev, c_rev = lpc.predict(both[1], 16)
+    _, u_rev, c_rev = lpc.predict(both[1], 16, gamma)
     for t in range(len(classes)):
         ut, ct, _ = tracker.step(t, None if t == 0 else both[:, t - 1])
         assert ut[0] == u[t] and ct[0] == c[t] and ut[1] == u_rev[t] and ct[1] == c_rev[t]
@@ -45,6 +46,23 @@ def test_a_primed_tracker_continues_like_one_that_stepped_through_the_prefix():
     for t in range(700, 900):
         a, b = primed.step(t, classes[:, t - 1]), stepped.step(t, classes[:, t - 1])
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_a_wider_bandwidth_pulls_every_pole_of_the_predictor_towards_the_centre():
+    classes = piano_like()[None]
+    sharp, wide = lpc.Tracker(1, 16), lpc.Tracker(1, 16, 0.98)
+    for t in range(lpc.BLOCK * 9 + 1):  # refitted after a full window of the tone
+        sharp.step(t, None if t == 0 else classes[:, t - 1])
+        wide.step(t, None if t == 0 else classes[:, t - 1])
+    assert np.allclose(wide.coef[0], sharp.coef[0] * 0.98 ** np.arange(1, 17))
+
+    def radius(a):  # the largest pole radius of 1 - Σ a_i z^-(i+1)
+        return np.abs(np.roots(np.concatenate([[1.0], -a]))).max()
+
+    assert radius(wide.coef[0]) == pytest.approx(0.98 * radius(sharp.coef[0]), rel=1e-6)
+    assert not np.array_equal(lpc.predict(classes[0], 16, 0.98)[0], lpc.predict(classes[0], 16)[0])
+    with pytest.raises(ConfigError, match="lpc_bandwidth"):
+        NetConfig(lpc_order=16, lpc_bandwidth=0.5)
 
 
 def test_the_predictor_uses_only_the_past():
@@ -83,9 +101,11 @@ def _teacher_forced(step, classes):
 
 @pytest.mark.parametrize("batch", [1, 3, 9])
 @pytest.mark.parametrize("residual", [8, 32])
-@pytest.mark.parametrize("centre", ["classes", "input"])
-def test_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(batch, residual, centre):
-    net = make_net(6, 3, cond=5, hop=4, classes=256, residual=residual, lpc_order=16, lpc_centre=centre)
+@pytest.mark.parametrize(("centre", "bandwidth"), [("classes", 1.0), ("input", 1.0), ("input", 0.98)])
+def test_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(batch, residual, centre,
+                                                                            bandwidth):
+    net = make_net(6, 3, cond=5, hop=4, classes=256, residual=residual, lpc_order=16, lpc_centre=centre,
+                   lpc_bandwidth=bandwidth)
     length = lpc.WINDOW + 2 * lpc.BLOCK + 50  # past the first refit that sees a full window
     cond = torch.randn(batch, 5, length // 4 + 1, generator=torch.Generator().manual_seed(1))
     u = np.random.default_rng(batch).random((length, batch), dtype=np.float32)

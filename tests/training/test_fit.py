@@ -175,8 +175,9 @@ def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_t
         fit(other, tone_dir, tmp_path / "third", show_progress=False, init=bundle)
     # a level may grow its view of the codes: the new blocks start as the identity
     grown = tmp_path / "grown"
-    fit(load(tiny_toml, [*still, "stack.levels.0.cond_context_blocks=2"]), tone_dir, grown,
-        show_progress=False, init=bundle, until="level1")
+    changes = ["stack.levels.0.cond_context_blocks=2", "stack.levels.0.decoder.lpc_bandwidth=0.99"]
+    fit(load(tiny_toml, [*still, *changes]), tone_dir, grown, show_progress=False, init=bundle,
+        until="level1")
     grown_stack = load(tiny_toml, ["stack.levels.0.cond_context_blocks=2"]).stack
     level = Level(grown_stack.levels[0], input_classes=256, sample_rate=grown_stack.sample_rate)
     load_checkpoint(grown / "checkpoints" / "level1.safetensors", level)
