@@ -125,6 +125,8 @@ class LevelOutput:
 class Level(nn.Module):
     """ADA level over a sequence of ``input_classes`` classes (μ-law audio or the codes below)."""
 
+    GROWABLE = "cond_net.context."  # weights a bundle may lack: blocks that start as the identity
+
     def __init__(self, cfg: LevelConfig, *, input_classes: int, sample_rate: int = 16000) -> None:
         super().__init__()
         self.cfg, self.hop, self.input_classes = cfg, cfg.hop, input_classes

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from engine.config import StackConfig, from_dict, to_dict
 from engine.errors import ConfigError
+from engine.level import Level
 
 from . import stages
 from .checkpoint import load_checkpoint, read_meta, save_checkpoint
@@ -166,7 +167,7 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
     from engine.bundle import components, load_bundle
 
     bundle = load_bundle(init)
-    if to_dict(_without_growth(bundle.stack.cfg, cfg.stack)) != to_dict(cfg.stack):
+    if to_dict(_with_allowed_changes(bundle.stack.cfg, cfg.stack)) != to_dict(cfg.stack):
         raise RunError(f"--init {init}: the bundle's stack differs from the config's; a run can only "
                        "start from a bundle of the same shape (or with more cond_context_blocks, "
                        "which start as the identity, or another decoder lpc_bandwidth)")
@@ -176,7 +177,7 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
     return origin, weights
 
 
-def _without_growth(bundle: StackConfig, config: StackConfig) -> StackConfig:
+def _with_allowed_changes(bundle: StackConfig, config: StackConfig) -> StackConfig:
     """The bundle's stack with what a run may change in it taken from the config: conditioning
     context blocks beyond the bundle's (they start as the identity, see ``engine.level.CondNet``)
     and the decoder's predictor bandwidth (no weights of its own: the decoder trains on with it)."""
@@ -254,12 +255,13 @@ def _train_stage(
     model = stages.build(name, cfg.stack)
     if weights is not None:  # --init: start from a bundle's weights (a checkpoint, if any, wins)
         missing, unexpected = model.load_state_dict(weights, strict=False)
-        grown = [key for key in missing if key.startswith("cond_net.context.")]
+        grown = [key for key in missing if key.startswith(Level.GROWABLE)]
         if unexpected or len(grown) != len(missing):
             raise RunError(f"--init: stage {name} does not fit the bundle's weights "
                            f"(missing {sorted(set(missing) - set(grown))[:3]}, unexpected {unexpected[:3]})")
         if grown and world.main:
-            print(f"{name}: {len(grown) // 4} conditioning context block(s) new in this run, "
+            blocks = len({key.split(".")[2] for key in grown})  # cond_net.context.<block>.…
+            print(f"{name}: {blocks} conditioning context block(s) new in this run, "
                   "starting as the identity", file=sys.stderr, flush=True)
     if stage.freeze_codes:
         model.freeze_codes()
