@@ -186,8 +186,8 @@ TABLE: tuple[Address, ...] = (
     Address("/track/seed", "the take's seed: the same seed and settings render the same audio; -1 picks "
             "a new one each render and reports it",
             _track(Arg("seed", "i", "seed", -1, SEED_MAX, field="seed")), group="track"),
-    Address("/track/temperature", "randomness: low is steadier and more repetitive, high is wilder (1 = as "
-            "trained)",
+    Address("/track/temperature", "randomness of the notes: low is steadier and more repetitive, high is "
+            "wilder (1 = as trained; a model may render the notes with its own)",
             _track(Arg("temperature", "f", "temperature", 0.05, 2.0, field="temperature")), group="track"),
     Address("/track/top_p", "keep only the likeliest choices at each step: lower is safer and plainer, "
             "1 keeps them all (nucleus sampling)",

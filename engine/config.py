@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 from .errors import ConfigError
 
 T = TypeVar("T")
+MAX_TEMPERATURE = 10.0  # of any sampling: a track's, a level's
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -29,8 +30,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
         return tuple(_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (types.UnionType, typing.Union):
-        raise ConfigError(f"{where}: union types are not supported in configs")
+    if origin in (types.UnionType, typing.Union):  # only ``X | None``: the key may be null
+        (item_tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _convert(item_tp, value, where)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
@@ -91,9 +93,6 @@ class NetConfig:
     adds to the output logits a discretised logistic around the prediction whose linear width
     comes from the codes, so the excitation's size does not grow with the prediction's;
     ``input`` gives the prediction as an input only (output classes stay in class order).
-    ``lpc_bandwidth`` < 1 widens the backward-adaptive predictor's resonances (its coefficients
-    times ``lpc_bandwidth ** (i + 1)``, as speech codecs do), the same in training and sampling:
-    fitted to the decoder's own samples, sharp resonances can sustain themselves as tones.
     """
 
     residual: int = 32
@@ -103,15 +102,12 @@ class NetConfig:
     lpc_order: int = 0
     lpc_source: Literal["past", "codes"] = "past"
     lpc_centre: Literal["classes", "logistic", "input"] = "classes"
-    lpc_bandwidth: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("residual", "skip", "layers", "cycle"):
             _check(getattr(self, name) >= 1, f"net.{name} must be ≥ 1, got {getattr(self, name)}")
         _check(self.cycle <= 16, f"net.cycle must be ≤ 16 (dilation 32768), got {self.cycle}")
         _check(0 <= self.lpc_order <= 64, f"net.lpc_order must be in [0, 64], got {self.lpc_order}")
-        _check(0.9 <= self.lpc_bandwidth <= 1.0,
-               f"net.lpc_bandwidth must be in [0.9, 1], got {self.lpc_bandwidth}")
         _check(self.lpc_centre != "logistic" or self.lpc_source == "codes",
                "net.lpc_centre = logistic needs lpc_source = codes (its width comes from the codes)")
 
@@ -148,6 +144,30 @@ class QuantizerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SamplingConfig:
+    """How a level's decoder is sampled: part of the trained model (``eval`` measures it, the
+    model hash covers it). ``temperature``/``top_p``: this level's own, whatever the track's
+    (None: the track's, which then shape only the levels and prior that name none).
+    ``lpc_bandwidth`` < 1 widens the backward-adaptive predictor's resonances while sampling (its
+    coefficients times ``lpc_bandwidth ** (i + 1)``, as speech codecs do); training always fits
+    the sharp one. A mismatch on purpose, like LPCNet's sharpening: fitted to the decoder's own
+    samples, sharp resonances sustain themselves as rising tones (docs/training-notes.md, A/B 15).
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    lpc_bandwidth: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.temperature is None or 0.0 < self.temperature <= MAX_TEMPERATURE,
+               f"sampling.temperature must be in (0, {MAX_TEMPERATURE:g}], got {self.temperature}")
+        _check(self.top_p is None or 0.0 < self.top_p <= 1.0,
+               f"sampling.top_p must be in (0, 1], got {self.top_p}")
+        _check(0.9 <= self.lpc_bandwidth <= 1.0,
+               f"sampling.lpc_bandwidth must be in [0.9, 1], got {self.lpc_bandwidth}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class LevelConfig:
     """One autoregressive discrete autoencoder level: encoder strides, bottleneck, decoder."""
 
@@ -170,6 +190,7 @@ class LevelConfig:
     # small causal WaveNet over the codes, trained with it — times ``rate`` (1: the audio's and the
     # codes' total bits), so its codes stay predictable to a prior (argmax codes only)
     rate: float = 0.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
         _check(self.rate >= 0.0, f"level.rate must be ≥ 0, got {self.rate}")

@@ -243,10 +243,13 @@ class Stack(nn.Module):
                                temperature, top_p, work)
         for k in range(start, 0, -1):
             level = self.levels[k - 1]
+            own = self.cfg.levels[k - 1].sampling  # a level that names its sampling renders with it
             cond = level.condition(seq.to(self.device))
-            state = level.decoder.incremental(batch, cond=cond, lpc_coef=level.lpc_coefficients(cond))
+            state = level.decoder.incremental(batch, cond=cond, lpc_coef=level.lpc_coefficients(cond),
+                                              lpc_bandwidth=own.lpc_bandwidth)
             seq = self._extend(state, prefixes[k - 1], lengths[k - 1], rngs[k - 1],
-                               temperature, top_p, work)
+                               temperature if own.temperature is None else own.temperature,
+                               top_p if own.top_p is None else own.top_p, work)
         work.finish()
         return self.audio(seq.cpu()).numpy()
 

@@ -8,11 +8,11 @@ import numbers
 import numpy as np
 import torch
 
+from .config import MAX_TEMPERATURE
 from .errors import ParameterError
 
 MAX_SECONDS = 3600.0
 MAX_BATCH = 256
-MAX_TEMPERATURE = 10.0
 
 
 def _number(value: object, name: str) -> float:

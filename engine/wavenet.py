@@ -70,14 +70,12 @@ class WaveNet(nn.Module):
         lpc_order: int = 0,
         lpc_source: str = "past",
         lpc_centre: str = "classes",
-        lpc_bandwidth: float = 1.0,
     ) -> None:
         super().__init__()
         if lpc_order and classes != lpc.MU + 1:
             raise ValueError(f"a centred WaveNet models μ-law audio ({lpc.MU + 1} classes), not {classes}")
         self.classes, self.residual, self.cond_hop = classes, residual, cond_hop
         self.lpc_order, self.lpc_source, self.lpc_centre = lpc_order, lpc_source, lpc_centre
-        self.lpc_bandwidth = lpc_bandwidth
         if lpc_order and lpc_source == "codes" and not cond_channels:
             raise ValueError("a WaveNet centred on a prediction from codes must be locally conditioned")
         self.embed = nn.Embedding(classes, residual)
@@ -100,7 +98,7 @@ class WaveNet(nn.Module):
         return cls(classes=classes, residual=cfg.residual, skip=cfg.skip, layers=cfg.layers,
                    cycle=cfg.cycle, cond_channels=cond_channels, cond_hop=cond_hop,
                    global_classes=global_classes, lpc_order=cfg.lpc_order, lpc_source=cfg.lpc_source,
-                   lpc_centre=cfg.lpc_centre, lpc_bandwidth=cfg.lpc_bandwidth)
+                   lpc_centre=cfg.lpc_centre)
 
     @property
     def receptive_field(self) -> int:
@@ -150,7 +148,7 @@ class WaveNet(nn.Module):
                 raise ValueError("this WaveNet predicts from codes: pass lpc_coef (B, order, frames)")
             return self.code_centres(lpc.predict_from_codes(x, lpc_coef[:, : self.lpc_order], self.cond_hop),
                                      lpc_coef)
-        rows = [lpc.predict(row, self.lpc_order, self.lpc_bandwidth) for row in x.detach().cpu().numpy()]
+        rows = [lpc.predict(row, self.lpc_order) for row in x.detach().cpu().numpy()]
         u = torch.from_numpy(np.stack([r[1] for r in rows])).to(x.device)
         c = torch.from_numpy(np.stack([r[2] for r in rows])).to(x.device)
         return u, c, None
@@ -262,9 +260,11 @@ class WaveNet(nn.Module):
         cond: torch.Tensor | None = None,
         label: torch.Tensor | None = None,
         lpc_coef: torch.Tensor | None = None,
+        lpc_bandwidth: float = 1.0,
     ) -> IncrementalState:
-        """A generation state with empty ring buffers (same as the zero padding of ``forward``)."""
-        return IncrementalState(self, batch, cond, label, lpc_coef)
+        """A generation state with empty ring buffers (same as the zero padding of ``forward``);
+        ``lpc_bandwidth``: the backward-adaptive predictor's while sampling (engine.config.SamplingConfig)."""
+        return IncrementalState(self, batch, cond, label, lpc_coef, lpc_bandwidth)
 
 
 BIAS_WINDOW = 4096  # frames of gate biases held at once (level 1 of the default: 2 s of audio)
@@ -337,7 +337,8 @@ class IncrementalState:
     """
 
     def __init__(self, net: WaveNet, batch: int, cond: torch.Tensor | None = None,
-                 label: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None) -> None:
+                 label: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None,
+                 lpc_bandwidth: float = 1.0) -> None:
         p = next(net.parameters())
         layers, r = len(net.layers), net.residual
         self.net, self.batch, self.position, self.hop = net, batch, 0, net.cond_hop
@@ -352,7 +353,7 @@ class IncrementalState:
             if net.lpc_centre == "logistic":  # (F, B): the prior's linear width per frame
                 self.lpc_scale = coef[:, :, net.lpc_order].to(torch.float32)
         elif net.lpc_order:
-            self.tracker = lpc.Tracker(batch, net.lpc_order, net.lpc_bandwidth)
+            self.tracker = lpc.Tracker(batch, net.lpc_order, lpc_bandwidth)
         if net.cond_proj is not None and cond is None:
             raise ValueError("this WaveNet is locally conditioned: pass cond (B, C, frames)")
         self.conditioned = cond is not None

@@ -38,8 +38,8 @@ def make_stack(levels: int = 2, seed: int = 0) -> Stack:
 
 def make_net(layers: int, cycle: int, cond: int = 0, hop: int = 1, labels: int = 0,
              classes: int = 32, residual: int = 8, skip: int = 12, lpc_order: int = 0,
-             lpc_centre: str = "classes", lpc_bandwidth: float = 1.0) -> WaveNet:
+             lpc_centre: str = "classes") -> WaveNet:
     torch.manual_seed(layers * 100 + cycle)
     return WaveNet(classes=classes, residual=residual, skip=skip, layers=layers, cycle=cycle,
                    cond_channels=cond, cond_hop=hop, global_classes=labels, lpc_order=lpc_order,
-                   lpc_centre=lpc_centre, lpc_bandwidth=lpc_bandwidth).eval()
+                   lpc_centre=lpc_centre).eval()

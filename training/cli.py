@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         print(f"wavestack-train {args.command}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"wavestack-train {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a stop asked for: what was kept, if the stop says
+        print(f"wavestack-train {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
 
 

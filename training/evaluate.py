@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from engine import lpc
 from engine.bundle import load_bundle
+from engine.config import to_dict
 from engine.level import Level
 from engine.stack import Stack
 from engine.wavenet import WaveNet
@@ -174,9 +175,10 @@ def _figures(original: np.ndarray, estimate: np.ndarray, rate: int) -> dict[str,
 
 def _reconstructions(stack: Stack, audio: np.ndarray, classes: np.ndarray, codes: list[np.ndarray],
                      seconds: float, seed: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Audio sampled from the true codes of each given level, next to the μ-law round trip (the
-    best an 8-bit decoder can do) and white noise (the far end), all against the original; and
-    the clips themselves."""
+    """Audio sampled from the true codes of each given level (as the level samples: its own
+    ``sampling`` where it names one, else temperature 1 and top-p 1), next to the μ-law round trip
+    (the best an 8-bit decoder can do) and white noise (the far end), all against the original;
+    and the clips themselves."""
     rate, top = stack.sample_rate, stack.hops[len(codes) - 1]
     n = min(len(classes), max(top, int(seconds * rate) // top * top))
     clips = {"original": audio[:n], "mulaw_roundtrip": _audio(stack, classes[:n]),
@@ -185,7 +187,8 @@ def _reconstructions(stack: Stack, audio: np.ndarray, classes: np.ndarray, codes
         frames = n // stack.hops[k - 1]
         clips[f"from_level{k}"] = stack.decode(
             torch.from_numpy(level_codes[None, :frames].astype(np.int64)), k, seed=seed)[0]
-    out: dict[str, Any] = {"sampled_seconds": round(n / rate, 3)}
+    out: dict[str, Any] = {"sampled_seconds": round(n / rate, 3),  # each level as it renders:
+                           "level_sampling": [to_dict(lv.sampling) for lv in stack.cfg.levels[: len(codes)]]}
     for name, clip in clips.items():
         if name != "original":
             out[name] = _figures(clips["original"], clip, rate)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,15 +86,20 @@ def noisy(x: torch.Tensor, classes: int, level: float, generator: torch.Generato
 
 @torch.no_grad()
 def encode_sequences(
-    level: Level, sequences: list[np.ndarray], *, chunk_frames: int = 4096, label: str | None = None
+    level: Level, sequences: list[np.ndarray], *, chunk_frames: int = 4096, label: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[np.ndarray]:
     """Codes of every sequence, computed in overlapping chunks so memory stays bounded.
 
-    ``label`` shows a progress bar with that title.
+    ``label`` shows a progress bar with that title; ``should_stop`` is asked before each sequence
+    (KeyboardInterrupt when it says stop: nothing is kept, the same command encodes again).
     """
     level.eval()
     out = []
     for seq in tqdm(sequences, desc=label, unit="file", disable=label is None):
+        if should_stop is not None and should_stop():
+            raise KeyboardInterrupt("stopped while encoding the training data; the same command "
+                                    "encodes it again")
         x = torch.from_numpy(seq.astype(np.int64)).unsqueeze(0)
         codes = level.encode(x, chunk_frames)[0] if len(seq) >= level.hop else torch.zeros(0)
         out.append(codes.numpy().astype(np.int16))

@@ -170,7 +170,7 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
     if to_dict(_with_allowed_changes(bundle.stack.cfg, cfg.stack)) != to_dict(cfg.stack):
         raise RunError(f"--init {init}: the bundle's stack differs from the config's; a run can only "
                        "start from a bundle of the same shape (or with more cond_context_blocks, "
-                       "which start as the identity, or another decoder lpc_bandwidth)")
+                       "which start as the identity, or another level sampling)")
     weights = {name: module.state_dict() for name, module in components(bundle.stack).items()}
     origin = {"bundle": bundle.name, "model_hash": bundle.hash,
               "provenance": bundle.meta.get("provenance", {})}
@@ -180,11 +180,11 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
 def _with_allowed_changes(bundle: StackConfig, config: StackConfig) -> StackConfig:
     """The bundle's stack with what a run may change in it taken from the config: conditioning
     context blocks beyond the bundle's (they start as the identity, see ``engine.level.CondNet``)
-    and the decoder's predictor bandwidth (no weights of its own: the decoder trains on with it)."""
+    and how each level is sampled (no weights of its own)."""
     if len(bundle.levels) != len(config.levels):
         return bundle
     levels = tuple(dataclasses.replace(
-        mine, decoder=dataclasses.replace(mine.decoder, lpc_bandwidth=theirs.decoder.lpc_bandwidth),
+        mine, sampling=theirs.sampling,
         cond_context_blocks=max(mine.cond_context_blocks, theirs.cond_context_blocks))
         for mine, theirs in zip(bundle.levels, config.levels, strict=True))
     return dataclasses.replace(bundle, levels=levels)
@@ -413,7 +413,7 @@ def _encode_stage(run: Run, model: nn.Module, level: int, sequences: list[np.nda
     path = run.codes(level)
     if world.main and not path.is_file():
         label = f"encode level {level}" if show_progress else None
-        codes = stages.encode_sequences(model, sequences, label=label)
+        codes = stages.encode_sequences(model, sequences, label=label, should_stop=STOP.is_set)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
         np.savez(tmp, codes=np.concatenate(codes), lengths=np.array([len(c) for c in codes]))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import pickle
 
@@ -9,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from engine import bundle as bundle_mod
 from engine import catalog
 from engine.bundle import load_bundle, save_bundle
+from engine.config import SamplingConfig
 from engine.errors import BundleError, ModelNotFoundError
 from tests.tiny import make_stack
 
@@ -55,6 +57,12 @@ def test_hash_identifies_the_model(saved, tmp_path):
     assert load_bundle(path).hash == load_bundle(again).hash  # same config and weights
     other = save_bundle(make_stack(2, seed=1), tmp_path / "other", name="other", trained=False)
     assert load_bundle(other).hash != load_bundle(path).hash
+    # how a level is sampled is part of the model: the same weights sampled otherwise hash otherwise
+    level = dataclasses.replace(stack.cfg.levels[0], sampling=SamplingConfig(temperature=0.4))
+    stack.cfg = dataclasses.replace(stack.cfg, levels=(level, *stack.cfg.levels[1:]))
+    sharper = load_bundle(save_bundle(stack, tmp_path / "sharper", name="sharper", trained=True))
+    assert sharper.hash != load_bundle(path).hash
+    assert sharper.stack.cfg.levels[0].sampling == SamplingConfig(temperature=0.4)
 
 
 def test_save_refuses_to_overwrite(saved):

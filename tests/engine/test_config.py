@@ -1,6 +1,8 @@
+import dataclasses
+
 import pytest
 
-from engine.config import LevelConfig, NetConfig, StackConfig, from_dict, to_dict
+from engine.config import LevelConfig, NetConfig, SamplingConfig, StackConfig, from_dict, to_dict
 from engine.errors import ConfigError
 from tests.tiny import tiny_config
 
@@ -8,6 +10,14 @@ from tests.tiny import tiny_config
 def test_round_trip():
     cfg = tiny_config(3)
     assert from_dict(StackConfig, to_dict(cfg)) == cfg
+    own = dataclasses.replace(cfg.levels[0], sampling=SamplingConfig(temperature=0.4, lpc_bandwidth=0.99))
+    cfg = dataclasses.replace(cfg, levels=(own, *cfg.levels[1:]))
+    data = to_dict(cfg)
+    assert data["levels"][0]["sampling"] == {"temperature": 0.4, "top_p": None, "lpc_bandwidth": 0.99}
+    assert data["levels"][1]["sampling"] == {"temperature": None, "top_p": None, "lpc_bandwidth": 1.0}
+    assert from_dict(StackConfig, data) == cfg
+    del data["levels"][0]["sampling"]["top_p"]  # a TOML file leaves out what it does not set
+    assert from_dict(StackConfig, data) == cfg
 
 
 @pytest.mark.parametrize(
@@ -20,6 +30,9 @@ def test_round_trip():
         ({"prior": {"layers": 0}}, "net.layers must be ≥ 1"),
         ({"levels": [{"strides": [1]}]}, "must downsample"),
         ({"levels": []}, "1 to 4 levels"),
+        ({"levels": [{"sampling": {"top_p": 1.5}}]}, r"sampling.top_p must be in \(0, 1\], got 1.5"),
+        ({"levels": [{"sampling": {"temperature": "hot"}}]}, r"sampling.temperature: expected a number"),
+        ({"levels": [{"sampling": {"lpc_bandwidth": None}}]}, r"lpc_bandwidth: expected a number"),
     ],
 )
 def test_strict_errors_name_the_key(data, message):

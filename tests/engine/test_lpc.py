@@ -8,7 +8,7 @@ import torch
 
 from engine import lpc, mulaw
 from engine.bundle import load_bundle, save_bundle
-from engine.config import NetConfig, StackConfig
+from engine.config import NetConfig, SamplingConfig, StackConfig
 from engine.errors import ConfigError
 from engine.fastpath import FastStepper
 from engine.level import Level
@@ -62,7 +62,7 @@ def test_a_wider_bandwidth_pulls_every_pole_of_the_predictor_towards_the_centre(
     assert radius(wide.coef[0]) == pytest.approx(0.98 * radius(sharp.coef[0]), rel=1e-6)
     assert not np.array_equal(lpc.predict(classes[0], 16, 0.98)[0], lpc.predict(classes[0], 16)[0])
     with pytest.raises(ConfigError, match="lpc_bandwidth"):
-        NetConfig(lpc_order=16, lpc_bandwidth=0.5)
+        SamplingConfig(lpc_bandwidth=0.5)
 
 
 def test_the_predictor_uses_only_the_past():
@@ -103,32 +103,45 @@ def _teacher_forced(step, classes):
 @pytest.mark.parametrize("residual", [8, 32])
 @pytest.mark.parametrize("centre", ["classes", "input"])
 def test_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_paths(batch, residual, centre):
-    centred_paths_agree(batch, residual, centre, 1.0)
-
-
-def test_with_a_wider_predictor_bandwidth_the_centred_paths_agree_too():
-    centred_paths_agree(3, 8, "input", 0.98)
-
-
-def centred_paths_agree(batch: int, residual: int, centre: str, bandwidth: float) -> None:
-    net = make_net(6, 3, cond=5, hop=4, classes=256, residual=residual, lpc_order=16, lpc_centre=centre,
-                   lpc_bandwidth=bandwidth)
-    length = lpc.WINDOW + 2 * lpc.BLOCK + 50  # past the first refit that sees a full window
-    cond = torch.randn(batch, 5, length // 4 + 1, generator=torch.Generator().manual_seed(1))
-    u = np.random.default_rng(batch).random((length, batch), dtype=np.float32)
-    fast_logits = np.empty((batch, length, 256), np.float32)
-    x = FastStepper(net.incremental(batch, cond)).run(None, u, 1.0, 0.95, fast_logits)
+    net, cond, x, paths = centred_paths(batch, residual, centre, 1.0)
     with torch.no_grad():
         full = net(torch.from_numpy(x), cond)
         nll = float(net(torch.from_numpy(x), cond, nll=True))
     assert nll == pytest.approx(float(torch.nn.functional.cross_entropy(full, torch.from_numpy(x))), rel=1e-5)
-    state = net.incremental(batch, cond)
+    for logits in paths:
+        assert np.abs(logits - full.permute(0, 2, 1).numpy()).max() < 1e-4
+
+
+def test_sampled_with_a_wider_predictor_bandwidth_the_paths_agree_and_the_logits_move():
+    # training fits the sharp predictor (the parallel path); sampling may widen it (SamplingConfig)
+    net, cond, x, (torch_wide, numpy_wide, fast_wide) = centred_paths(3, 8, "input", 0.98)
+    for logits in (torch_wide, numpy_wide):
+        assert np.abs(logits - fast_wide).max() < 1e-4
+    with torch.no_grad():
+        sharp = net(torch.from_numpy(x), cond).permute(0, 2, 1).numpy()
+    first_refit = lpc.BLOCK  # before it, both predictors are zero
+    assert np.abs(fast_wide[:, :first_refit] - sharp[:, :first_refit]).max() < 1e-4
+    assert np.abs(fast_wide[:, first_refit:] - sharp[:, first_refit:]).max() > 1e-2
+
+
+def centred_paths(batch: int, residual: int, centre: str, bandwidth: float):
+    """A centred net, its conditioning, a sequence the fast path drew with ``bandwidth``, and the
+    torch, numpy and fast paths' teacher-forced logits (B, T, 256) along it."""
+    net = make_net(6, 3, cond=5, hop=4, classes=256, residual=residual, lpc_order=16, lpc_centre=centre)
+    length = lpc.WINDOW + 2 * lpc.BLOCK + 50  # past the first refit that sees a full window
+    cond = torch.randn(batch, 5, length // 4 + 1, generator=torch.Generator().manual_seed(1))
+    u = np.random.default_rng(batch).random((length, batch), dtype=np.float32)
+    fast_logits = np.empty((batch, length, 256), np.float32)
+    def state():
+        return net.incremental(batch, cond, lpc_bandwidth=bandwidth)
+
+    x = FastStepper(state()).run(None, u, 1.0, 0.95, fast_logits)
+    stepped = state()
     with torch.inference_mode():
         torch_logits = _teacher_forced(
-            lambda p: state.step(None if p is None else torch.from_numpy(p)).numpy(), x)
-    numpy_logits = _teacher_forced(NumpyStepper(net.incremental(batch, cond)).step, x)
-    for logits in (torch_logits, numpy_logits, fast_logits):
-        assert np.abs(logits - full.permute(0, 2, 1).numpy()).max() < 1e-4
+            lambda p: stepped.step(None if p is None else torch.from_numpy(p)).numpy(), x)
+    numpy_logits = _teacher_forced(NumpyStepper(state()).step, x)
+    return net, cond, x, (torch_logits, numpy_logits, fast_logits)
 
 
 @pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.9)])

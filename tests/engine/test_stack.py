@@ -1,9 +1,11 @@
+import dataclasses
 import itertools
 
 import numpy as np
 import pytest
 import torch
 
+from engine.config import SamplingConfig
 from engine.errors import Cancelled, ParameterError
 from tests.tiny import make_stack
 
@@ -84,6 +86,19 @@ def test_temperature_and_top_p_change_the_output():
     base = stack.sample(SECONDS, seed=1)
     assert not np.array_equal(base, stack.sample(SECONDS, seed=1, temperature=0.5))
     assert not np.array_equal(base, stack.sample(SECONDS, seed=1, top_p=0.5))
+
+
+def test_a_level_that_names_its_own_sampling_renders_with_it_and_the_prior_takes_the_tracks():
+    plain = make_stack(1)
+    own = make_stack(1)
+    level = dataclasses.replace(own.cfg.levels[0], sampling=SamplingConfig(temperature=0.5, top_p=1.0))
+    own.cfg = dataclasses.replace(own.cfg, levels=(level,))
+    codes = plain.encode(plain.sample(SECONDS, seed=1))[0]
+    wanted = plain.decode(codes, 1, seed=3, temperature=0.5, top_p=1.0)
+    assert np.array_equal(own.decode(codes, 1, seed=3, temperature=1.7, top_p=0.3), wanted)
+    assert not np.array_equal(plain.decode(codes, 1, seed=3, temperature=1.7, top_p=0.3), wanted)
+    # from scratch, the track's temperature still chooses the codes the level renders
+    assert not np.array_equal(own.sample(SECONDS, seed=1, temperature=0.3), own.sample(SECONDS, seed=1))
 
 
 def test_tiny_top_p_is_greedy():

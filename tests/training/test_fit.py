@@ -17,11 +17,13 @@ from safetensors.torch import load_file
 from engine import load_bundle
 from engine.errors import ConfigError
 from engine.level import Level
+from tests.tiny import tiny_level
 from training.checkpoint import load_checkpoint, read_meta
 from training.cli import main
 from training.config import load
 from training.errors import RunError
 from training.export import export
+from training.stages import encode_sequences
 from training.trainer import fit
 
 from .conftest import tones
@@ -175,7 +177,7 @@ def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_t
         fit(other, tone_dir, tmp_path / "third", show_progress=False, init=bundle)
     # a level may grow its view of the codes: the new blocks start as the identity
     grown = tmp_path / "grown"
-    changes = ["stack.levels.0.cond_context_blocks=2", "stack.levels.0.decoder.lpc_bandwidth=0.99"]
+    changes = ["stack.levels.0.cond_context_blocks=2", "stack.levels.0.sampling.lpc_bandwidth=0.99"]
     fit(load(tiny_toml, [*still, *changes]), tone_dir, grown, show_progress=False, init=bundle,
         until="level1")
     grown_stack = load(tiny_toml, ["stack.levels.0.cond_context_blocks=2"]).stack
@@ -262,3 +264,19 @@ def test_a_stopped_fit_writes_its_checkpoint_first_and_resumes_exactly(tiny_toml
     a = load_file(str(straight / "checkpoints" / "level1.safetensors"))
     b = load_file(str(stopped / "checkpoints" / "level1.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_stop_asked_for_while_encoding_ends_it_before_the_next_file():
+    level = Level(tiny_level(), input_classes=256)
+    sequences = [np.random.default_rng(i).integers(0, 256, 400) for i in range(5)]
+    asked = []
+
+    def should_stop() -> bool:
+        asked.append(True)
+        return len(asked) == 3
+
+    with pytest.raises(KeyboardInterrupt, match="encodes it again"):
+        encode_sequences(level, sequences, should_stop=should_stop)
+    assert len(asked) == 3  # two files encoded, none after the stop
+    assert len(encode_sequences(level, sequences, should_stop=lambda: False)) == 5
+
