@@ -6,7 +6,8 @@
 - multi-resolution STFT distance of reconstructions: teacher-forced (the decoder's most likely
   sample given the true past and the codes) and sampled (level 1 generated from the true codes);
 - the NLL of the run's unconditional baseline decoder, when one is given: the codes must beat it;
-- RMS, spectral flatness and centroid of audio generated from scratch next to the held-out audio's.
+- RMS, spectral flatness and centroid of audio generated from scratch next to the held-out audio's,
+  and the share of it that sounds at all (music.sounding_fraction).
 
 Every model figure has its references beside it (training.references, training.music): the
 backward-adaptive linear predictors (orders 16, 32, 64) and an adaptive unigram for level 1, adaptive
@@ -210,7 +211,8 @@ def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:
 def _likeness(generated: np.ndarray, heldout: list[np.ndarray], rate: int) -> dict[str, Any]:
     """Fréchet distance of the generated audio's 1-s window statistics to the held-out audio's,
     with the held-out audio's two halves (near end) and white noise (far end) as references."""
-    own = {"harmonicity_db": music.harmonicity_db(generated),
+    own = {"sounding": music.sounding_fraction(generated, rate),
+           "harmonicity_db": music.harmonicity_db(generated),
            "pitch_clarity": music.pitch_clarity(generated, rate),
            "pitch_variety": music.pitch_variety(generated, rate)}
     windows = [music.window_features(a, rate) for a in heldout]
@@ -225,6 +227,7 @@ def _likeness(generated: np.ndarray, heldout: list[np.ndarray], rate: int) -> di
         **own,
         "frechet": music.frechet(music.window_features(generated, rate), held),
         "references": {
+            "sounding_heldout": round(float(np.mean([music.sounding_fraction(a, rate) for a in heldout])), 4),
             "frechet_heldout_halves": music.frechet(held[:half], held[half:]),
             "frechet_white_noise": music.frechet(music.window_features(noise, rate), held),
             "harmonicity_db_white_noise": music.harmonicity_db(noise),

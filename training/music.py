@@ -8,6 +8,9 @@
   reference's partials (the noise floor a listener hears under the notes);
 - ``pitch_clarity``: how few pitch classes a frame's energy falls on (one note: near 1; chords
   and music: in between; noise or pitchless clatter: near 0), needing no reference to compare to;
+- ``sounding_fraction``: the share of 100-ms frames that sound at all (above −45 dBFS): the
+  per-frame figures above leave silent frames out, so music that plays half the time and music
+  that plays throughout can score alike on them;
 - ``frechet``: Fréchet distance between the distributions of 1-s window statistics (chroma, octave
   band balance, harmonicity) of two collections of audio.
 
@@ -23,6 +26,7 @@ HOP = 1024
 PITCHES = np.arange(36, 96)  # MIDI C2 .. B6
 PEAK_BINS = 2  # a partial's energy: the peak bin and this many on either side
 SILENT_DB = -50.0  # frames this far below the loudest frame are left out of per-frame figures
+SOUNDING_DB = -45.0  # a 100-ms frame above this RMS (dBFS) sounds: 27 dB under the corpus's loudness
 
 
 def _power(audio: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
@@ -151,6 +155,17 @@ def pitch_variety(audio: np.ndarray, sample_rate: int, seconds: float = 1.0) -> 
     loud = np.array(energy) > max(energy) * 10 ** (SILENT_DB / 10)
     p = np.bincount(np.array(tops)[loud], minlength=12) / loud.sum()
     return round(max(0.0, float(-(p[p > 0] * np.log2(p[p > 0])).sum())), 3)
+
+
+def sounding_fraction(audio: np.ndarray, sample_rate: int, floor_db: float = SOUNDING_DB) -> float:
+    """Share of the clip's 100-ms frames whose RMS is above ``floor_db`` dBFS (held-out piano:
+    all of them; a model that falls silent between phrases: its rests leave them out)."""
+    size = max(1, sample_rate // 10)
+    frames = np.asarray(audio, dtype=np.float64)[: len(audio) // size * size].reshape(-1, size)
+    if not len(frames):
+        return 0.0
+    level = np.mean(frames**2, axis=1)
+    return round(float(np.mean(level > 10 ** (floor_db / 10))), 4)
 
 
 def window_features(audio: np.ndarray, sample_rate: int, seconds: float = 1.0) -> np.ndarray:

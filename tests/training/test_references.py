@@ -65,6 +65,17 @@ def test_pitch_clarity_ranks_one_note_above_a_chord_above_noise():
     assert music.pitch_clarity(np.zeros(RATE, np.float32), RATE) == 0.0
 
 
+def test_sounding_fraction_counts_the_time_that_plays_not_the_rests():
+    phrase = chord(seconds=2.0)  # at the corpus's level, about -20 dBFS
+    rest = np.zeros(RATE * 2, np.float32)
+    assert music.sounding_fraction(phrase, RATE) == 1.0
+    assert music.sounding_fraction(np.concatenate([phrase, rest]), RATE) == 0.5
+    assert music.sounding_fraction(phrase * 10 ** (-40 / 20), RATE) == 0.0  # 40 dB down: inaudible in a mix
+    # the per-frame figures leave the rest out: they cannot tell the two apart
+    clarity = music.pitch_clarity(phrase, RATE)  # (frames across the phrase's end differ a little)
+    assert music.pitch_clarity(np.concatenate([phrase, rest]), RATE) == pytest.approx(clarity, abs=0.01)
+
+
 def test_pitch_variety_is_nil_for_a_drone_and_counts_the_notes_of_a_tune():
     drone = chord(seconds=8.0, notes=(70,))
     tune = np.concatenate([chord(seconds=2.0, notes=(n,), seed=i) for i, n in enumerate((60, 62, 64, 65))])
