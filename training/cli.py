@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--generate-seconds", type=float, default=20.0,
                     help="audio generated from scratch for the music-likeness figures (default 20; 0: skip)")
     ev.add_argument("--seed", type=int, default=1, help="seed of the sampled parts (default 1)")
+    ev.add_argument("--seeds", type=int, default=3,
+                    help="renders generated from scratch, seeds SEED, SEED+1, …: their figures are averaged "
+                         "(one seed says little: default 3)")
     ev.add_argument("--temperature", type=float,
                     help="sampling temperature of the generated audio (default: the bundle's, else 1)")
     ev.add_argument("--top-p", type=float,
@@ -141,7 +144,8 @@ def _eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, evaluate_run
 
     options = dict(max_seconds=args.max_seconds, decode_seconds=args.decode_seconds,
-                   generate_seconds=args.generate_seconds, seed=args.seed, show_progress=not args.quiet,
+                   generate_seconds=args.generate_seconds, seed=args.seed, seeds=args.seeds,
+                   show_progress=not args.quiet,
                    figures=args.figures, temperature=args.temperature, top_p=args.top_p)
     if (Path(args.bundle) / "run.json").is_file():
         if args.baseline:

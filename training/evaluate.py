@@ -88,12 +88,13 @@ def evaluate_run(run_dir: Path, data_dir: Path, **options: Any) -> dict[str, Any
 def _evaluate(
     stack: Stack, header: dict[str, Any], data_dir: Path, levels: int, with_prior: bool,
     baseline: WaveNet | None, *, max_seconds: float = 120.0, decode_seconds: float = 8.0,
-    generate_seconds: float = 20.0, seed: int = 1, show_progress: bool = False,
+    generate_seconds: float = 20.0, seed: int = 1, seeds: int = 1, show_progress: bool = False,
     figures: Path | None = None, temperature: float | None = None, top_p: float | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``stack``'s first ``levels`` levels (and its prior), each next to its references;
     ``figures``: a folder for the audio clips and their spectrograms; ``temperature``, ``top_p``:
-    the sampling of the generated audio (default 1 and 1)."""
+    the sampling of the generated audio (default 1 and 1); ``seeds``: how many renders of it
+    (seeds ``seed``, ``seed + 1``, …), whose figures are averaged (each seed's are kept too)."""
     temperature = 1.0 if temperature is None else temperature
     top_p = 1.0 if top_p is None else top_p
     rate = stack.sample_rate
@@ -134,11 +135,15 @@ def _evaluate(
         bar.update(1)
     out["heldout_audio"] = {**describe(original, rate), "harmonicity_db": music.harmonicity_db(original)}
     if with_prior and generate_seconds > 0:
-        generated = stack.sample(generate_seconds, seed=seed, temperature=temperature, top_p=top_p)[0]
-        out["generated"] = {"seconds": generate_seconds, "seed": seed, "temperature": temperature,
-                            "top_p": top_p, **describe(generated, rate),
-                            **_likeness(generated, audio, rate)}
-        clips["generated"] = generated
+        rows = stack.sample(generate_seconds, seed=list(range(seed, seed + seeds)), temperature=temperature,
+                            top_p=top_p)  # one batched pass; each row is what its seed renders alone
+        figures_of = [{**describe(g, rate), **_likeness(g, audio, rate)} for g in rows]
+        out["generated"] = {"seconds": generate_seconds, "seed": seed, "seeds": seeds,
+                            "temperature": temperature, "top_p": top_p, **_mean(figures_of)}
+        if seeds > 1:
+            out["generated"]["per_seed"] = [{k: v for k, v in f.items() if k != "references"}
+                                            for f in figures_of]
+        clips["generated"] = rows[0]
     bar.update(1)
     bar.close()
     if figures is not None:
@@ -238,6 +243,12 @@ def _likeness(generated: np.ndarray, heldout: list[np.ndarray], rate: int) -> di
             "pitch_variety_white_noise": music.pitch_variety(noise, rate),
         },
     }
+
+
+def _mean(figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """The renders' figures averaged (the first's where a figure is not a number: its references)."""
+    return {k: round(float(np.mean([f[k] for f in figures])), 4) if isinstance(v, int | float) else v
+            for k, v in figures[0].items()}
 
 
 def _take(sequences: list[np.ndarray], budget: int, multiple: int) -> list[np.ndarray]:

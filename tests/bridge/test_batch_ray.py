@@ -32,9 +32,9 @@ project = "out"
 [[tracks]]
 name = "long"
 model = "tiny"
-seconds = 30
+seconds = 10
 seeds = [1, 2, 3, 4]
-"""
+"""  # a pass of two renders computes for about a second: a worker is killed in the middle of one
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,14 @@ def test_eval_reports_every_metric_and_the_baseline(tiny_toml, tone_dir, tmp_pat
     focused = evaluate(bundle, tone_dir, max_seconds=2.0, decode_seconds=0.1, generate_seconds=0.2, seed=3,
                        top_p=0.5)
     assert focused["generated"]["top_p"] == 0.5 and focused["level1"] == m["level1"]
+    # several seeds: their figures averaged, each seed's kept; seed 3's as it renders alone
+    two = evaluate(bundle, tone_dir, max_seconds=2.0, decode_seconds=0.1, generate_seconds=0.2, seed=3,
+                   seeds=2)["generated"]
+    assert two["seeds"] == 2 and len(two["per_seed"]) == 2
+    assert two["per_seed"][0] == {k: v for k, v in m["generated"].items()
+                                  if k not in ("seconds", "seed", "seeds", "temperature", "top_p")}
+    for key in ("rms_dbfs", "pitch_clarity", "sounding"):
+        assert two[key] == pytest.approx(sum(f[key] for f in two["per_seed"]) / 2, abs=1e-4)
 
 
 def test_eval_of_a_run_measures_its_finished_levels_with_references_and_writes_figures(
