@@ -382,7 +382,10 @@ def will_compile() -> bool:
     it is neither compiled in this process nor in numba's cache."""
     if not AVAILABLE or _run.signatures:
         return False
-    return not any(Path(numba.config.CACHE_DIR).glob("**/fastpath._run-*.nbi"))
+    try:  # numba keeps one cache per source folder and stamp: another clone's does not count
+        return not _run._cache._cache_file._load_index()
+    except Exception:  # (numba's internals moved: any cached loop, as far as can be seen)
+        return not any(Path(numba.config.CACHE_DIR).glob("**/fastpath._run-*.nbi"))
 
 
 def warm_up() -> None:

@@ -675,6 +675,14 @@ def test_with_an_empty_compile_cache_a_render_would_compile(tmp_path, capsys):
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            cwd=Path(__file__).parents[2], timeout=120)
     assert fresh.stdout.split()[-1] == "True", fresh.stderr[-500:]
+    # another clone's compiled loop is no use to this one (numba keys its cache on the source's
+    # folder and stamp): it would compile, and says so
+    other = tmp_path / "engine_0123456789abcdef"
+    other.mkdir()
+    (other / Path(fastpath._run._cache._cache_file._index_path).name).write_bytes(b"not ours")
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                           cwd=Path(__file__).parents[2], timeout=120)
+    assert again.stdout.split()[-1] == "True", again.stderr[-500:]
     # here the loop is compiled (the suite's first fixture): set-up's warm-up has nothing to do
     assert not fastpath.will_compile()
     fastpath.warm_up()
