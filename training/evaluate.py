@@ -137,12 +137,8 @@ def _evaluate(
     if with_prior and generate_seconds > 0:
         rows = stack.sample(generate_seconds, seed=list(range(seed, seed + seeds)), temperature=temperature,
                             top_p=top_p)  # one batched pass; each row is what its seed renders alone
-        figures_of = [{**describe(g, rate), **_likeness(g, audio, rate)} for g in rows]
         out["generated"] = {"seconds": generate_seconds, "seed": seed, "seeds": seeds,
-                            "temperature": temperature, "top_p": top_p, **_mean(figures_of)}
-        if seeds > 1:
-            out["generated"]["per_seed"] = [{k: v for k, v in f.items() if k != "references"}
-                                            for f in figures_of]
+                            "temperature": temperature, "top_p": top_p, **_likeness(list(rows), audio, rate)}
         clips["generated"] = rows[0]
     bar.update(1)
     bar.close()
@@ -213,42 +209,44 @@ def _snr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return round(10 * math.log10(np.mean(reference.astype(np.float64) ** 2) / max(noise, 1e-30)), 2)
 
 
-def _likeness(generated: np.ndarray, heldout: list[np.ndarray], rate: int) -> dict[str, Any]:
-    """Fréchet distance of the generated audio's 1-s window statistics to the held-out audio's,
-    with the held-out audio's two halves (near end) and white noise (far end) as references."""
-    own = {"sounding": music.sounding_fraction(generated, rate),
-           "harmonicity_db": music.harmonicity_db(generated),
-           "pitch_clarity": music.pitch_clarity(generated, rate),
-           "pitch_variety": music.pitch_variety(generated, rate)}
-    windows = [music.window_features(a, rate) for a in heldout]
-    windows = [w for w in windows if len(w)]
-    if not windows or len(generated) < 2 * rate:
-        return own
-    held = np.concatenate(windows)
-    half = len(held) // 2
-    noise = references.white_noise(generated, 0)
-    clarity = float(np.mean([music.pitch_clarity(a, rate) for a in heldout]))
-    return {
-        **own,
-        "frechet": music.frechet(music.window_features(generated, rate), held),
-        "references": {
-            "sounding_heldout": round(float(np.mean([music.sounding_fraction(a, rate) for a in heldout])), 4),
+def _likeness(renders: list[np.ndarray], heldout: list[np.ndarray], rate: int) -> dict[str, Any]:
+    """Each render's figures (loudness, sounding, harmonicity, pitch clarity and variety, Fréchet
+    distance of its 1-s window statistics to the held-out audio's) averaged, each render's kept
+    when there are several; the references once: the held-out audio's own figures, its two halves
+    (near end) and white noise as loud as the first render (far end)."""
+    windows = [w for w in (music.window_features(a, rate) for a in heldout) if len(w)]
+    held = np.concatenate(windows) if windows else None
+    figures = []
+    for generated in renders:
+        own = {**describe(generated, rate), "sounding": music.sounding_fraction(generated, rate),
+               "harmonicity_db": music.harmonicity_db(generated),
+               "pitch_clarity": music.pitch_clarity(generated, rate),
+               "pitch_variety": music.pitch_variety(generated, rate)}
+        if held is not None and len(generated) >= 2 * rate:
+            own["frechet"] = music.frechet(music.window_features(generated, rate), held)
+        figures.append(own)
+    out: dict[str, Any] = {k: round(float(np.mean([f[k] for f in figures])), 4)
+                           if isinstance(v, int | float) else v for k, v in figures[0].items()}
+    if "frechet" in out:
+        half = len(held) // 2
+        noise = references.white_noise(renders[0], 0)
+
+        def mean_of(figure) -> float:
+            return float(np.mean([figure(a, rate) for a in heldout]))
+
+        out["references"] = {
+            "sounding_heldout": round(mean_of(music.sounding_fraction), 4),
             "frechet_heldout_halves": music.frechet(held[:half], held[half:]),
             "frechet_white_noise": music.frechet(music.window_features(noise, rate), held),
             "harmonicity_db_white_noise": music.harmonicity_db(noise),
-            "pitch_clarity_heldout": round(clarity, 4),
+            "pitch_clarity_heldout": round(mean_of(music.pitch_clarity), 4),
             "pitch_clarity_white_noise": music.pitch_clarity(noise, rate),
-            "pitch_variety_heldout": round(float(np.mean([music.pitch_variety(a, rate) for a in heldout])),
-                                           3),
+            "pitch_variety_heldout": round(mean_of(music.pitch_variety), 3),
             "pitch_variety_white_noise": music.pitch_variety(noise, rate),
-        },
-    }
-
-
-def _mean(figures: list[dict[str, Any]]) -> dict[str, Any]:
-    """The renders' figures averaged (the first's where a figure is not a number: its references)."""
-    return {k: round(float(np.mean([f[k] for f in figures])), 4) if isinstance(v, int | float) else v
-            for k, v in figures[0].items()}
+        }
+    if len(figures) > 1:
+        out["per_seed"] = figures
+    return out
 
 
 def _take(sequences: list[np.ndarray], budget: int, multiple: int) -> list[np.ndarray]:
