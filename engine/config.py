@@ -152,19 +152,48 @@ class SamplingConfig:
     coefficients times ``lpc_bandwidth ** (i + 1)``, as speech codecs do); training always fits
     the sharp one. A mismatch on purpose, like LPCNet's sharpening: fitted to the decoder's own
     samples, sharp resonances sustain themselves as rising tones (docs/training-notes.md, A/B 15).
+
+    ``loud_db`` gates the sampling by how loud the level plays: wherever the predictor's window
+    (the last 1,024 samples, measured every 128) is louder than this RMS level (dBFS), the level
+    samples with ``loud_temperature``, ``loud_top_p`` and ``loud_lpc_bandwidth`` (None: as where it
+    is quiet). Sharper where notes sound, it cleans the noise between their partials; left as it is
+    where the level is quiet, a rest can still turn into the next note (A/B 19; LPCNet sharpens
+    voiced frames only, for the same reason).
     """
 
     temperature: float | None = None
     top_p: float | None = None
     lpc_bandwidth: float = 1.0
+    loud_db: float | None = None
+    loud_temperature: float | None = None
+    loud_top_p: float | None = None
+    loud_lpc_bandwidth: float | None = None
 
     def __post_init__(self) -> None:
-        _check(self.temperature is None or 0.0 < self.temperature <= MAX_TEMPERATURE,
-               f"sampling.temperature must be in (0, {MAX_TEMPERATURE:g}], got {self.temperature}")
-        _check(self.top_p is None or 0.0 < self.top_p <= 1.0,
-               f"sampling.top_p must be in (0, 1], got {self.top_p}")
-        _check(0.9 <= self.lpc_bandwidth <= 1.0,
-               f"sampling.lpc_bandwidth must be in [0.9, 1], got {self.lpc_bandwidth}")
+        for name in ("temperature", "loud_temperature"):
+            value = getattr(self, name)
+            _check(value is None or 0.0 < value <= MAX_TEMPERATURE,
+                   f"sampling.{name} must be in (0, {MAX_TEMPERATURE:g}], got {value}")
+        for name in ("top_p", "loud_top_p"):
+            value = getattr(self, name)
+            _check(value is None or 0.0 < value <= 1.0, f"sampling.{name} must be in (0, 1], got {value}")
+        for name in ("lpc_bandwidth", "loud_lpc_bandwidth"):
+            value = getattr(self, name)
+            _check(value is None or 0.9 <= value <= 1.0, f"sampling.{name} must be in [0.9, 1], got {value}")
+        _check(self.loud_db is None or -120.0 <= self.loud_db <= 0.0,
+               f"sampling.loud_db must be in [-120, 0] dBFS, got {self.loud_db}")
+        loud = (self.loud_temperature, self.loud_top_p, self.loud_lpc_bandwidth)
+        _check(self.loud_db is not None or all(v is None for v in loud),
+               "sampling.loud_temperature, loud_top_p and loud_lpc_bandwidth need loud_db")
+
+    def draw(self, temperature: float, top_p: float) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(temperature, top-p) of this level where it plays quietly and where it plays loud, given
+        the track's."""
+        quiet = (temperature if self.temperature is None else self.temperature,
+                 top_p if self.top_p is None else self.top_p)
+        loud = (quiet[0] if self.loud_temperature is None else self.loud_temperature,
+                quiet[1] if self.loud_top_p is None else self.loud_top_p)
+        return quiet, loud
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +225,10 @@ class LevelConfig:
         _check(self.rate >= 0.0, f"level.rate must be ≥ 0, got {self.rate}")
         _check(self.rate == 0.0 or self.quantizer.kind == "argmax", "level.rate needs argmax codes")
         _check(len(self.strides) >= 1, "level.strides must name at least one stride")
+        fits_past = self.decoder.lpc_order > 0 and self.decoder.lpc_source == "past"
+        _check(self.sampling.loud_db is None or fits_past,
+               "sampling.loud_db needs a decoder whose predictor fits the past "
+               "(lpc_order > 0, lpc_source = past)")
         _check(all(s >= 1 for s in self.strides), f"level.strides must be ≥ 1: {self.strides}")
         _check(self.hop >= 2, f"a level must downsample (hop ≥ 2), got hop {self.hop}")
         _check(self.encoder_channels >= 1 and self.cond_channels >= 1, "channels must be ≥ 1")

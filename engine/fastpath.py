@@ -245,7 +245,8 @@ def _scratch(n):
 
 def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, frame_bias, frame_base, ring,
          ring_off, dil, dims, hop, position, prev, uniforms, temperature, top_p, out, logits_out, groups,
-         centre_w, lpc_buf, lpc_coef, lpc_mode, lpc_order, lpc_gamma, lpc_roll, levels):
+         centre_w, lpc_buf, lpc_coef, lpc_mode, lpc_order, lpc_gamma, lpc_roll, levels, lpc_loud,
+         loud_gamma, loud_power, loud_temperature, loud_top_p):
     """``uniforms.shape[0]`` steps for every batch row; ``prev`` (-1: none) and ``ring`` updated.
 
     ``dims`` = (layers, R, Rp, Sp, Hp, Kp, classes): R and the padded widths. ``frame_bias`` (a
@@ -258,7 +259,9 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
     coefficients per frame and row in ``lpc_coef`` rows frame · batch + row) runs each row's linear
     predictor (engine.lpc, on the state's tracker arrays in place), adds the prediction's
     interpolated ``centre_w`` row to the input, and (``lpc_roll``) reads its head outputs from the
-    prediction's class.
+    prediction's class. A predictor fitted to the past also gates the draw by loudness: a row whose
+    window was louder than ``loud_power`` at its last refit (``lpc_loud``) draws at
+    ``loud_temperature``/``loud_top_p``, its predictor widened by ``loud_gamma``.
     """
     steps, batch = uniforms.shape
     layers, r, rp, sp, hp, kp, classes = dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6]
@@ -298,7 +301,7 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                     value = levels[last[g]] if last[g] >= 0 else 0.0
                     if lpc_mode == 1:
                         p = lpc._step(lpc_buf[b0 + g], lpc_coef[b0 + g], lpc_tmp, lpc_acf, t, value,
-                                      lpc_order, lpc_gamma)
+                                      lpc_order, lpc_gamma, loud_gamma, loud_power, lpc_loud[b0 + g])
                     else:
                         p = lpc._step_codes(lpc_buf[b0 + g], lpc_coef[frame * batch + b0 + g], t, value,
                                             lpc_order)
@@ -358,8 +361,10 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                     src, off = rolled, 0
                 if keep_logits:
                     logits_out[b0 + g, s] = src[off : off + classes]
-                last[g] = _draw(src, off, classes, uniforms[s, b0 + g], temperature, top_p, probs, sums,
-                                cand, order)
+                loud = lpc_mode == 1 and lpc_loud[b0 + g, 0]
+                last[g] = _draw(src, off, classes, uniforms[s, b0 + g],
+                                loud_temperature if loud else temperature, loud_top_p if loud else top_p,
+                                probs, sums, cand, order)
                 out[b0 + g, s] = last[g]
         prev[b0:b1] = last
 
@@ -493,12 +498,16 @@ class FastStepper:
         self.lpc_order = 0 if tracker is None else tracker.order
         self.lpc_mode = 0 if tracker is None else tracker.mode
         self.lpc_gamma = float(getattr(tracker, "gamma", 1.0))
+        self.loud_gamma = float(getattr(tracker, "loud_gamma", 1.0))
+        self.loud_power = float(getattr(tracker, "loud_power", np.inf))
         self.centre_w = _aligned(np.zeros(V) if tracker is None else
                                  _widen(np_(state.net.centre_embed.weight), 1, rp).ravel())
 
     def run(self, prev: np.ndarray | None, uniforms: np.ndarray, temperature: float, top_p: float,
-            logits_out: np.ndarray | None = None) -> np.ndarray:
-        """Generate ``len(uniforms)`` steps; returns classes (B, n); fills ``logits_out`` (B, n, K)."""
+            loud: tuple[float, float] | None = None, logits_out: np.ndarray | None = None) -> np.ndarray:
+        """Generate ``len(uniforms)`` steps; returns classes (B, n); fills ``logits_out`` (B, n, K).
+        ``loud``: (temperature, top-p) of the rows the predictor's loudness gate marks loud."""
+        loud_t, loud_p = (temperature, top_p) if loud is None else loud
         st = self.state
         steps, batch = uniforms.shape
         compiling = _note_first_compile()
@@ -520,7 +529,8 @@ class FastStepper:
                  np.ascontiguousarray(uniforms[done:done + m], np.float32), np.float32(temperature),
                  np.float32(top_p), part, logits, min(batch, numba.get_num_threads()), self.centre_w,
                  *self._tracker_arrays(batch), self.lpc_mode, self.lpc_order, self.lpc_gamma,
-                 self.lpc_mode > 0 and st.net.lpc_centre == "classes", lpc.LEVELS)
+                 self.lpc_mode > 0 and st.net.lpc_centre == "classes", lpc.LEVELS, self._loud(batch),
+                 self.loud_gamma, self.loud_power, np.float32(loud_t), np.float32(loud_p))
             out[:, done:done + m] = part
             if keep:
                 logits_out[:, done:done + m] = logits
@@ -532,6 +542,11 @@ class FastStepper:
             print(f"wavestack: compiled the fast sampler in {compile_seconds:.0f} s", file=sys.stderr,
                   flush=True)
         return out
+
+    def _loud(self, batch: int) -> np.ndarray:
+        """The predictor's per-row loudness flags, updated in place (a stand-in if none)."""
+        loud = getattr(self.state.tracker, "loud", None)
+        return np.zeros((batch, 1), np.bool_) if loud is None else loud
 
     def _tracker_arrays(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """The linear predictor's history and coefficients, updated in place (stand-ins if none)."""

@@ -114,10 +114,12 @@ def _predict(classes, levels, order, gamma, p_out, u_out, c_out):
         p_out[t], u_out[t], c_out[t] = p, u, c
 
 
-def _step(buf, a, tmp, acf, t, prev_value, order, gamma):
+def _step(buf, a, tmp, acf, t, prev_value, order, gamma, loud_gamma, loud_power, loud):
     """One sampler step of the tracker ``buf`` (WINDOW + BLOCK): take x[t-1], return p[t].
 
     ``buf[:WINDOW]`` holds the WINDOW samples before the current block; the block's samples follow.
+    At each refit ``loud[0]`` says whether that window's mean power exceeds ``loud_power``, and the
+    coefficients are widened by ``loud_gamma`` if so, by ``gamma`` if not.
     """
     j = t % BLOCK
     if t > 0:
@@ -126,7 +128,11 @@ def _step(buf, a, tmp, acf, t, prev_value, order, gamma):
         if t > 0:
             for i in range(WINDOW):
                 buf[i] = buf[BLOCK + i]
-        _coefficients(buf[:WINDOW], order, a, tmp, acf, gamma)
+        power = 0.0
+        for i in range(WINDOW):
+            power += buf[i] * buf[i]
+        loud[0] = power > loud_power * WINDOW
+        _coefficients(buf[:WINDOW], order, a, tmp, acf, loud_gamma if loud[0] else gamma)
     return _dot_past(buf, WINDOW + j, a, order)
 
 
@@ -143,10 +149,11 @@ def _step_codes(hist, a, t, prev_value, order):
     return p
 
 
-def _prime(buf, a, tmp, acf, classes, levels, order, gamma):
+def _prime(buf, a, tmp, acf, classes, levels, order, gamma, loud_gamma, loud_power, loud):
     """``_step`` over a known prefix: steps 0 .. len - 1."""
     for t in range(classes.shape[0]):
-        _step(buf, a, tmp, acf, t, levels[classes[t - 1]] if t > 0 else 0.0, order, gamma)
+        _step(buf, a, tmp, acf, t, levels[classes[t - 1]] if t > 0 else 0.0, order, gamma, loud_gamma,
+              loud_power, loud)
 
 
 if njit is not None:
@@ -177,12 +184,20 @@ class Tracker:
 
     mode = 1  # the fast loop's name for it (2: CodeTracker)
 
-    def __init__(self, batch: int, order: int, gamma: float = 1.0) -> None:
+    def __init__(self, batch: int, order: int, gamma: float = 1.0, loud_db: float | None = None,
+                 loud_gamma: float | None = None) -> None:
         self.order, self.gamma = order, float(gamma)
+        self.loud_gamma = self.gamma if loud_gamma is None else float(loud_gamma)
+        # mean power above which a row plays loud (engine.config.SamplingConfig.loud_db)
+        self.loud_power = math.inf if loud_db is None else 10.0 ** (loud_db / 10.0)
+        self.loud = np.zeros((batch, 1), np.bool_)  # per row, as of its last refit
         self.buf = np.zeros((batch, WINDOW + BLOCK))
         self.coef = np.zeros((batch, max(order, 1)))
         self.tmp = np.zeros(max(order, 1))
         self.acf = np.zeros(order + 1)
+
+    def _gate(self) -> tuple[float, float, float]:
+        return self.gamma, self.loud_gamma, self.loud_power
 
     def step(self, t: int, prev: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Centre coordinates (B,) float32, classes (B,) int64 and predictions (B,) of step ``t``;
@@ -191,7 +206,8 @@ class Tracker:
         u, c, p = np.empty(batch, np.float32), np.empty(batch, np.int64), np.empty(batch)
         for b in range(batch):
             value = 0.0 if prev is None else LEVELS[int(prev[b])]
-            p[b] = _step(self.buf[b], self.coef[b], self.tmp, self.acf, t, value, self.order, self.gamma)
+            p[b] = _step(self.buf[b], self.coef[b], self.tmp, self.acf, t, value, self.order,
+                         *self._gate(), self.loud[b])
             u[b], c[b] = _centre(p[b], MU)
         return u, c, p
 
@@ -199,7 +215,8 @@ class Tracker:
         """Run the tracker over a known prefix (B, P), ready for step P."""
         prefix = np.ascontiguousarray(prefix, dtype=np.int64)
         for b in range(self.buf.shape[0]):
-            _prime(self.buf[b], self.coef[b], self.tmp, self.acf, prefix[b], LEVELS, self.order, self.gamma)
+            _prime(self.buf[b], self.coef[b], self.tmp, self.acf, prefix[b], LEVELS, self.order,
+                   *self._gate(), self.loud[b])
 
 
 class CodeTracker:

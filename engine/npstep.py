@@ -85,11 +85,15 @@ class NumpyStepper:
         return logits
 
     def run(self, prev: np.ndarray | None, uniforms: np.ndarray, temperature: float,
-            top_p: float) -> np.ndarray:
+            top_p: float, loud: tuple[float, float] | None = None) -> np.ndarray:
         """``len(uniforms)`` steps with draws, like ``FastStepper.run``; returns classes (B, n)."""
         out = np.empty((self.state.batch, uniforms.shape[0]), np.int64)
         for i, u in enumerate(uniforms):
-            prev = pick_np(self.step(prev), u, temperature, top_p)
+            logits = self.step(prev)
+            prev = pick_np(logits, u, temperature, top_p)
+            rows = self.state.loud_rows()
+            if loud is not None and rows is not None and rows.any():  # those rows draw with the loud settings
+                prev = np.where(rows, pick_np(logits, u, *loud), prev)
             out[:, i] = prev
         return out
 

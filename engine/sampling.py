@@ -100,13 +100,15 @@ def sample_sequence(
     prev: torch.Tensor | None = None,
     cost: int = 1,
     sampler: str = "auto",
+    loud: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Generate ``length`` classes (B, length) continuing ``state``; ``prev`` is the last known one.
 
     Each step counts ``cost`` units of ``progress`` (the net's layer count, so levels weigh fairly).
     ``sampler``: ``fast`` (CPU, compiled loop, needs numba), ``numpy`` (CPU), ``torch`` (any
     device, batched on the GPU), ``auto``: fast on CPU when numba is there, else numpy on CPU, torch
-    on a GPU. All consume the uniform stream identically.
+    on a GPU. All consume the uniform stream identically. ``loud`` (temperature, top-p): the draw
+    of the rows the state's loudness gate marks loud (``IncrementalState.loud_rows``).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
@@ -118,20 +120,26 @@ def sample_sequence(
     if sampler in ("fast", "numpy"):
         stepper, block = (fastpath.FastStepper(state), _FAST_CHUNK) if sampler == "fast" else \
             (NumpyStepper(state), _NUMPY_BLOCK)
-        return _sample_blocks(stepper, block, state, length, rng, temperature, top_p, progress, prev, cost)
+        return _sample_blocks(stepper, block, state, length, rng, (temperature, top_p, loud), progress, prev,
+                              cost)
     out = torch.empty(state.batch, length, dtype=torch.long, device=state.embed.device)
     with torch.inference_mode():
         for start in range(0, length, _CHUNK):
             n = min(_CHUNK, length - start)
             u = torch.from_numpy(uniforms(rng, n, state.batch)).to(state.embed.device)
             for i in range(n):
-                prev = pick(state.step(prev), u[i], temperature, top_p)
+                logits = state.step(prev)
+                prev = pick(logits, u[i], temperature, top_p)
+                rows = state.loud_rows()
+                if loud is not None and rows is not None and rows.any():
+                    mask = torch.from_numpy(rows).to(prev.device)
+                    prev = torch.where(mask, pick(logits, u[i], *loud), prev)
                 out[:, start + i] = prev
                 progress.advance(cost)
     return out.cpu().clone()  # a normal CPU tensor again, usable outside inference mode
 
 
-def _sample_blocks(stepper, block, state, length, rng, temperature, top_p, progress, prev, cost):
+def _sample_blocks(stepper, block, state, length, rng, draw, progress, prev, cost):
     """Draw ``length`` steps from a CPU stepper, ``block`` steps per call (progress between calls)."""
     last = None if prev is None else prev.numpy()
     out = np.empty((state.batch, length), dtype=np.int64)
@@ -140,7 +148,7 @@ def _sample_blocks(stepper, block, state, length, rng, temperature, top_p, progr
         u = uniforms(rng, n, state.batch)
         for s in range(0, n, block):
             m = min(block, n - s)
-            classes = stepper.run(last, u[s:s + m], temperature, top_p)
+            classes = stepper.run(last, u[s:s + m], *draw)
             out[:, start + s:start + s + m] = classes
             last = classes[:, -1]
             progress.advance(cost * m)

@@ -246,10 +246,9 @@ class Stack(nn.Module):
             own = self.cfg.levels[k - 1].sampling  # a level that names its sampling renders with it
             cond = level.condition(seq.to(self.device))
             state = level.decoder.incremental(batch, cond=cond, lpc_coef=level.lpc_coefficients(cond),
-                                              lpc_bandwidth=own.lpc_bandwidth)
-            seq = self._extend(state, prefixes[k - 1], lengths[k - 1], rngs[k - 1],
-                               temperature if own.temperature is None else own.temperature,
-                               top_p if own.top_p is None else own.top_p, work)
+                                              sampling=own)
+            quiet, loud = own.draw(temperature, top_p)
+            seq = self._extend(state, prefixes[k - 1], lengths[k - 1], rngs[k - 1], *quiet, work, loud)
         work.finish()
         return self.audio(seq.cpu()).numpy()
 
@@ -264,7 +263,7 @@ class Stack(nn.Module):
             lengths[k - 1] = lengths[k] * self.levels[k - 1].hop
         return lengths
 
-    def _extend(self, state, prefix, length, rng, temperature, top_p, work) -> torch.Tensor:
+    def _extend(self, state, prefix, length, rng, temperature, top_p, work, loud=None) -> torch.Tensor:
         """Level sequence of ``length``: the known ``prefix`` (primed in one pass), then sampled."""
         known = 0 if prefix is None else min(prefix.shape[1], length)
         last = None
@@ -273,7 +272,8 @@ class Stack(nn.Module):
             state.prime(prefix)
             last = prefix[:, -1]
         new = sample_sequence(state, length - known, rng, temperature=temperature, top_p=top_p,
-                              progress=work, prev=last, cost=len(state.buffers), sampler=self.sampler)
+                              progress=work, prev=last, cost=len(state.buffers), sampler=self.sampler,
+                              loud=loud)
         return torch.cat([prefix, new], dim=1) if known else new
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import lpc
-from .config import NetConfig
+from .config import NetConfig, SamplingConfig
 
 # a centred net's prediction per position: u (B, T) float, c (B, T) long, prior logits (B, K, T) or None
 Centre = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -260,11 +260,11 @@ class WaveNet(nn.Module):
         cond: torch.Tensor | None = None,
         label: torch.Tensor | None = None,
         lpc_coef: torch.Tensor | None = None,
-        lpc_bandwidth: float = 1.0,
+        sampling: SamplingConfig | None = None,
     ) -> IncrementalState:
         """A generation state with empty ring buffers (same as the zero padding of ``forward``);
-        ``lpc_bandwidth``: the backward-adaptive predictor's while sampling (engine.config.SamplingConfig)."""
-        return IncrementalState(self, batch, cond, label, lpc_coef, lpc_bandwidth)
+        ``sampling``: the level's, whose predictor settings (bandwidth, loud gate) it applies."""
+        return IncrementalState(self, batch, cond, label, lpc_coef, sampling)
 
 
 BIAS_WINDOW = 4096  # frames of gate biases held at once (level 1 of the default: 2 s of audio)
@@ -338,7 +338,7 @@ class IncrementalState:
 
     def __init__(self, net: WaveNet, batch: int, cond: torch.Tensor | None = None,
                  label: torch.Tensor | None = None, lpc_coef: torch.Tensor | None = None,
-                 lpc_bandwidth: float = 1.0) -> None:
+                 sampling: SamplingConfig | None = None) -> None:
         p = next(net.parameters())
         layers, r = len(net.layers), net.residual
         self.net, self.batch, self.position, self.hop = net, batch, 0, net.cond_hop
@@ -353,7 +353,9 @@ class IncrementalState:
             if net.lpc_centre == "logistic":  # (F, B): the prior's linear width per frame
                 self.lpc_scale = coef[:, :, net.lpc_order].to(torch.float32)
         elif net.lpc_order:
-            self.tracker = lpc.Tracker(batch, net.lpc_order, lpc_bandwidth)
+            own = SamplingConfig() if sampling is None else sampling
+            self.tracker = lpc.Tracker(batch, net.lpc_order, own.lpc_bandwidth, own.loud_db,
+                                       own.loud_lpc_bandwidth)
         if net.cond_proj is not None and cond is None:
             raise ValueError("this WaveNet is locally conditioned: pass cond (B, C, frames)")
         self.conditioned = cond is not None
@@ -380,6 +382,14 @@ class IncrementalState:
             self.w_h2 = net.head2.weight[:, :, 0].t().contiguous()
             self.b_h1, self.b_h2 = net.head1.bias.detach(), net.head2.bias.detach()
         self._frame, self._biases = -1, ()
+
+    def loud_rows(self) -> np.ndarray | None:
+        """(B,) bool: the rows whose predictor window was louder than the level's ``loud_db`` at its
+        last refit; None when the level's sampling names no such gate."""
+        tracker = self.tracker
+        if not isinstance(tracker, lpc.Tracker) or tracker.loud_power == float("inf"):
+            return None
+        return tracker.loud[:, 0]
 
     @torch.no_grad()
     def prime(self, x: torch.Tensor) -> None:

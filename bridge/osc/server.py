@@ -235,6 +235,12 @@ class Server:
             self._drain = Drain(self.sock, INBOX, INBOX_BYTES)
         except (OSError, ValueError) as exc:  # no process here: this thread receives, as fast as it can
             log.warning("receiving on the server's own thread (%s): a burst may be dropped", exc)
+            return
+        if not self._drain.realtime and self.receive_buffer < RECEIVE_BUFFER:
+            log.warning("the receiving process runs at normal priority with a %d-KiB buffer: while "
+                        "other programs hold the cores, a burst may be dropped; run the server as a "
+                        "user allowed realtime priority (ulimit -r, as an audio group grants) or "
+                        "raise the buffer", self.receive_buffer // 1024)
 
     def _read_drain(self) -> None:
         """Move what the receiving process took off the socket into the inbox."""

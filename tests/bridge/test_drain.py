@@ -113,3 +113,30 @@ def test_a_killed_receiving_process_leaves_the_server_answering(server):
     address, values = client.ask("/wavestack/ping")
     assert address == "/wavestack/pong" and values
     client.close()
+
+
+def _system_allows_realtime() -> bool:
+    """Whether this process may give another the lowest round-robin realtime priority (asked of
+    the kernel with a throwaway child)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        os.sched_setscheduler(child.pid, os.SCHED_RR, os.sched_param(os.sched_get_priority_min(os.SCHED_RR)))
+        return True
+    except OSError:
+        return False
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_the_receiving_process_runs_at_realtime_priority_where_allowed(server):
+    policy = os.sched_getscheduler(server._drain.proc.pid)
+    if _system_allows_realtime():
+        assert server._drain.realtime and policy == os.SCHED_RR
+    else:
+        assert not server._drain.realtime and policy == os.SCHED_OTHER
+    # the server's own threads stay at normal priority
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    client = Client(server.address)
+    assert client.ask("/wavestack/ping")[0] == "/wavestack/pong"
+    client.close()

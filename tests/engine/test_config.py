@@ -13,8 +13,9 @@ def test_round_trip():
     own = dataclasses.replace(cfg.levels[0], sampling=SamplingConfig(temperature=0.4, lpc_bandwidth=0.99))
     cfg = dataclasses.replace(cfg, levels=(own, *cfg.levels[1:]))
     data = to_dict(cfg)
-    assert data["levels"][0]["sampling"] == {"temperature": 0.4, "top_p": None, "lpc_bandwidth": 0.99}
-    assert data["levels"][1]["sampling"] == {"temperature": None, "top_p": None, "lpc_bandwidth": 1.0}
+    loud = {"loud_db": None, "loud_temperature": None, "loud_top_p": None, "loud_lpc_bandwidth": None}
+    assert data["levels"][0]["sampling"] == {"temperature": 0.4, "top_p": None, "lpc_bandwidth": 0.99, **loud}
+    assert data["levels"][1]["sampling"] == {"temperature": None, "top_p": None, "lpc_bandwidth": 1.0, **loud}
     assert from_dict(StackConfig, data) == cfg
     del data["levels"][0]["sampling"]["top_p"]  # a TOML file leaves out what it does not set
     assert from_dict(StackConfig, data) == cfg

@@ -17,7 +17,7 @@ from tests.tiny import make_net, make_stack
 def run_keeping_logits(stepper, prev, uniforms, temperature, top_p):
     """Classes (B, n) and the logits (B, n, K) they were drawn from."""
     logits = np.empty((stepper.state.batch, uniforms.shape[0], stepper.classes), np.float32)
-    return stepper.run(prev, uniforms, temperature, top_p, logits), logits
+    return stepper.run(prev, uniforms, temperature, top_p, logits_out=logits), logits
 
 
 def teacher_forced_logits(net, batch, cond, classes, primer=None):

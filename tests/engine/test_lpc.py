@@ -13,6 +13,7 @@ from engine.errors import ConfigError
 from engine.fastpath import FastStepper
 from engine.level import Level
 from engine.npstep import NumpyStepper
+from engine.sampling import pick
 from engine.stack import Stack
 from tests.tiny import TINY_NET, make_net, tiny_level
 
@@ -63,6 +64,26 @@ def test_a_wider_bandwidth_pulls_every_pole_of_the_predictor_towards_the_centre(
     assert not np.array_equal(lpc.predict(classes[0], 16, 0.98)[0], lpc.predict(classes[0], 16)[0])
     with pytest.raises(ConfigError, match="lpc_bandwidth"):
         SamplingConfig(lpc_bandwidth=0.5)
+
+
+def test_the_loudness_gate_marks_loud_windows_and_widens_only_their_predictor():
+    tone = piano_like(seconds=1.2)  # decays by 21 dB: loud, then under the gate's -30 dBFS
+    quiet = mulaw.encode_np(mulaw.decode_np(tone) * 0.01)
+    gated, sharp, wide = lpc.Tracker(2, 16, 1.0, -30.0, 0.98), lpc.Tracker(2, 16), lpc.Tracker(2, 16, 0.98)
+    both = np.stack([tone, quiet])
+    seen = set()
+    for t in range(len(tone)):
+        prev = None if t == 0 else both[:, t - 1]
+        for tracker in (gated, sharp, wide):
+            tracker.step(t, prev)
+        if t % lpc.BLOCK == 0:
+            window = lpc.LEVELS[both[:, max(0, t - lpc.WINDOW):t]]
+            loud = np.sum(window ** 2, axis=1) / lpc.WINDOW > 1e-3
+            assert np.array_equal(gated.loud[:, 0], loud)
+            for row in range(2):
+                assert np.array_equal(gated.coef[row], (wide if loud[row] else sharp).coef[row])
+                seen.add((row, bool(loud[row])))
+    assert seen == {(0, True), (0, False), (1, False)}  # the tone crosses the gate, its quiet copy never
 
 
 def test_the_predictor_uses_only_the_past():
@@ -133,9 +154,9 @@ def centred_paths(batch: int, residual: int, centre: str, bandwidth: float):
     u = np.random.default_rng(batch).random((length, batch), dtype=np.float32)
     fast_logits = np.empty((batch, length, 256), np.float32)
     def state():
-        return net.incremental(batch, cond, lpc_bandwidth=bandwidth)
+        return net.incremental(batch, cond, sampling=SamplingConfig(lpc_bandwidth=bandwidth))
 
-    x = FastStepper(state()).run(None, u, 1.0, 0.95, fast_logits)
+    x = FastStepper(state()).run(None, u, 1.0, 0.95, logits_out=fast_logits)
     stepped = state()
     with torch.inference_mode():
         torch_logits = _teacher_forced(
@@ -162,6 +183,60 @@ def test_centred_fast_and_numpy_draws_are_the_same_and_hand_over_mid_sequence(te
     first = FastStepper(state).run(None, u[:1700], temperature, top_p)
     second = NumpyStepper(state).run(first[:, -1], u[1700:], temperature, top_p)
     assert np.array_equal(np.concatenate([first, second], 1), slow)
+
+
+def test_loud_rows_draw_with_the_loud_settings_and_every_path_draws_the_same():
+    net = make_net(4, 4, cond=5, hop=4, classes=256, lpc_order=8)
+    with torch.no_grad():  # a trained net's peaked output (see the test above)
+        net.head2.weight.mul_(30)
+    length = lpc.WINDOW + 12 * lpc.BLOCK
+    cond = torch.randn(2, 5, length // 4 + 1, generator=torch.Generator().manual_seed(3))
+    u = np.random.default_rng(5).random((length, 2), dtype=np.float32)
+    plain = FastStepper(net.incremental(2, cond)).run(None, u, 1.0, 0.95)
+    # the gate at the median loudness of the plain draw's windows: some blocks fall on each side
+    power = [np.mean(lpc.LEVELS[plain[:, t - lpc.WINDOW:t]] ** 2)
+             for t in range(lpc.WINDOW, length, lpc.BLOCK)]
+    own = SamplingConfig(loud_db=10 * np.log10(np.median(power)), loud_temperature=0.5, loud_top_p=0.8,
+                         loud_lpc_bandwidth=0.98)
+    quiet, loud = own.draw(1.0, 0.95)
+    logits = np.empty((2, length, 256), np.float32)
+    fast = FastStepper(net.incremental(2, cond, sampling=own)).run(None, u, *quiet, loud, logits_out=logits)
+    slow = NumpyStepper(net.incremental(2, cond, sampling=own)).run(None, u, *quiet, loud)
+    assert np.array_equal(slow, fast)
+    state, flags = net.incremental(2, cond, sampling=own), []
+    with torch.inference_mode():
+        for t in range(length):
+            state.step(None if t == 0 else torch.from_numpy(fast[:, t - 1]))
+            flags.append(state.loud_rows().copy())
+            rows = torch.from_numpy(flags[-1])
+            draw = torch.where(rows, pick(torch.from_numpy(logits[:, t]), torch.from_numpy(u[t]), *loud),
+                               pick(torch.from_numpy(logits[:, t]), torch.from_numpy(u[t]), *quiet))
+            assert np.array_equal(draw.numpy(), fast[:, t])
+    flags = np.array(flags)
+    assert flags.any() and not flags.all()
+    assert not np.array_equal(fast, plain)
+
+
+def test_a_stack_renders_its_levels_loudness_gate_alike_on_every_sampler():
+    gate = SamplingConfig(top_p=1.0, loud_db=-60.0, loud_temperature=0.4, loud_top_p=0.9,
+                          loud_lpc_bandwidth=0.99)
+    centred = dataclasses.replace(TINY_NET, lpc_order=8)
+    level = dataclasses.replace(tiny_level(), decoder=centred)
+    stack = Stack(StackConfig(sample_rate=8000, levels=(level,), prior=TINY_NET)).eval()
+    plain = stack.sample(0.5, seed=3)
+    stack.cfg = dataclasses.replace(stack.cfg, levels=(dataclasses.replace(level, sampling=gate),))
+    renders = []
+    for sampler in ("fast", "numpy", "torch"):
+        stack.sampler = sampler
+        renders.append(stack.sample(0.5, seed=3))
+    assert np.array_equal(renders[0], renders[1]) and np.array_equal(renders[0], renders[2])
+    assert not np.array_equal(renders[0], plain)
+    with pytest.raises(ConfigError, match="loud_db needs a decoder whose predictor fits the past"):
+        dataclasses.replace(tiny_level(), sampling=gate)
+    with pytest.raises(ConfigError, match="need loud_db"):
+        SamplingConfig(loud_temperature=0.4)
+    with pytest.raises(ConfigError, match=r"loud_db must be in \[-120, 0\] dBFS"):
+        SamplingConfig(loud_db=3.0)
 
 
 def test_reflection_coefficients_give_a_stable_predictor_equal_to_the_step_up_recursion():
@@ -203,7 +278,8 @@ def test_code_centred_logits_agree_across_the_parallel_torch_numpy_and_fast_path
         coef = level.lpc_coefficients(cond)
     u = np.random.default_rng(batch).random((length, batch), dtype=np.float32)
     fast_logits = np.empty((batch, length, 256), np.float32)
-    x = FastStepper(level.decoder.incremental(batch, cond, lpc_coef=coef)).run(None, u, 1.0, 1.0, fast_logits)
+    state = level.decoder.incremental(batch, cond, lpc_coef=coef)
+    x = FastStepper(state).run(None, u, 1.0, 1.0, logits_out=fast_logits)
     with torch.no_grad():
         full = level.decode_logits(torch.from_numpy(x), codes).permute(0, 2, 1).numpy()
     state = level.decoder.incremental(batch, cond, lpc_coef=coef)
