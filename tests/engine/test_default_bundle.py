@@ -54,9 +54,14 @@ def test_default_bundle_metrics_clear_the_bars():
     # notes, not noise and not a drone: pitch clarity (noise 0.01, held-out audio 0.39) and the
     # variety of its strongest pitch classes (a drone 0, held-out audio 2.5)
     assert generated["pitch_clarity"] > 0.2 and generated["pitch_variety"] > 1.5
-    # it plays most of the time (held-out audio: all of it; the previous sampling 0.55), measured
-    # over several seeds, each seed's figures kept (one seed says little)
+    # it plays most of the time (held-out audio: all of it; earlier samplings 0.55 and 0.67),
+    # measured over several seeds, each seed's figures kept (one seed says little)
     assert generated["seeds"] >= 3 and len(generated["per_seed"]) == generated["seeds"]
-    assert generated["sounding"] > 0.6
+    assert generated["sounding"] > 0.7
+    # rendered from true codes, the noise between the partials is within 10 dB of the μ-law round
+    # trip's, and the notes are kept
+    recon = metrics["reconstruction"]
+    assert recon["from_level1"]["interpartial_db"] <= recon["mulaw_roundtrip"]["interpartial_db"] + 10
+    assert recon["from_level1"]["chroma_agreement"] >= 0.9
     # the codes are used: the decoder beats its unconditional twin, trained as long on the same data
     assert metrics["level1"]["bits_per_sample"] < metrics["baseline"]["bits_per_sample"] - 0.25
