@@ -24,7 +24,10 @@ def add_parser(sub: Any) -> None:
         help="sample audio from a model into a WAV file",
         description="Sample SECONDS of audio from a model and write 32-bit float WAV at the model's "
         "rate. With --batch B > 1, writes B files NAME_1.wav … NAME_B.wav. The model, its hash, "
-        "the seed and every parameter are stored in the WAV's comment so a take can be remade.",
+        "the seed and every parameter are stored in the WAV's comment so a take can be remade. "
+        "A model's level may render with its own sampling (the default's level 1 does: open where "
+        "it plays quietly, sharper where it plays loud); temperature and top-p then choose the "
+        "notes its prior draws.",
     )
     gen.add_argument("--model", default="default", help="bundle name or directory (default: default)")
     gen.add_argument("--seconds", type=float, required=True, help=f"length of audio, in (0, {MAX_SECONDS}]")
