@@ -1,7 +1,9 @@
 """`wavestack bench --reliability`: what the server and the renders hold, measured on this machine.
 
 - **burst**: N pings sent back to back by another process (as a client is) to a server on
-  loopback; how many it received (its own count), with the receive buffer the system granted it.
+  loopback; how many it received (its own count), with the receive buffer the system granted it,
+  and how many the system dropped before the server could take them (the server's count of the
+  kernel's, where the system keeps one).
 - **handling**: the CPU time one datagram costs the server (parse, dispatch, reply), no socket
   wait: a ping, and a ``/tempo`` edit (which also goes through the session thread).
 - **amplification**: bytes answered per byte asked for the largest answers (``/state/get`` of a
@@ -45,11 +47,13 @@ def burst(messages: int, report: Report) -> None:
         received = -1
         while received != server.stats["received"]:  # until the server has read all it got
             received = server.stats["received"]
-            time.sleep(0.5)
+            time.sleep(0.6)  # (longer than the server's look at what the system dropped)
     finally:
         server.shutdown()
     label = f"burst of {messages:,} pings (server buffer {server.receive_buffer // 1024:,} KiB)"
     report(f"{label}: received", 100.0 * received / messages, "%")
+    dropped = server.stats["dropped_by_system"]
+    report(f"{label}: dropped by the system, as the server counts", dropped, "pings")
 
 
 def handling(report: Report, n: int = 20000) -> None:

@@ -34,6 +34,7 @@ from bridge.osc.drain import Drain
 from bridge.osc.follow import Follower
 from bridge.osc.handlers import Handlers
 from bridge.osc.jobs import Job, JobQueue
+from bridge.osc.udpdrops import system_drops
 from bridge.protocol import PREFIX, ProtocolError
 from bridge.session import Session
 
@@ -42,6 +43,7 @@ MAX_DATAGRAM = 65535
 MAX_REPLY = 65507  # the largest UDP payload over IPv4
 RECEIVE_BUFFER = 8 << 20  # bytes asked of the kernel: a burst of thousands of messages fits
 HEARTBEAT = 0.4  # seconds between progress replies of a running job, at most
+DROPS_EVERY = 0.5  # seconds between looks at what the system dropped for the socket
 MAX_AHEAD = 60.0  # seconds a bundle's time tag may lie in the future
 MAX_SCHEDULED = 1000  # messages waiting for their time tags at once
 MAX_SUBSCRIBERS = 16  # reply ports; each reply is sent to all of them
@@ -133,7 +135,8 @@ class Server:
                  oscquery_port: int | None = None, projects_root: str | None = None,
                  allow: tuple[str, ...] = ()) -> None:
         self.subscribers: set[Addr] = set()
-        self.stats = {"received": 0, "malformed": 0, "errors": 0, "ignored": 0, "dropped": 0, "bursts": 0}
+        self.stats = {"received": 0, "malformed": 0, "errors": 0, "ignored": 0, "dropped": 0, "bursts": 0,
+                      "dropped_by_system": 0}
         self.inbox: queue.Queue[tuple[bytes, Addr] | None] = queue.Queue(INBOX)
         self._inbox_bytes = 0
         self._inbox_lock = threading.Lock()
@@ -154,6 +157,8 @@ class Server:
                         "messages may be dropped; raise it with: sudo sysctl -w net.core.rmem_max=%d",
                         self.receive_buffer // 1024, RECEIVE_BUFFER // 1024, RECEIVE_BUFFER)
         self.sock.bind((host, port))
+        self._system_drops = system_drops(self.sock)  # None: this system does not count them
+        self._drops_checked = 0.0
         self.sock.settimeout(0.1)
         self.address: Addr = self.sock.getsockname()
         self.jobs = JobQueue(self._on_job)
@@ -224,6 +229,7 @@ class Server:
                 if data is not None and self.admitted(addr):
                     self._take(data, addr)
             self._heartbeat()
+            self._check_system_drops()
         with contextlib.suppress(queue.Full):  # (if full, it sees the server stop after its next one)
             self.inbox.put_nowait(None)  # the handling thread ends once it reaches this
 
@@ -459,6 +465,24 @@ class Server:
         if job.finished:  # its last reply is sent: nothing of it is kept here
             self.handlers.requesters.pop(job.id, None)
             self._last_progress.pop(job.id, None)
+
+    def _check_system_drops(self) -> None:
+        """Say in the log (and count in ``stats``) what the system dropped since the last look, at
+        most every ``DROPS_EVERY`` seconds: datagrams that came while the receive buffer was full."""
+        now = time.monotonic()
+        if self._system_drops is None or now - self._drops_checked < DROPS_EVERY:
+            return
+        self._drops_checked = now
+        count = system_drops(self.sock)
+        if count is None or count <= self._system_drops:
+            return
+        new, self._system_drops = count - self._system_drops, count
+        self.stats["dropped_by_system"] += new
+        remedy = (f"raise it with: sudo sysctl -w net.core.rmem_max={RECEIVE_BUFFER}"
+                  if self.receive_buffer < RECEIVE_BUFFER else "send fewer messages at once")
+        log.warning("the system dropped %d messages before the server could take them (its %d-KiB "
+                    "receive buffer was full; %d so far): %s", new, self.receive_buffer // 1024,
+                    self.stats["dropped_by_system"], remedy)
 
     def _heartbeat(self) -> None:
         job = self.jobs.current

@@ -140,3 +140,26 @@ def test_the_receiving_process_runs_at_realtime_priority_where_allowed(server):
     client = Client(server.address)
     assert client.ask("/wavestack/ping")[0] == "/wavestack/pong"
     client.close()
+
+
+def test_what_the_system_drops_while_the_receiving_process_is_held_is_counted_and_said(monkeypatch, caplog):
+    monkeypatch.setattr(server_module, "RECEIVE_BUFFER", 64 << 10)
+    server = Server(port=0)
+    server.start()
+    try:
+        pid = server._drain.proc.pid
+        os.kill(pid, signal.SIGSTOP)  # nothing takes datagrams off the socket: the kernel's buffer fills
+        sender = ("import socket\n"
+                  "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))\n"
+                  f"for i in range(3000): s.sendto({PING!r}, ('127.0.0.1', {server.address[1]}))\n")
+        subprocess.run([sys.executable, "-c", sender], check=True, timeout=60)
+        os.kill(pid, signal.SIGCONT)
+        total = lambda: server.stats["received"] + server.stats["dropped_by_system"]  # noqa: E731
+        assert until(lambda: total() >= 3000, timeout=30)
+        time.sleep(0.6)  # one more look: nothing counted twice
+        assert total() == 3000
+        assert 0 < server.stats["dropped_by_system"] < 3000 and server.stats["dropped"] == 0
+        said = [r.getMessage() for r in caplog.records if "the system dropped" in r.getMessage()]
+        assert said and "receive buffer was full" in said[0]
+    finally:
+        server.shutdown()
