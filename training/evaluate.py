@@ -7,7 +7,8 @@
   sample given the true past and the codes) and sampled (level 1 generated from the true codes);
 - the NLL of the run's unconditional baseline decoder, when one is given: the codes must beat it;
 - RMS, spectral flatness and centroid of audio generated from scratch next to the held-out audio's,
-  and the share of it that sounds at all (music.sounding_fraction).
+  the share of it that sounds at all (music.sounding_fraction), and the share of its resonance
+  ridges that rise (music.rising_share: the onset chirps).
 
 Every model figure has its references beside it (training.references, training.music): the
 backward-adaptive linear predictors (orders 16, 32, 64) and an adaptive unigram for level 1, adaptive
@@ -167,12 +168,13 @@ def _unigram(sequences: list[np.ndarray], classes: int) -> dict[str, float]:
 
 def _figures(original: np.ndarray, estimate: np.ndarray, rate: int) -> dict[str, float]:
     """How close ``estimate`` is to ``original``: STFT distance, pitch agreement, noise between the
-    original's partials, and the estimate's own harmonicity and pitch clarity."""
+    original's partials, and the estimate's own harmonicity, pitch clarity and rising ridges."""
     return {"stft": round(mr_stft_distance(original, estimate), 4),
             "chroma_agreement": music.chroma_agreement(original, estimate, rate),
             "interpartial_db": music.interpartial_db(original, estimate),
             "harmonicity_db": music.harmonicity_db(estimate),
-            "pitch_clarity": music.pitch_clarity(estimate, rate)}
+            "pitch_clarity": music.pitch_clarity(estimate, rate),
+            "rising_share": music.rising_share(estimate, rate)}
 
 
 def _reconstructions(stack: Stack, audio: np.ndarray, classes: np.ndarray, codes: list[np.ndarray],
@@ -221,7 +223,8 @@ def _likeness(renders: list[np.ndarray], heldout: list[np.ndarray], rate: int) -
         own = {**describe(generated, rate), "sounding": music.sounding_fraction(generated, rate),
                "harmonicity_db": music.harmonicity_db(generated),
                "pitch_clarity": music.pitch_clarity(generated, rate),
-               "pitch_variety": music.pitch_variety(generated, rate)}
+               "pitch_variety": music.pitch_variety(generated, rate),
+               "rising_share": music.rising_share(generated, rate)}
         if held is not None and len(generated) >= 2 * rate:
             own["frechet"] = music.frechet(music.window_features(generated, rate), held)
         figures.append(own)
@@ -243,6 +246,7 @@ def _likeness(renders: list[np.ndarray], heldout: list[np.ndarray], rate: int) -
             "pitch_clarity_white_noise": music.pitch_clarity(noise, rate),
             "pitch_variety_heldout": round(mean_of(music.pitch_variety), 3),
             "pitch_variety_white_noise": music.pitch_variety(noise, rate),
+            "rising_share_heldout": round(mean_of(music.rising_share), 4),
         }
     if len(figures) > 1:
         out["per_seed"] = figures

@@ -67,7 +67,7 @@ def test_eval_reports_every_metric_and_the_baseline(tiny_toml, tone_dir, tmp_pat
     assert two["seeds"] == 2 and len(two["per_seed"]) == 2
     assert two["per_seed"][0] == {k: v for k, v in m["generated"].items()
                                   if k not in ("seconds", "seed", "seeds", "temperature", "top_p")}
-    for key in ("rms_dbfs", "pitch_clarity", "sounding"):
+    for key in ("rms_dbfs", "pitch_clarity", "sounding", "rising_share"):
         assert two[key] == pytest.approx(sum(f[key] for f in two["per_seed"]) / 2, abs=1e-4)
 
 
@@ -84,7 +84,7 @@ def test_eval_of_a_run_measures_its_finished_levels_with_references_and_writes_f
     assert refs["lpc32"] < refs["unigram"]  # slow tones: linear prediction beats a histogram
     rec = m["reconstruction"]
     assert set(rec["from_level1"]) == {"stft", "chroma_agreement", "interpartial_db", "harmonicity_db",
-                                     "pitch_clarity"}
+                                     "pitch_clarity", "rising_share"}
     assert rec["mulaw_roundtrip"]["chroma_agreement"] > 0.9 and rec["mulaw_roundtrip"]["snr_db"] > 20
     for figure in ("harmonicity_db", "pitch_clarity"):
         assert rec["white_noise"][figure] < rec["mulaw_roundtrip"][figure]

@@ -101,3 +101,17 @@ def test_frechet_distance_is_small_within_music_and_large_to_noise():
     assert fa.shape == (7, 18)
     assert music.frechet(fa, fa) == pytest.approx(0.0, abs=1e-6)
     assert music.frechet(fa, fb) < 0.1 * music.frechet(fa, fn)
+
+
+def test_rising_share_finds_a_rising_resonance_and_not_held_notes_or_noise():
+    t = np.arange(2 * RATE) / RATE
+    rising = (0.3 * np.sin(2 * np.pi * (2000 * t + 1000 * t**2))).astype(np.float32)  # 2 -> 6 kHz
+    falling = rising[::-1].copy()
+    notes = chord(seconds=2.0, notes=(72, 76, 79, 84))  # partials up to 5 kHz, holding their pitch
+    noise = references.white_noise(notes, 0)
+    assert music.rising_share(rising, RATE) > 0.8
+    assert music.rising_share(falling, RATE) == 0.0
+    assert music.rising_share(notes, RATE) < 0.01 and music.rising_share(noise, RATE) < 0.01
+    # among held notes the rising ridge is a share of all ridges, more the louder it is
+    assert music.rising_share(notes, RATE) < music.rising_share(notes + 0.05 * rising, RATE) \
+        < music.rising_share(notes + 0.2 * rising, RATE)
