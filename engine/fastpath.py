@@ -361,7 +361,7 @@ def _run(embed, w_cur, w_past, w_rs, b_res, b_skip, w_h1, b_h1, w_h2, b_h2, fram
                     src, off = rolled, 0
                 if keep_logits:
                     logits_out[b0 + g, s] = src[off : off + classes]
-                loud = lpc_mode == 1 and lpc_loud[b0 + g, 0]
+                loud = lpc_loud[b0 + g, 0]  # (always False without a loudness gate)
                 last[g] = _draw(src, off, classes, uniforms[s, b0 + g],
                                 loud_temperature if loud else temperature, loud_top_p if loud else top_p,
                                 probs, sums, cand, order)

@@ -44,9 +44,9 @@ LEVELS = np.asarray(  # the linear value of every μ-law class, as the decoder's
 ).astype(np.float64)
 
 
-def _coefficients(hist, order, a, tmp, acf, gamma):
-    """Fit ``a[:order]`` to ``hist`` (WINDOW samples) by the autocorrelation method, then widen its
-    resonances by ``gamma`` < 1 (``a[i] *= gamma ** (i + 1)``: every pole pulled towards the centre)."""
+def _fit(hist, order, a, tmp, acf):
+    """Fit ``a[:order]`` to ``hist`` (WINDOW samples) by the autocorrelation method; returns the
+    window's energy (its zero lag, Σ x², before the white-noise correction)."""
     n = hist.shape[0]
     for lag in range(order + 1):
         acf[lag] = 0.0
@@ -57,8 +57,9 @@ def _coefficients(hist, order, a, tmp, acf, gamma):
             acf[lag] += x * hist[i - lag]
     for k in range(order):
         a[k] = 0.0
-    if acf[0] <= 0.0:
-        return
+    energy = acf[0]
+    if energy <= 0.0:
+        return energy
     acf[0] *= 1.0 + WHITE_NOISE
     err = acf[0]
     for m in range(order):
@@ -74,11 +75,23 @@ def _coefficients(hist, order, a, tmp, acf, gamma):
         err *= 1.0 - refl * refl
         if err <= 0.0:
             break
+    return energy
+
+
+def _widen(a, order, gamma):
+    """Widen the predictor's resonances by ``gamma`` < 1 (``a[i] *= gamma ** (i + 1)``: every pole
+    pulled towards the centre)."""
     if gamma != 1.0:
         g = 1.0
         for k in range(order):
             g *= gamma
             a[k] *= g
+
+
+def _coefficients(hist, order, a, tmp, acf, gamma):
+    """``_fit``, then ``_widen`` by ``gamma``."""
+    _fit(hist, order, a, tmp, acf)
+    _widen(a, order, gamma)
 
 
 def _dot_past(buf, end, a, order):
@@ -128,11 +141,8 @@ def _step(buf, a, tmp, acf, t, prev_value, order, gamma, loud_gamma, loud_power,
         if t > 0:
             for i in range(WINDOW):
                 buf[i] = buf[BLOCK + i]
-        power = 0.0
-        for i in range(WINDOW):
-            power += buf[i] * buf[i]
-        loud[0] = power > loud_power * WINDOW
-        _coefficients(buf[:WINDOW], order, a, tmp, acf, loud_gamma if loud[0] else gamma)
+        loud[0] = _fit(buf[:WINDOW], order, a, tmp, acf) > loud_power * WINDOW
+        _widen(a, order, loud_gamma if loud[0] else gamma)
     return _dot_past(buf, WINDOW + j, a, order)
 
 
@@ -157,6 +167,8 @@ def _prime(buf, a, tmp, acf, classes, levels, order, gamma, loud_gamma, loud_pow
 
 
 if njit is not None:
+    _fit = njit(cache=True, nogil=True)(_fit)
+    _widen = njit(cache=True, nogil=True)(_widen)
     _coefficients = njit(cache=True, nogil=True)(_coefficients)
     _dot_past = njit(cache=True, nogil=True)(_dot_past)
     _centre = njit(cache=True, nogil=True)(_centre)
