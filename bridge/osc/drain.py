@@ -50,6 +50,7 @@ class Drain:
         self._out = self.proc.stdout.fileno()
         self._buffer = bytearray()
         self.realtime = _realtime(self.proc.pid)
+        self.core = _own_core(self.proc.pid)
 
     def received(self) -> int:
         """How many datagrams the process has taken off the socket so far (-1: it cannot say):
@@ -104,6 +105,32 @@ def _realtime(pid: int) -> bool:
     except (AttributeError, OSError):
         return False
     return True
+
+
+def _own_core(pid: int) -> int | None:
+    """Keep process ``pid`` on one core of those this process may use (the last), where there are
+    two or more; the server keeps its receiving and handling threads off it (``keep_off``). A
+    thread woken by the process's pipe is otherwise often run on its core, which then waits its
+    turn for milliseconds while the kernel's buffer fills. Returns the core (None: not kept)."""
+    try:
+        cores = os.sched_getaffinity(0)
+        if len(cores) < 2:
+            return None
+        core = max(cores)
+        os.sched_setaffinity(pid, {core})
+    except (AttributeError, OSError):
+        return None
+    return core
+
+
+def keep_off(core: int | None) -> None:
+    """Keep the calling thread off ``core`` (the receiving process's; None: anywhere)."""
+    if core is None:
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        others = os.sched_getaffinity(0) - {core}
+        if others:
+            os.sched_setaffinity(0, others)
 
 
 def _shared_counter() -> tuple[mmap.mmap | None, int]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from bridge.osc import wire
 from bridge.osc.dispatch import Addr, Dispatcher
-from bridge.osc.drain import Drain
+from bridge.osc.drain import Drain, keep_off
 from bridge.osc.follow import Follower
 from bridge.osc.handlers import Handlers
 from bridge.osc.jobs import Job, JobQueue
@@ -212,8 +212,9 @@ class Server:
         log.info("listening on udp://%s:%d (OSC, prefix %s)", *self.address, PREFIX)
         if self.oscquery is not None:
             self.oscquery.start()
-        self._start_handling()
         self._start_drain()
+        self._start_handling()
+        keep_off(self._drain_core())
         while not self._stop.is_set():
             if self._drain is not None:
                 self._read_drain()
@@ -324,8 +325,13 @@ class Server:
                             "%d dropped so far", self.inbox.qsize(), INBOX, INBOX_BYTES >> 20,
                             self.stats["dropped"])
 
+    def _drain_core(self) -> int | None:
+        drain = self._drain
+        return None if drain is None else drain.core
+
     def _handle_inbox(self) -> None:
         """The handling thread: every received datagram, in order."""
+        keep_off(self._drain_core())
         while (item := self.inbox.get()) is not None and not self._stop.is_set():
             while time.monotonic() < self._burst_until:  # (see _sit_out_burst)
                 time.sleep(BURST_PAUSE)
@@ -359,8 +365,8 @@ class Server:
     def start(self) -> threading.Thread:
         """Serve on a daemon thread (the handling thread and the receiving process run when this
         returns)."""
-        self._start_handling()
         self._start_drain()
+        self._start_handling()
         thread = threading.Thread(target=self.serve_forever, name="wavestack-osc", daemon=True)
         thread.start()
         return thread

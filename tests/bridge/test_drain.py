@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +74,25 @@ def test_the_server_sleeps_through_a_burst_and_then_answers_all_of_it(server):
     assert server.stats["bursts"] >= 1
     # a quiet socket ends the sitting out after one pause, and answers come at once again
     assert server._sit_out_burst(server._drain) == 1
+    assert client.ask("/wavestack/ping")[0] == "/wavestack/pong"
+    client.close()
+
+
+def test_the_receiving_process_has_a_core_the_servers_own_threads_keep_off(server):
+    # threads woken by its pipe would otherwise often run on its core and keep it waiting
+    drain, cores = server._drain, os.sched_getaffinity(0)
+    if len(cores) < 2:
+        assert drain.core is None
+        return
+    assert drain.core == max(cores) and os.sched_getaffinity(drain.proc.pid) == {drain.core}
+
+    def kept_off(name: str) -> bool:
+        ids = [t.native_id for t in threading.enumerate() if t.name == name and t.is_alive()]
+        return bool(ids) and all(drain.core not in os.sched_getaffinity(i) for i in ids)
+
+    assert until(lambda: kept_off("wavestack-osc") and kept_off("wavestack-osc-handle"))
+    assert os.sched_getaffinity(0) == cores  # the thread that started the server is left as it was
+    client = Client(server.address)
     assert client.ask("/wavestack/ping")[0] == "/wavestack/pong"
     client.close()
 
