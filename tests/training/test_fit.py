@@ -186,7 +186,11 @@ def test_a_run_started_from_a_bundle_goes_on_from_its_weights_and_history(tiny_t
     vectors = torch.randn(1, level.cfg.quantizer.code_dim, 50, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # (the VQ codebook itself moves by its running averages)
         assert torch.allclose(level.cond_net(vectors), old.stack.levels[0].cond_net(vectors), atol=1e-6)
-    assert "conditioning context block(s) new in this run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "conditioning context block(s) new in this run" in err
+    # a run that samples otherwise than its bundle says so, and how to keep the bundle's
+    assert "level 1 will sample as this config says ({'lpc_bandwidth': 0.99})" in err
+    assert "--set stack.levels.0.sampling.KEY=VALUE" in err
 
 
 def test_frozen_codes_train_a_bundles_decoders_and_leave_its_codes_and_prior_valid(
