@@ -257,10 +257,28 @@ class Level(nn.Module):
         cond = self.condition(codes)
         return self.decoder(x, cond, lpc_coef=self.lpc_coefficients(cond))
 
-    def forward(self, x: torch.Tensor, inputs: torch.Tensor | None = None) -> LevelOutput:
+    @torch.no_grad()
+    def one_step_draws(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """For every position of ``x`` (B, T) cropped as ``forward`` crops it, a class drawn from
+        the decoder given the true past and the codes (teacher-forced, temperature 1)."""
+        x = self.crop(x)
+        training = self.quantizer.training
+        self.quantizer.eval()  # (a VQ codebook moves by running averages: once a step, in forward)
+        try:
+            codes = self.quantizer(self.encoder(x)).codes
+        finally:
+            self.quantizer.train(training)
+        logits = self.decode_logits(x, codes)
+        probs = logits.float().softmax(dim=1).transpose(1, 2).reshape(-1, logits.shape[1])
+        return torch.multinomial(probs.cpu(), 1, generator=generator).view(x.shape).to(x.device)
+
+    def forward(self, x: torch.Tensor, inputs: torch.Tensor | None = None,
+                predictor_past: torch.Tensor | None = None) -> LevelOutput:
         """Training pass on classes (B, T): reconstruct ``x`` with the decoder given its codes;
-        the decoder reads ``inputs`` (a noisy copy of ``x``) as the past when given. With the codes
-        frozen the loss is the decoder's alone (and the predictor's fit, if it has one)."""
+        the decoder reads ``inputs`` (a noisy copy of ``x``) as the past when given, and a decoder
+        that reads a linear prediction of its past has it fitted to ``predictor_past`` (its own
+        ``one_step_draws``) when given. With the codes frozen the loss is the decoder's alone (and
+        the predictor's fit, if it has one)."""
         x = self.crop(x)
         with torch.no_grad() if self.codes_frozen else nullcontext():
             q = self.quantizer(self.encoder(x))
@@ -272,6 +290,8 @@ class Level(nn.Module):
             past = x if inputs is None else inputs
             pred = lpc.predict_from_codes(past, coef[:, : self.cfg.decoder.lpc_order], self.hop)
             centre = self.decoder.code_centres(pred, coef)
+        elif predictor_past is not None and self.decoder.lpc_order:
+            centre = self.decoder.centres(predictor_past)
         nll = self.decoder.nll(x, cond, inputs=inputs, lpc_coef=coef, centre=centre)
         loss = nll if self.codes_frozen else nll + q.loss
         if self.code_prior is not None and not self.codes_frozen:

@@ -41,6 +41,11 @@ class StageConfig:
     # classes (a level drawn per example, rounded to whole classes); targets stay clean, so the
     # decoder learns to recover from the errors its own samples make
     input_noise: float = 0.0
+    # audio levels whose decoder reads a backward-adaptive linear prediction of its past: fit the
+    # predictor to the decoder's own one-step draws (each sample drawn from the decoder given the
+    # true past) instead of the true audio, as sampling fits it to what the level has drawn; the
+    # decoder still reads the true past. One more forward pass a step
+    predictor_draws: bool = False
     # levels only: the encoder (and so the codes) stays as it starts (from --init or a checkpoint);
     # only the conditioning and the decoder train. A shipped model's decoder trains further while
     # its codes, and the prior trained on them, stay valid

@@ -68,10 +68,12 @@ def build(name: str, stack: StackConfig) -> nn.Module:
     return model
 
 
-def step(name: str, model: nn.Module, x: torch.Tensor, inputs: torch.Tensor | None = None) -> StepResult:
-    """One training step's loss on ``x``; ``inputs``: what the decoder reads instead (noisy)."""
+def step(name: str, model: nn.Module, x: torch.Tensor, inputs: torch.Tensor | None = None,
+         predictor_past: torch.Tensor | None = None) -> StepResult:
+    """One training step's loss on ``x``; ``inputs``: what the decoder reads instead (noisy);
+    ``predictor_past``: what a level's linear predictor is fitted to instead (``Level.forward``)."""
     if level_index(name) is not None:
-        out = model(x, inputs)
+        out = model(x, inputs, predictor_past)
         return StepResult(out.loss, out.nll.item() / math.log(2), out.usage, out.perplexity)
     nll = model(x, nll=True, inputs=inputs)
     return StepResult(nll, nll.item() / math.log(2))

@@ -258,6 +258,11 @@ def _train_stage(
     show_progress: bool, weights: dict[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     stage = cfg.stages[name]
+    k = stages.level_index(name)
+    if stage.predictor_draws and (k is None or not cfg.stack.levels[k].decoder.lpc_order
+                                  or cfg.stack.levels[k].decoder.lpc_source != "past"):
+        raise RunError(f"stages.{name}.predictor_draws needs a level whose decoder reads a linear "
+                       "prediction of its past (decoder.lpc_order > 0, lpc_source = \"past\")")
     torch.manual_seed(cfg.seed * 1000 + index)
     model = stages.build(name, cfg.stack)
     if weights is not None:  # --init: start from a bundle's weights (a checkpoint, if any, wins)
@@ -316,7 +321,11 @@ def _train_stage(
             rng = torch.Generator().manual_seed(((cfg.seed * 1000 + index) * 64 + world.rank) * 10**6 + step)
             inputs = stages.noisy(x.cpu(), stages.input_classes(name, cfg.stack), stage.input_noise,
                                   rng).to(world.device)
-        result = stages.step(name, net, x, inputs)
+        drawn = None
+        if stage.predictor_draws and stages.level_index(name) is not None:
+            rng = torch.Generator().manual_seed(((cfg.seed * 1000 + index) * 64 + world.rank) * 10**6 + step + 1)
+            drawn = model.one_step_draws(x, rng)
+        result = stages.step(name, net, x, inputs, drawn)
         optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), stage.grad_clip)

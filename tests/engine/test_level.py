@@ -192,3 +192,38 @@ def test_a_rated_level_pays_for_codes_its_predictor_cannot_foresee():
     assert plain.code_prior is None and "code_prior.head2.weight" not in plain.state_dict()
     with pytest.raises(ConfigError, match="needs argmax codes"):
         dataclasses.replace(tiny_level("vq"), rate=1.0)
+
+
+def _lpc_level(kind: str = "vq") -> Level:
+    torch.manual_seed(0)
+    cfg = tiny_level(kind)
+    return Level(dataclasses.replace(cfg, decoder=dataclasses.replace(
+        cfg.decoder, lpc_order=8, lpc_centre="input")), input_classes=256).train()
+
+
+def test_one_step_draws_follow_the_decoders_teacher_forced_distribution():
+    level = _lpc_level()
+    x = (128 + 60 * torch.sin(torch.arange(200) * 0.3)).long()[None].repeat(2, 1)
+    codebook = level.quantizer.state_dict()
+    a = level.one_step_draws(x, torch.Generator().manual_seed(1))
+    b = level.one_step_draws(x, torch.Generator().manual_seed(1))
+    assert a.shape == level.crop(x).shape and torch.equal(a, b)
+    assert all(torch.equal(v, level.quantizer.state_dict()[k]) for k, v in codebook.items())  # unmoved
+    # drawn from the decoder's distribution: one made to favour two classes gives them
+    with torch.no_grad():
+        level.decoder.head2.bias[[40, 200]] += 12.0
+    drawn = level.one_step_draws(x, torch.Generator().manual_seed(3))
+    share = torch.isin(drawn, torch.tensor([40, 200])).float().mean()
+    assert share > 0.9 and 0 < (drawn == 40).float().mean() < share
+
+
+def test_the_predictor_fitted_to_other_audio_changes_only_the_decoders_prediction():
+    level = _lpc_level()
+    x = (128 + 60 * torch.sin(torch.arange(400) * 0.3)).long()[None].repeat(2, 1)
+    torch.manual_seed(5)
+    plain = level(x).nll
+    torch.manual_seed(5)
+    assert torch.allclose(level(x, predictor_past=level.crop(x)).nll, plain)  # the true past: as before
+    drawn = level.one_step_draws(x, torch.Generator().manual_seed(2))
+    torch.manual_seed(5)
+    assert not torch.allclose(level(x, predictor_past=drawn).nll, plain)

@@ -284,3 +284,19 @@ def test_a_stop_asked_for_while_encoding_ends_it_before_the_next_file():
     assert len(asked) == 3  # two files encoded, none after the stop
     assert len(encode_sequences(level, sequences, should_stop=lambda: False)) == 5
 
+
+
+def test_a_level_may_fit_its_predictor_to_its_own_draws(tiny_toml, tone_dir, tmp_path):
+    few = ["stages.level1.steps=3", "stages.level1.log_every=1"]
+    with pytest.raises(RunError, match="predictor_draws needs a level whose decoder reads a linear"):
+        fit(load(tiny_toml, [*few, "stages.level1.predictor_draws=true"]), tone_dir, tmp_path / "none",
+            show_progress=False, until="level1")
+    lpc = [*few, "stack.levels.0.decoder.lpc_order=8", "stack.levels.0.decoder.lpc_centre=input"]
+    plain, drawn = tmp_path / "plain", tmp_path / "drawn"
+    fit(load(tiny_toml, lpc), tone_dir, plain, show_progress=False, until="level1")
+    fit(load(tiny_toml, [*lpc, "stages.level1.predictor_draws=true"]), tone_dir, drawn,
+        show_progress=False, until="level1")
+    # the same batches from the same start: the first step's loss differs only by the predictor
+    first = [log_rows(run, "level1")[0]["bits"] for run in (plain, drawn)]
+    assert first[0] != first[1] and all(np.isfinite(first))
+    assert len(log_rows(drawn, "level1")) == 3
