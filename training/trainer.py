@@ -322,9 +322,9 @@ def _train_stage(
             inputs = stages.noisy(x.cpu(), stages.input_classes(name, cfg.stack), stage.input_noise,
                                   rng).to(world.device)
         drawn = None
-        if stage.predictor_draws and stages.level_index(name) is not None:
-            rng = torch.Generator().manual_seed(((cfg.seed * 1000 + index) * 64 + world.rank) * 10**6 + step + 1)
-            drawn = model.one_step_draws(x, rng)
+        if stage.predictor_draws:  # (a stream of its own: the noise's seeds are taken)
+            seed = np.random.SeedSequence([cfg.seed, index, world.rank, step, 1]).generate_state(1)[0]
+            drawn = model.one_step_draws(x, torch.Generator().manual_seed(int(seed)))
         result = stages.step(name, net, x, inputs, drawn)
         optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
