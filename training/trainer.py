@@ -173,10 +173,10 @@ def _init_weights(init: str | Path, cfg: TrainConfig) -> tuple[dict[str, Any], d
                        "which start as the identity, or another level sampling)")
     for k, (mine, theirs) in enumerate(zip(bundle.stack.cfg.levels, cfg.stack.levels, strict=True)):
         if mine.sampling != theirs.sampling:  # allowed, and easy to do unawares: say so
-            changed = {key: value for key, value in to_dict(theirs.sampling).items()
-                       if to_dict(mine.sampling)[key] != value}
+            kept, asked = to_dict(mine.sampling), to_dict(theirs.sampling)
+            changed = {key: value for key, value in asked.items() if kept[key] != value}
             print(f"--init {init}: level {k + 1} will sample as this config says ({changed}), not as the "
-                  f"bundle does ({to_dict(mine.sampling)}); to keep the bundle's, --set "
+                  f"bundle does ({kept}); to keep the bundle's, --set "
                   f"stack.levels.{k}.sampling.KEY=VALUE for each", file=sys.stderr, flush=True)
     weights = {name: module.state_dict() for name, module in components(bundle.stack).items()}
     origin = {"bundle": bundle.name, "model_hash": bundle.hash,
