@@ -13,6 +13,7 @@ from . import lpc, mel, mulaw
 from .config import LevelConfig, NetConfig
 from .quantizers import ArgmaxQuantizer, VectorQuantizer
 from .quantizers.common import QuantizerOutput
+from .sampling import pick
 from .wavenet import WaveNet
 
 
@@ -258,9 +259,12 @@ class Level(nn.Module):
         return self.decoder(x, cond, lpc_coef=self.lpc_coefficients(cond))
 
     @torch.no_grad()
-    def one_step_draws(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def one_step_draws(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                       as_sampled: bool = False) -> torch.Tensor:
         """For every position of ``x`` (B, T) cropped as ``forward`` crops it, a class drawn from
-        the decoder given the true past and the codes (teacher-forced, temperature 1)."""
+        the decoder given the true past and the codes (teacher-forced). At temperature 1, or,
+        ``as_sampled``, with the level's own sampling settings (a track's defaults, temperature and
+        top-p 1, where it names none), sharper where its loudness gate finds the true past loud."""
         x = self.crop(x)
         training = self.quantizer.training
         self.quantizer.eval()  # (a VQ codebook moves by running averages: once a step, in forward)
@@ -268,9 +272,30 @@ class Level(nn.Module):
             codes = self.quantizer(self.encoder(x)).codes
         finally:
             self.quantizer.train(training)
-        logits = self.decode_logits(x, codes)
-        probs = logits.float().softmax(dim=1).transpose(1, 2).reshape(-1, logits.shape[1])
-        return torch.multinomial(probs.cpu(), 1, generator=generator).view(x.shape).to(x.device)
+        logits = self.decode_logits(x, codes).float().transpose(1, 2).reshape(-1, self.decoder.classes).cpu()
+        if not as_sampled:
+            return torch.multinomial(logits.softmax(dim=1), 1, generator=generator).view(x.shape).to(x.device)
+        quiet, loud = self.cfg.sampling.draw(1.0, 1.0)
+        u = torch.rand(logits.shape[0], generator=generator)
+        drawn = pick(logits, u, *quiet)
+        gate = self.loud_positions(x).reshape(-1).cpu()
+        if gate.any():
+            drawn[gate] = pick(logits[gate], u[gate], *loud)
+        return drawn.view(x.shape).to(x.device)
+
+    def loud_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool: where this level samples with its loud settings, given the past ``x`` (B, T)
+        (none before it): the mean power of the predictor's window at each position's last refit
+        exceeds ``sampling.loud_db``, as ``lpc.Tracker`` decides it while sampling."""
+        db = self.cfg.sampling.loud_db
+        if db is None:
+            return torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+        power = torch.from_numpy(lpc.LEVELS).to(x.device)[x].pow(2)  # (B, T) float64
+        energy = F.pad(power.cumsum(dim=1), (1, 0))  # energy[:, t] = Σ power[:, :t]
+        starts = torch.arange(0, x.shape[1], lpc.BLOCK, device=x.device)
+        window = energy[:, starts] - energy[:, (starts - lpc.WINDOW).clamp(min=0)]
+        loud = window > 10.0 ** (db / 10.0) * lpc.WINDOW
+        return loud.repeat_interleave(lpc.BLOCK, dim=1)[:, : x.shape[1]]
 
     def forward(self, x: torch.Tensor, inputs: torch.Tensor | None = None,
                 predictor_past: torch.Tensor | None = None) -> LevelOutput:

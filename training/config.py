@@ -46,6 +46,9 @@ class StageConfig:
     # true past) instead of the true audio, as sampling fits it to what the level has drawn; the
     # decoder still reads the true past. One more forward pass a step
     predictor_draws: bool = False
+    # with predictor_draws: draw as the level samples (its sampling's temperature and top-p, its
+    # loudness gate read from the true past) instead of at temperature 1
+    predictor_draws_as_sampled: bool = False
     # levels only: the encoder (and so the codes) stays as it starts (from --init or a checkpoint);
     # only the conditioning and the decoder train. A shipped model's decoder trains further while
     # its codes, and the prior trained on them, stay valid
@@ -61,6 +64,8 @@ class StageConfig:
             raise ConfigError(f"need 0 < lr_final ≤ lr, got lr={self.lr}, lr_final={self.lr_final}")
         if self.input_noise < 0:
             raise ConfigError(f"input_noise must be ≥ 0, got {self.input_noise}")
+        if self.predictor_draws_as_sampled and not self.predictor_draws:
+            raise ConfigError("predictor_draws_as_sampled needs predictor_draws = true")
         if self.warmup < 0 or self.grad_clip <= 0 or self.checkpoint_seconds <= 0:
             raise ConfigError("warmup must be ≥ 0, grad_clip and checkpoint_seconds > 0")
 

@@ -324,7 +324,8 @@ def _train_stage(
         drawn = None
         if stage.predictor_draws:  # (a stream of its own: the noise's seeds are taken)
             seed = np.random.SeedSequence([cfg.seed, index, world.rank, step, 1]).generate_state(1)[0]
-            drawn = model.one_step_draws(x, torch.Generator().manual_seed(int(seed)))
+            drawn = model.one_step_draws(x, torch.Generator().manual_seed(int(seed)),
+                                         as_sampled=stage.predictor_draws_as_sampled)
         result = stages.step(name, net, x, inputs, drawn)
         optimizer.zero_grad(set_to_none=True)
         result.loss.backward()

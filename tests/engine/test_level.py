@@ -3,6 +3,8 @@ import dataclasses
 import pytest
 import torch
 
+from engine import lpc
+from engine.config import SamplingConfig
 from engine.level import Level
 from tests.tiny import tiny_level
 
@@ -215,6 +217,43 @@ def test_one_step_draws_follow_the_decoders_teacher_forced_distribution():
     drawn = level.one_step_draws(x, torch.Generator().manual_seed(3))
     share = torch.isin(drawn, torch.tensor([40, 200])).float().mean()
     assert share > 0.9 and 0 < (drawn == 40).float().mean() < share
+
+
+def test_the_loudness_gate_in_training_marks_what_the_samplers_tracker_marks():
+    cfg = dataclasses.replace(_lpc_level().cfg, sampling=SamplingConfig(loud_db=-30.0, loud_temperature=0.5))
+    level = Level(cfg, input_classes=256)
+    t = torch.arange(3000)
+    amp = torch.where((t > 700) & (t < 2100), 90, 3)  # quiet, a loud note, quiet again
+    x = (128 + amp * torch.sin(t * 0.2)).long()[None]
+    gate = level.loud_positions(x)[0]
+    tracker = lpc.Tracker(1, 8, loud_db=-30.0)
+    marked = []
+    for i in range(x.shape[1]):
+        tracker.step(i, None if i == 0 else x[:, i - 1].numpy())
+        marked.append(bool(tracker.loud[0, 0]))
+    assert gate.tolist() == marked
+    assert 0.2 < gate.float().mean() < 0.8  # both kinds of position are there
+    plain = Level(_lpc_level().cfg, input_classes=256)
+    assert not plain.loud_positions(x).any()  # no gate: nothing is loud
+
+
+def test_draws_as_sampled_are_sharper_only_where_the_gate_says_loud():
+    cfg = dataclasses.replace(_lpc_level().cfg, sampling=SamplingConfig(
+        top_p=1.0, loud_db=-30.0, loud_temperature=0.05))
+    torch.manual_seed(0)
+    level = Level(cfg, input_classes=256).eval()
+    with torch.no_grad():
+        level.decoder.head2.weight *= 30.0  # an untrained decoder's logits are nearly flat
+    t = torch.arange(4000)
+    x = (128 + torch.where(t < 2048, 2, 90) * torch.sin(t * 0.2)).long()[None].repeat(2, 1)
+    gate = level.loud_positions(level.crop(x))
+    best = level.decode_logits(level.crop(x), level.quantizer(level.encoder(level.crop(x))).codes).argmax(1)
+    sampled = level.one_step_draws(x, torch.Generator().manual_seed(4), as_sampled=True)
+    plain = level.one_step_draws(x, torch.Generator().manual_seed(4))
+    assert torch.equal(sampled, level.one_step_draws(x, torch.Generator().manual_seed(4), as_sampled=True))
+    assert (sampled == best)[gate].float().mean() > 0.9  # temperature 0.05: nearly the argmax
+    assert (plain == best)[gate].float().mean() < 0.5  # temperature 1 spreads
+    assert (sampled == best)[~gate].float().mean() < 0.5  # quiet: as at temperature 1
 
 
 def test_the_predictor_fitted_to_other_audio_changes_only_the_decoders_prediction():

@@ -300,3 +300,13 @@ def test_a_level_may_fit_its_predictor_to_its_own_draws(tiny_toml, tone_dir, tmp
     first = [log_rows(run, "level1")[0]["bits"] for run in (plain, drawn)]
     assert first[0] != first[1] and all(np.isfinite(first))
     assert len(log_rows(drawn, "level1")) == 3
+    # drawn as the level samples: its loudness gate makes loud positions sharper, so the fit differs again
+    gated = [*lpc, "stack.levels.0.sampling.loud_db=-60", "stack.levels.0.sampling.loud_temperature=0.1"]
+    with pytest.raises(ConfigError, match="predictor_draws_as_sampled needs predictor_draws"):
+        load(tiny_toml, [*gated, "stages.level1.predictor_draws_as_sampled=true"])
+    runs = [tmp_path / "gated", tmp_path / "gated-as-sampled"]
+    for run, extra in zip(runs, ([], ["stages.level1.predictor_draws_as_sampled=true"])):
+        fit(load(tiny_toml, [*gated, "stages.level1.predictor_draws=true", *extra]), tone_dir, run,
+            show_progress=False, until="level1")
+    second = [log_rows(run, "level1")[0]["bits"] for run in runs]
+    assert second[0] != second[1] and all(np.isfinite(second))
