@@ -5,13 +5,19 @@ functions it inlines (``simd.py``, ``lpc.py`` in the fast loop), so a stale loop
 edit. Here the folder is named after a hash of every compiled source, the numba version and the
 CPU: any change starts a fresh cache. It lives in the user's cache directory
 (``$XDG_CACHE_HOME/wavestack/numba``, else ``~/.cache/…``); ``NUMBA_CACHE_DIR`` set by the user wins.
-Import this module before any ``njit(cache=True)`` decoration.
+Where that folder cannot be written, a private temporary one is used for this process (compiled
+again at every start), and a line on stderr says so. Import this module before any
+``njit(cache=True)`` decoration.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 SOURCES = ("fastpath.py", "simd.py", "lpc.py")  # every file whose functions the compiled loops use
@@ -38,8 +44,22 @@ def configure() -> None:
         import numba
     except ImportError:  # pragma: no cover - numba is a dependency
         return
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        numba.config.CACHE_DIR = str(cache_dir())
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if not writable:  # numba would refuse every cached function: compile into a private folder
+        private = tempfile.mkdtemp(prefix="wavestack-numba-")
+        atexit.register(shutil.rmtree, private, ignore_errors=True)
+        print(f"wavestack: cannot write the compiled-code cache {folder}; compiling into {private} for "
+              "this run only (make the folder writable or set NUMBA_CACHE_DIR to keep it)",
+              file=sys.stderr, flush=True)
+        folder = Path(private)
+    numba.config.CACHE_DIR = str(folder)
 
 
 configure()

@@ -153,6 +153,25 @@ def test_the_compiled_loop_is_cached_per_version_of_every_source_it_inlines(tmp_
     assert jitcache.cache_dir(here).is_relative_to(tmp_path / "cache" / "wavestack" / "numba")
 
 
+def test_an_unwritable_cache_folder_compiles_into_a_private_one_and_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # a cache home that is a file: no folder can be made in it, even by root
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(blocker)
+    code = ("import numpy as np, numba\nfrom engine import lpc\nprint(numba.config.CACHE_DIR)\n"
+            "print(lpc.predict(np.arange(300) % 7 + 100, 4)[2][-1])")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=600)
+    assert done.returncode == 0, done.stderr[-500:]
+    folder, value = done.stdout.split()
+    assert "cannot write the compiled-code cache" in done.stderr and folder in done.stderr
+    assert not Path(folder).is_relative_to(blocker) and not Path(folder).exists()  # removed at exit
+    assert 0 <= int(value) < 256
+
+
 @pytest.mark.parametrize("window", [7, 64])
 def test_frame_biases_held_a_window_at_a_time_give_every_sampler_the_same_steps(monkeypatch, window):
     """A long render holds its gate biases a window of frames at a time (a 600-s track held them
