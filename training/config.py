@@ -49,6 +49,9 @@ class StageConfig:
     # with predictor_draws: draw as the level samples (its sampling's temperature and top-p, its
     # loudness gate read from the true past) instead of at temperature 1
     predictor_draws_as_sampled: bool = False
+    # with predictor_draws: the share of each batch's examples fitted to draws (the first ones); the
+    # rest keep a predictor fitted to the true audio, so the decoder still learns to use a good one
+    predictor_draws_share: float = 1.0
     # levels only: the encoder (and so the codes) stays as it starts (from --init or a checkpoint);
     # only the conditioning and the decoder train. A shipped model's decoder trains further while
     # its codes, and the prior trained on them, stay valid
@@ -66,6 +69,10 @@ class StageConfig:
             raise ConfigError(f"input_noise must be ≥ 0, got {self.input_noise}")
         if self.predictor_draws_as_sampled and not self.predictor_draws:
             raise ConfigError("predictor_draws_as_sampled needs predictor_draws = true")
+        if not 0.0 < self.predictor_draws_share <= 1.0:
+            raise ConfigError(f"predictor_draws_share must be in (0, 1], got {self.predictor_draws_share}")
+        if self.predictor_draws_share < 1.0 and not self.predictor_draws:
+            raise ConfigError("predictor_draws_share needs predictor_draws = true")
         if self.warmup < 0 or self.grad_clip <= 0 or self.checkpoint_seconds <= 0:
             raise ConfigError("warmup must be ≥ 0, grad_clip and checkpoint_seconds > 0")
 

@@ -310,3 +310,11 @@ def test_a_level_may_fit_its_predictor_to_its_own_draws(tiny_toml, tone_dir, tmp
             show_progress=False, until="level1")
     second = [log_rows(run, "level1")[0]["bits"] for run in runs]
     assert second[0] != second[1] and all(np.isfinite(second))
+    # only half of each batch fitted to draws: a loss unlike either
+    with pytest.raises(ConfigError, match="predictor_draws_share needs predictor_draws"):
+        load(tiny_toml, [*lpc, "stages.level1.predictor_draws_share=0.5"])
+    half = tmp_path / "half"
+    fit(load(tiny_toml, [*lpc, "stages.level1.predictor_draws=true", "stages.level1.predictor_draws_share=0.5"]),
+        tone_dir, half, show_progress=False, until="level1")
+    third = log_rows(half, "level1")[0]["bits"]
+    assert np.isfinite(third) and third not in first
