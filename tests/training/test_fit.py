@@ -305,7 +305,7 @@ def test_a_level_may_fit_its_predictor_to_its_own_draws(tiny_toml, tone_dir, tmp
     with pytest.raises(ConfigError, match="predictor_draws_as_sampled needs predictor_draws"):
         load(tiny_toml, [*gated, "stages.level1.predictor_draws_as_sampled=true"])
     runs = [tmp_path / "gated", tmp_path / "gated-as-sampled"]
-    for run, extra in zip(runs, ([], ["stages.level1.predictor_draws_as_sampled=true"])):
+    for run, extra in zip(runs, ([], ["stages.level1.predictor_draws_as_sampled=true"]), strict=True):
         fit(load(tiny_toml, [*gated, "stages.level1.predictor_draws=true", *extra]), tone_dir, run,
             show_progress=False, until="level1")
     second = [log_rows(run, "level1")[0]["bits"] for run in runs]
@@ -314,7 +314,7 @@ def test_a_level_may_fit_its_predictor_to_its_own_draws(tiny_toml, tone_dir, tmp
     with pytest.raises(ConfigError, match="predictor_draws_share needs predictor_draws"):
         load(tiny_toml, [*lpc, "stages.level1.predictor_draws_share=0.5"])
     half = tmp_path / "half"
-    fit(load(tiny_toml, [*lpc, "stages.level1.predictor_draws=true", "stages.level1.predictor_draws_share=0.5"]),
-        tone_dir, half, show_progress=False, until="level1")
+    shared = ["stages.level1.predictor_draws=true", "stages.level1.predictor_draws_share=0.5"]
+    fit(load(tiny_toml, [*lpc, *shared]), tone_dir, half, show_progress=False, until="level1")
     third = log_rows(half, "level1")[0]["bits"]
     assert np.isfinite(third) and third not in first
