@@ -260,12 +260,15 @@ class Level(nn.Module):
 
     @torch.no_grad()
     def one_step_draws(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                       as_sampled: bool = False) -> torch.Tensor:
+                       as_sampled: bool = False, rows: int | None = None) -> torch.Tensor:
         """For every position of ``x`` (B, T) cropped as ``forward`` crops it, a class drawn from
         the decoder given the true past and the codes (teacher-forced). At temperature 1, or,
         ``as_sampled``, with the level's own sampling settings (a track's defaults, temperature and
-        top-p 1, where it names none), sharper where its loudness gate finds the true past loud."""
+        top-p 1, where it names none), sharper where its loudness gate finds the true past loud.
+        Given ``rows``, only the first ``rows`` examples are drawn; the rest are ``x`` as it is."""
         x = self.crop(x)
+        if rows is not None and rows < x.shape[0]:
+            return torch.cat([self.one_step_draws(x[:rows], generator, as_sampled), x[rows:]])
         training = self.quantizer.training
         self.quantizer.eval()  # (a VQ codebook moves by running averages: once a step, in forward)
         try:

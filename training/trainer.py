@@ -325,9 +325,8 @@ def _train_stage(
         if stage.predictor_draws:  # (a stream of its own: the noise's seeds are taken)
             seed = np.random.SeedSequence([cfg.seed, index, world.rank, step, 1]).generate_state(1)[0]
             rows = max(1, round(stage.predictor_draws_share * x.shape[0]))
-            drawn = model.one_step_draws(x[:rows], torch.Generator().manual_seed(int(seed)),
-                                         as_sampled=stage.predictor_draws_as_sampled)
-            drawn = torch.cat([drawn, model.crop(x[rows:])])
+            drawn = model.one_step_draws(x, torch.Generator().manual_seed(int(seed)),
+                                         as_sampled=stage.predictor_draws_as_sampled, rows=rows)
         result = stages.step(name, net, x, inputs, drawn)
         optimizer.zero_grad(set_to_none=True)
         result.loss.backward()

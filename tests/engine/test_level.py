@@ -210,6 +210,8 @@ def test_one_step_draws_follow_the_decoders_teacher_forced_distribution():
     a = level.one_step_draws(x, torch.Generator().manual_seed(1))
     b = level.one_step_draws(x, torch.Generator().manual_seed(1))
     assert a.shape == level.crop(x).shape and torch.equal(a, b)
+    part = level.one_step_draws(x, torch.Generator().manual_seed(1), rows=1)  # the first example only
+    assert torch.equal(part[1], level.crop(x)[1]) and (part[0] != level.crop(x)[0]).float().mean() > 0.5
     assert all(torch.equal(v, level.quantizer.state_dict()[k]) for k, v in codebook.items())  # unmoved
     # drawn from the decoder's distribution: one made to favour two classes gives them
     with torch.no_grad():
