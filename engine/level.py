@@ -288,17 +288,8 @@ class Level(nn.Module):
 
     def loud_positions(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) bool: where this level samples with its loud settings, given the past ``x`` (B, T)
-        (none before it): the mean power of the predictor's window at each position's last refit
-        exceeds ``sampling.loud_db``, as ``lpc.Tracker`` decides it while sampling."""
-        db = self.cfg.sampling.loud_db
-        if db is None:
-            return torch.zeros(x.shape, dtype=torch.bool, device=x.device)
-        power = torch.from_numpy(lpc.LEVELS).to(x.device)[x].pow(2)  # (B, T) float64
-        energy = F.pad(power.cumsum(dim=1), (1, 0))  # energy[:, t] = Σ power[:, :t]
-        starts = torch.arange(0, x.shape[1], lpc.BLOCK, device=x.device)
-        window = energy[:, starts] - energy[:, (starts - lpc.WINDOW).clamp(min=0)]
-        loud = window > 10.0 ** (db / 10.0) * lpc.WINDOW
-        return loud.repeat_interleave(lpc.BLOCK, dim=1)[:, : x.shape[1]]
+        (none before it), as ``lpc.Tracker`` decides it while sampling."""
+        return lpc.loud_mask(x, self.cfg.sampling.loud_db)
 
     def forward(self, x: torch.Tensor, inputs: torch.Tensor | None = None,
                 predictor_past: torch.Tensor | None = None) -> LevelOutput:

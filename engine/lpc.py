@@ -188,6 +188,26 @@ def predict(classes: np.ndarray, order: int, gamma: float = 1.0) -> tuple[np.nda
     return p, u.astype(np.float32), c
 
 
+def loud_power(loud_db: float | None) -> float:
+    """The mean power above which a predictor window counts as loud (``SamplingConfig.loud_db``;
+    None: never)."""
+    return math.inf if loud_db is None else 10.0 ** (loud_db / 10.0)
+
+
+def loud_mask(classes: torch.Tensor, loud_db: float | None) -> torch.Tensor:
+    """(B, T) bool for classes (B, T): at each position, whether its last refit found the window
+    before it (zeros before the start) louder than ``loud_db`` — what ``Tracker`` decides step by
+    step, for a whole known sequence at once."""
+    if loud_db is None:
+        return torch.zeros(classes.shape, dtype=torch.bool, device=classes.device)
+    power = torch.from_numpy(LEVELS).to(classes.device)[classes].pow(2)  # (B, T) float64
+    energy = torch.nn.functional.pad(power.cumsum(dim=1), (1, 0))  # energy[:, t] = Σ power[:, :t]
+    starts = torch.arange(0, classes.shape[1], BLOCK, device=classes.device)
+    window = energy[:, starts] - energy[:, (starts - WINDOW).clamp(min=0)]
+    loud = window > loud_power(loud_db) * WINDOW
+    return loud.repeat_interleave(BLOCK, dim=1)[:, : classes.shape[1]]
+
+
 class Tracker:
     """The step-by-step predictor of ``batch`` sequences: ``step(t, prev)`` gives p[t] per row.
 
@@ -201,7 +221,7 @@ class Tracker:
         self.order, self.gamma = order, float(gamma)
         self.loud_gamma = self.gamma if loud_gamma is None else float(loud_gamma)
         # mean power above which a row plays loud (engine.config.SamplingConfig.loud_db)
-        self.loud_power = math.inf if loud_db is None else 10.0 ** (loud_db / 10.0)
+        self.loud_power = loud_power(loud_db)
         self.loud = np.zeros((batch, 1), np.bool_)  # per row, as of its last refit
         self.buf = np.zeros((batch, WINDOW + BLOCK))
         self.coef = np.zeros((batch, max(order, 1)))
