@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from typing import Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer
@@ -40,6 +41,10 @@ from .takes import TakeList, TakeTransport
 from .track_editor import TrackEditor
 
 POLL_MS = 2000
+# a state asked for before an edit took effect would put the old value back on screen (and the next
+# edit, built on it, would undo the first): states wait until the server has answered every edit,
+# or until this long after the last one, if its answer was lost
+EDIT_ANSWER_S = 2.0
 NOTICE_MS = 15000  # a message about one event leaves the status bar after this (the jobs list keeps it)
 TRACK_LIST_ADDRESSES = ("/track/add", "/track/remove", "/track/rename")
 JOB_ADDRESSES = ("/generate", "/generate_all", "/job/cancel")
@@ -55,6 +60,7 @@ class MainWindow(QMainWindow):
         self.models: list[str] = []
         self._pending_jobs: list[str] = []  # what each /generate awaiting its job id renders
         self._select_next: str | None = None  # a track to select once the state lists it
+        self._unanswered: list[tuple[str, float]] = []  # edits sent, not answered yet: (address, when)
         self.setWindowTitle("wavestack")
 
         self.banner = ErrorLabel(self)
@@ -211,6 +217,18 @@ class MainWindow(QMainWindow):
             self.client.send(address, *args)
         except ProtocolError as exc:
             self.show_error(PREFIX + address, str(exc))
+            return
+        self._unanswered.append((PREFIX + address, time.monotonic()))
+
+    def _answered(self, address: str) -> None:
+        waiting = [a for a, _ in self._unanswered]
+        if address in waiting:
+            del self._unanswered[waiting.index(address)]
+
+    def _edits_in_flight(self) -> bool:
+        since = time.monotonic() - EDIT_ANSWER_S
+        self._unanswered = [(a, t) for a, t in self._unanswered if t > since]
+        return bool(self._unanswered)
 
     def add_track(self, name: str) -> None:
         model = "default" if "default" in self.models or not self.models else self.models[0]
@@ -279,6 +297,8 @@ class MainWindow(QMainWindow):
             handler(args)
 
     def _on_state(self, args: list[Any]) -> None:
+        if self._edits_in_flight():  # it may predate them: the one asked after their answers shows them
+            return
         self.state = json.loads(args[0])
         self.session.show_state(self.state)
         names = [t["name"] for t in self.state["tracks"]]
@@ -344,7 +364,10 @@ class MainWindow(QMainWindow):
 
     def _on_ack(self, args: list[Any]) -> None:
         address = args[0]
-        if len(args) > 1:  # a job was queued
+        self._answered(address)
+        if len(args) > 1 and not isinstance(args[1], int):  # what an ack says (opening a project)
+            self.statusBar().showMessage(str(args[1]), NOTICE_MS)
+        elif len(args) > 1:  # a job was queued
             what = self._pending_jobs.pop(0) if self._pending_jobs else address
             self.jobs.add(int(args[1]), what)
             self.jobs_error.show_text("")
@@ -356,6 +379,7 @@ class MainWindow(QMainWindow):
 
     def _on_error(self, args: list[Any]) -> None:
         where, text = args[0], str(args[1]) if len(args) > 1 else ""
+        self._answered(where)
         if isinstance(where, int):
             self.jobs.failed(where, text)
             self.statusBar().showMessage(f"job {where}: {text}", NOTICE_MS)

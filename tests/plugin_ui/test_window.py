@@ -99,6 +99,12 @@ def test_errors_show_next_to_the_control_that_caused_them(server, open_window, p
     assert pump(lambda: s.project.error.isVisible())
     assert "exists and is not a folder" in s.project.error.text()
     assert pump(lambda: s.project.value() == server.session.project)  # back to what the server holds
+    other = tmp_path / "other song"
+    finish(s.project, str(other))  # accepted: the server's words go to the status bar
+    assert pump(lambda: "opened" in window.statusBar().currentMessage())
+    assert server.session.project == str(other) and not s.project.error.isVisible()
+    assert pump(lambda: s.project.value() == str(other), timeout=0.5)  # and stays
+    assert window.jobs.topLevelItemCount() == 0  # the answer is not taken for a queued job
 
     add_tiny_track(window, server, pump)
     e = window.editor
@@ -109,6 +115,25 @@ def test_errors_show_next_to_the_control_that_caused_them(server, open_window, p
     assert pump(lambda: e.fx.error.isVisible()) and "VST3 plugin not found" in e.fx.error.text()
     window.add_track("keys")
     assert pump(lambda: window.tracks_error.isVisible()) and "exists already" in window.tracks_error.text()
+
+
+def test_a_state_asked_for_before_an_edit_never_undoes_it_on_screen(server, open_window, pump):
+    window = open_window(server)
+    add_tiny_track(window, server, pump)
+    fx = window.editor.fx
+    fx.add_step({"plugin": "Reverb"})
+    assert pump(lambda: fx.steps == [{"plugin": "Reverb"}] == server.session.track("keys").fx)
+    acks = []
+    window.client.replied.connect(lambda address, args: address.endswith("/ack") and acks.append(args))
+    window.client.send("/state/get")  # a poll already on its way: answered with the chain before the edit
+    fx.set_param(0, "room_size", 0.8)
+    shown = []
+    assert pump(lambda: shown.append(fx.steps) or any(a[0].endswith("/track/fx") for a in acks))
+    assert pump(lambda: shown.append(fx.steps) or False, timeout=0.3) is False  # the refresh after it
+    assert all(steps == [{"plugin": "Reverb", "room_size": 0.8}] for steps in shown)
+    fx.set_param(0, "bypass", True)  # built on what the screen shows: the room size stays
+    assert pump(lambda: server.session.track("keys").fx == [{"plugin": "Reverb", "room_size": 0.8,
+                                                             "bypass": True}])
 
 
 def test_disconnect_shows_how_to_start_a_server_and_reconnects(server, open_window, pump, tmp_path):
