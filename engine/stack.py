@@ -244,9 +244,8 @@ class Stack(nn.Module):
         for k in range(start, 0, -1):
             level = self.levels[k - 1]
             own = self.cfg.levels[k - 1].sampling  # a level that names its sampling renders with it
-            cond = level.condition(seq.to(self.device))
-            state = level.decoder.incremental(batch, cond=cond, lpc_coef=level.lpc_coefficients(cond),
-                                              sampling=own)
+            cond, coef = _conditioning(level, seq.to(self.device))
+            state = level.decoder.incremental(batch, cond=cond, lpc_coef=coef, sampling=own)
             quiet, loud = own.draw(temperature, top_p)
             seq = self._extend(state, prefixes[k - 1], lengths[k - 1], rngs[k - 1], *quiet, work, loud)
         work.finish()
@@ -275,6 +274,15 @@ class Stack(nn.Module):
                               progress=work, prev=last, cost=len(state.buffers), sampler=self.sampler,
                               loud=loud)
         return torch.cat([prefix, new], dim=1) if known else new
+
+
+def _conditioning(level: Level, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``level``'s conditioning and predictor for ``codes``, each row computed alone: torch's kernels
+    round differently by batch size, and a rounding tie would make a row's draws depend on the rows
+    it shares a pass with (a batched render must be what each track renders alone)."""
+    conds = [level.condition(codes[b: b + 1]) for b in range(codes.shape[0])]
+    coefs = [level.lpc_coefficients(c) for c in conds]
+    return torch.cat(conds), None if coefs[0] is None else torch.cat(coefs)
 
 
 def _level_rng(seed: int | Sequence[int], level: int) -> Rng:
