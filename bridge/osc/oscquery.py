@@ -10,13 +10,17 @@ values are published, read-only, under ``/wavestack/tracks/<name>/<parameter>``.
     GET /wavestack/tempo?VALUE     one attribute: {"VALUE": [120.0]}; 204 if the node has none
     GET /?HOST_INFO                name, OSC port and transport, supported extensions
 
-Unknown paths answer 404, unknown attributes 400, anything but GET 405.
+Unknown paths answer 404, unknown attributes 400, anything but GET 405. A request from a client the
+OSC server would not hear, or addressed to a host name that is not this machine's (a web page's
+DNS rebinding: evil.example resolving to 127.0.0.1), answers 403 and reveals nothing.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -124,6 +128,28 @@ def host_info(osc_host: str, osc_port: int) -> dict[str, Any]:
             "EXTENSIONS": EXTENSIONS}
 
 
+def addressed_to_this_machine(host_header: str | None) -> bool:
+    """Whether an HTTP ``Host`` names this machine: an address literal, ``localhost``, or this
+    machine's own names. A browser sends the name the page asked for, so a page whose name was
+    made to resolve to 127.0.0.1 (DNS rebinding) is told apart here. No Host (HTTP/1.0): not a
+    browser, allowed."""
+    if not host_header:
+        return True
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    host = host.rstrip(".")
+    own = socket.gethostname().lower()  # (no name lookups: a request never waits on DNS)
+    return host in ("localhost", own, f"{own}.local") or host.endswith(".localhost")
+
+
 MAX_CONNECTIONS = 16  # HTTP connections served at once; more are closed at once (no thread each)
 
 
@@ -157,7 +183,9 @@ class OscQueryServer:
     """HTTP on ``host:port`` in a daemon thread; ``state`` returns the session as a dict."""
 
     def __init__(self, state: Callable[[], dict[str, Any]], osc_address: tuple[str, int],
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0,
+                 admitted: Callable[[str], bool] = lambda ip: ipaddress.ip_address(ip).is_loopback) -> None:
+        """``admitted``: whether a client address may read (the OSC server's own rule)."""
         query = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -167,7 +195,9 @@ class OscQueryServer:
 
             def do_GET(self) -> None:
                 try:
-                    status, body = query.answer(self.path)
+                    status, body = query.refusal(self.client_address[0], self.headers.get("Host"))
+                    if status is None:
+                        status, body = query.answer(self.path)
                 except Exception as exc:  # a bug answers 500 with its reason, not a dropped connection
                     log.exception("OSCQuery %s failed", self.path)
                     status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(exc)}
@@ -190,7 +220,7 @@ class OscQueryServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s " + format, self.address_string(), *args)
 
-        self.state, self.osc_address = state, osc_address
+        self.state, self.osc_address, self.admitted = state, osc_address, admitted
         self._cache: tuple[str, dict[str, Any], bytes] = ("", {}, b"")  # state as JSON → tree, its bytes
         self._cache_lock = threading.Lock()
         self.httpd = _BoundedHTTPServer((host, port), Handler)
@@ -220,6 +250,19 @@ class OscQueryServer:
                 root = namespace(state)
                 self._cache = (key, root, json.dumps(root).encode())
             return self._cache[1], self._cache[2]
+
+    def refusal(self, client: str, host_header: str | None) -> tuple[int | None, Any]:
+        """403 and why for a client the OSC server would not hear, or a request addressed to a name
+        that is not this machine's; (None, None) for a request to answer."""
+        if not self.admitted(client):
+            log.warning("OSCQuery: refused %s, not this machine and not allowed (serve --allow %s)",
+                        client, client)
+            return HTTPStatus.FORBIDDEN, {"error": f"{client} is not allowed (serve --allow {client})"}
+        if not addressed_to_this_machine(host_header):
+            log.warning("OSCQuery: refused a request for host %r from %s: not a name of this machine "
+                        "(a web page's DNS rebinding is refused this way)", host_header[:100], client)
+            return HTTPStatus.FORBIDDEN, {"error": "ask by address (127.0.0.1) or this machine's name"}
+        return None, None
 
     def answer(self, raw: str) -> tuple[int, Any]:
         """Status and JSON body for one GET request."""

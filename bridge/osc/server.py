@@ -178,7 +178,8 @@ class Server:
             from bridge.osc.oscquery import OscQueryServer
 
             try:
-                self.oscquery = OscQueryServer(self.state, self.address, host, oscquery_port)
+                self.oscquery = OscQueryServer(self.state, self.address, host, oscquery_port,
+                                               admitted=self.allows)
             except OSError:
                 self.sock.close()
                 raise
@@ -346,14 +347,18 @@ class Server:
                 self.inbox.task_done()
         self.inbox.task_done()
 
+    def allows(self, host: str) -> bool:
+        """Whether client address ``host`` is this machine's or an allowed client's (``--allow``)."""
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return ip.is_loopback or any(ip in net for net in self.allowed)
+
     def admitted(self, addr: Addr) -> bool:
         """Whether a datagram from ``addr`` is handled: this machine's, or an allowed client's
         (``--allow``); others are counted and ignored, each host logged once."""
-        try:
-            ip = ipaddress.ip_address(addr[0])
-        except ValueError:
-            ip = None
-        if ip is not None and (ip.is_loopback or any(ip in net for net in self.allowed)):
+        if self.allows(addr[0]):
             return True
         self.stats["ignored"] += 1
         if addr[0] not in self._ignored_hosts and len(self._ignored_hosts) < 1024:

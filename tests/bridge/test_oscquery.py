@@ -153,6 +153,31 @@ def test_the_server_speaks_http_1_1(served):
         conn.close()
 
 
+def test_a_request_for_another_host_name_is_refused_and_reveals_nothing(served):
+    import socket
+
+    srv, url = served
+    host, port = url.removeprefix("http://").split(":")
+
+    def ask(host_header: str | None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        conn.putrequest("GET", "/", skip_host=True)
+        if host_header is not None:
+            conn.putheader("Host", host_header)
+        conn.endheaders()
+        answer = conn.getresponse()
+        body = answer.read()
+        conn.close()
+        return answer.status, body
+
+    for name in (f"evil.example:{port}", "evil.example", f"localhost.evil.example:{port}"):
+        status, body = ask(name)  # a web page whose name was made to resolve to 127.0.0.1
+        assert status == 403 and b"CONTENTS" not in body and srv.session.project.encode() not in body
+    for name in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", socket.gethostname(), None):
+        status, body = ask(name)
+        assert status == 200 and b"CONTENTS" in body and srv.session.project.encode() in body
+
+
 def test_half_sent_requests_hold_a_bounded_number_of_connections(served):
     import socket
     import threading

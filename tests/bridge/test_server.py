@@ -570,9 +570,18 @@ def test_only_this_machine_and_allowed_clients_are_heard(tiny_model):
     if address is None:
         pytest.skip("this machine has no network address besides loopback")
     for allow, heard in (((), False), ((f"{address}/32",), True)):
-        srv = Server(host="0.0.0.0", port=0, allow=allow)
+        srv = Server(host="0.0.0.0", port=0, allow=allow, oscquery_port=0)
         srv.start()
         try:
+            import http.client  # OSCQuery follows the same rule (the tree holds project paths)
+
+            web = http.client.HTTPConnection(address, srv.oscquery.address[1], timeout=5,
+                                             source_address=(address, 0))
+            web.request("GET", "/")
+            answer = web.getresponse()
+            body = answer.read()
+            web.close()
+            assert (answer.status, b"CONTENTS" in body) == ((200, True) if heard else (403, False))
             client = Client((address, srv.address[1]))
             client.sock.close()
             client.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
