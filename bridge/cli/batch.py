@@ -35,6 +35,7 @@ def add_parser(sub: Any) -> None:
     batch.add_argument("--dry-run", action="store_true", help="list the renders and estimate the time")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
     options.plugin_path(batch)
+    options.memory_limit(batch)
 
 
 def parse_shard(text: str) -> tuple[int, int]:

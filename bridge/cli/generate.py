@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import __version__
+from bridge.cli import options
 from bridge.protocol import BY_PATH, PREFIX
 
 MAX_SECONDS = 3600
@@ -45,6 +46,7 @@ def add_parser(sub: Any) -> None:
     gen.add_argument("--out", type=Path, required=True, help="output .wav path")
     gen.add_argument("--overwrite", action="store_true", help="replace existing output files")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.memory_limit(gen)
 
 
 def _arg(address: str) -> Any:
@@ -76,9 +78,12 @@ def check(args: argparse.Namespace) -> list[Path]:
     existing = [str(p) for p in paths if p.exists()]
     if existing and not args.overwrite:
         raise OSError(f"{', '.join(existing)} already exists; pass --overwrite or choose --out")
-    from engine.catalog import resolve
+    from bridge.render import memory
+    from engine.catalog import read_manifest, resolve
 
-    resolve(args.model)  # a model typo is named before anything else is done
+    config = read_manifest(resolve(args.model))["config"]  # a model typo is named before anything else
+    memory.check(f"generating {args.seconds:g} s" + (f" × {args.batch}" if args.batch > 1 else ""),
+                 memory.render_bytes(config, args.seconds, config["sample_rate"], rows=args.batch))
     return paths
 
 

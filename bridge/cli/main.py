@@ -46,12 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from engine.errors import EngineError
 
-    if getattr(args, "plugin_path", None):
-        from bridge.render.pluginhost import add_folders
-
-        add_folders(args.plugin_path)
-
     try:
+        if getattr(args, "plugin_path", None):
+            from bridge.render.pluginhost import add_folders
+
+            add_folders(args.plugin_path)
+        if getattr(args, "memory_limit", None) is not None:
+            from bridge.render.memory import set_limit
+
+            set_limit(args.memory_limit)
         return COMMANDS[args.command].run(args)
     except (EngineError, OSError, ValueError) as exc:
         print(f"wavestack: error: {exc}", file=sys.stderr)

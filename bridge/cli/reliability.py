@@ -18,7 +18,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,41 +115,72 @@ def amplification(report: Report) -> None:
 
 
 def memory(model: str, lengths: list[float], primer_seconds: float, report: Report) -> None:
-    """Peak memory of ``generate`` for each length, and of continuing a primer, each in a fresh process."""
+    """Peak memory of rendering a stem of each length (as the server does, at 48 kHz), and of
+    continuing a primer, each in a fresh process; for each stem, the render's own part (the growth
+    over the loaded model) next to the estimate it is checked with before it starts."""
+    from bridge.render.memory import render_bytes
+    from engine.catalog import read_manifest, resolve
+
+    config = read_manifest(resolve(model))["config"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(Path(__file__).parents[2]),
                                                                     os.environ.get("PYTHONPATH")))))
-    with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
-        for seconds in lengths:
-            command = [sys.executable, "-m", "bridge.cli", "generate", "--model", model, "--seconds",
-                       str(seconds), "--seed", "1", "--quiet", "--out", str(Path(tmp) / f"{seconds}.wav")]
-            peak, wall = _peak(command, env)
-            report(f"generate {seconds:g} s: peak memory ({wall:.0f} s)", peak, "MB")
-        if primer_seconds > 0:
-            peak, wall = _peak([sys.executable, "-c", PRIMED, model, str(primer_seconds)], env)
-            report(f"continue a {primer_seconds:g}-s primer by 1 s: peak memory ({wall:.0f} s)", peak, "MB")
+    for seconds in lengths:
+        (loaded, peak), wall = _peaks(STEM, [model, str(seconds)], env)
+        report(f"render a {seconds:g}-s stem: peak memory of the process ({wall:.0f} s)", peak, "MB")
+        report("  of which the render's own (growth over the loaded model)", peak - loaded, "MB")
+        report("  the estimate it is checked with before it starts",
+               render_bytes(config, seconds, 48000) / 2**20, "MB")
+    if primer_seconds > 0:
+        (_, peak), wall = _peaks(PRIMED, [model, str(primer_seconds)], env)
+        report(f"continue a {primer_seconds:g}-s primer by 1 s: peak memory ({wall:.0f} s)", peak, "MB")
 
 
-PRIMED = """
+# what the measured processes run; each prints its high-water mark (MB) when loaded and when done
+HIGH_WATER = """
+def high_water():  # this process's own peak: ru_maxrss would carry the parent's over the exec (Linux)
+    import resource, sys
+    try:
+        return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (2**20 if sys.platform == "darwin" else 1024)
+"""
+STEM = HIGH_WATER + """
+import sys, tempfile
+import numpy as np, soxr
+from bridge.render.generate import bundle
+from bridge.render.project import Project
+from bridge.render.stems import render_track
+from bridge.session import Session, Track
+bundle(sys.argv[1])
+soxr.resample(np.zeros(8000, np.float32), 8000, 48000)
+print(high_water())
+track = Track("bench", sys.argv[1], seconds=float(sys.argv[2]), seed=1)
+with tempfile.TemporaryDirectory(prefix="wavestack-bench-") as tmp:
+    session = Session(project=tmp + "/project", tracks=[track])
+    render_track(session, track, Project(session.project))
+print(high_water())
+"""
+PRIMED = HIGH_WATER + """
 import sys, numpy as np
 from engine import load_bundle
 stack = load_bundle(sys.argv[1]).stack
+print(high_water())
 t = np.arange(int(float(sys.argv[2]) * stack.sample_rate)) / stack.sample_rate
 primer = (0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-(t % 1.0) * 3)).astype(np.float32)
 stack.continue_(primer, 1.0, seed=1)
+print(high_water())
 """
 
 
-def _peak(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Peak resident memory (MB) and wall seconds of ``command``, run to its end."""
+def _peaks(code: str, args: list[str], env: dict[str, str]) -> tuple[list[float], float]:
+    """The high-water marks (MB) Python ``code`` prints, run with ``args`` in a fresh process, and
+    its wall seconds."""
     started = time.perf_counter()
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            errors.seek(0)
-            raise RuntimeError(f"{' '.join(command[2:4])} failed: {errors.read().decode()[-300:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - started
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring {' '.join(args)} failed: {done.stderr[-300:]}")
+    return [float(line) for line in done.stdout.split()[-2:]], time.perf_counter() - started
 
 
 def run(model: str, burst_messages: int, lengths: list[float], primer_seconds: float) -> None:

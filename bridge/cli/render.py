@@ -24,6 +24,7 @@ def add_parser(sub: Any) -> None:
     render.add_argument("--track", action="append", default=[], help="render only this track (repeatable)")
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     options.plugin_path(render)
+    options.memory_limit(render)
 
 
 def run(args: argparse.Namespace) -> int:

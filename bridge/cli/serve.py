@@ -41,6 +41,7 @@ def add_parser(sub: Any) -> None:
                             "(default: the folder holding --project, else your home folder)")
     serve.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
     options.plugin_path(serve)
+    options.memory_limit(serve)
 
 
 def run(args: argparse.Namespace) -> int:

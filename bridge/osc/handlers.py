@@ -351,7 +351,7 @@ class Handlers:
     def generate_all(self, args: dict, reply: Reply) -> bool:
         """/wavestack/generate_all: render every track and the mix."""
         from bridge.render.fx import parse_chain
-        from bridge.render.stems import check_renderable, mix, render_tracks
+        from bridge.render.stems import check_mix, check_renderable, mix, render_tracks
 
         with self.lock:
             session = copy.deepcopy(self.session)
@@ -360,6 +360,7 @@ class Handlers:
         project = Project(session.project)
         for track in session.tracks:
             check_renderable(session, track)
+        check_mix(session, session.tracks)
         parse_chain(session.master_fx)  # checked before any audio is generated
         extra = self._tempo_source()
 

@@ -15,6 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from bridge.render import memory
 from bridge.session import Session, Track
 
 ProgressFn = Callable[[float], None]
@@ -58,9 +59,14 @@ def sampling_of(name: str) -> dict[str, float]:
     return sampling(_manifest(name)[1])
 
 
+def config_of(name: str) -> dict[str, Any]:
+    """Bundle ``name``'s stack configuration, read from its manifest (nothing is loaded)."""
+    return _manifest(name)[1]["config"]
+
+
 def levels_of(name: str) -> int:
     """How many levels bundle ``name`` has, read from its manifest (nothing is loaded)."""
-    return len(_manifest(name)[1]["config"]["levels"])
+    return len(config_of(name)["levels"])
 
 
 def model_hash_of(name: str) -> str:
@@ -114,14 +120,16 @@ def generate_rows(session: Session, tracks: list[Track], progress: ProgressFn | 
 
 def group_rows(session: Session, tracks: list[Track], max_rows: int | None = None) -> list[list[int]]:
     """Indices of ``tracks`` grouped into passes: equal ``batch_key``, at most ``MAX_ROWS`` rows (or
-    ``max_rows`` if fewer) and ``ROW_SECONDS`` audio seconds each (what a pass holds in memory grows with
-    both); the others alone. Order is kept within a group."""
+    ``max_rows`` if fewer), ``ROW_SECONDS`` audio seconds and the memory limit each (what a pass holds
+    in memory grows with both); the others alone. Order is kept within a group."""
     groups: list[list[int]] = []
     open_groups: dict[Any, list[int]] = {}
     for i, track in enumerate(tracks):
         key = batch_key(session, track)
         group = open_groups.get(key) if key is not None else None
-        rows = max(1, min(MAX_ROWS, max_rows or MAX_ROWS, int(ROW_SECONDS // session.length_of(track))))
+        seconds = session.length_of(track)
+        fit = memory.rows_within(config_of(track.model), seconds, session.sample_rate) if key else 1
+        rows = max(1, min(MAX_ROWS, max_rows or MAX_ROWS, int(ROW_SECONDS // seconds), fit))
         if group is None or len(group) >= rows:
             group = []
             groups.append(group)
@@ -144,8 +152,9 @@ def _at_session_rate(session: Session, audio: np.ndarray, rate: int, seconds: fl
 MAX_CLIP_SECONDS = 600.0  # a primer or variation source longer than the longest track is refused
 
 
-def check_clip(path: str, label: str = "audio file") -> None:
-    """Refuse, from its header alone, a file too long to be a primer or source (or not audio)."""
+def check_clip(path: str, label: str = "audio file") -> float:
+    """Refuse, from its header alone, a file too long to be a primer or source (or not audio);
+    returns its length in seconds."""
     try:
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -155,6 +164,7 @@ def check_clip(path: str, label: str = "audio file") -> None:
         length = f"{seconds / 3600:.1f} h" if seconds > 7200 else f"{seconds / 60:.0f} min"
         raise ValueError(f"{label} {path} is {length} long; at most {MAX_CLIP_SECONDS:.0f} s "
                          "(cut the part you want)")
+    return seconds
 
 
 def read_clip(path: str, rate: int) -> np.ndarray:

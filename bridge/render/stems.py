@@ -20,12 +20,14 @@ import soxr
 
 from bridge import __version__
 from bridge.protocol import MIX
+from bridge.render import memory
 from bridge.render.bwf import write_bwf
 from bridge.render.fx import apply_chain, build_board
 from bridge.render.generate import (
     CancelFn,
     ProgressFn,
     check_clip,
+    config_of,
     generate,
     generate_rows,
     group_rows,
@@ -48,19 +50,35 @@ class Rendered:
 
 
 def check_renderable(session: Session, track: Track) -> list[Any]:
-    """Everything that can be checked before generating: model, files, fx. Returns the fx plugins."""
+    """Everything that can be checked before generating: model, files, memory, fx. Returns the fx
+    plugins."""
     levels = levels_of(track.model)
     if track.vary and track.vary_level > levels:
         raise ValueError(
             f"track {track.name}: vary level {track.vary_level}, but {track.model} has {levels} level(s)"
         )
+    seconds = 0.0 if track.vary else session.length_of(track)  # a variation is as long as its source
     for label, path in (("primer", track.primer), ("vary", track.vary)):
         if not path:
             continue
         if not Path(path).is_file():
             raise FileNotFoundError(f"track {track.name}: {label} file not found: {path}")
-        check_clip(path, f"track {track.name}: {label}")
+        seconds += check_clip(path, f"track {track.name}: {label}")
+    memory.check(f"track {track.name} ({seconds:.0f} s)",
+                 memory.render_bytes(config_of(track.model), seconds, session.sample_rate))
     return build_board(track.fx)
+
+
+def check_mix(session: Session, tracks: list[Track]) -> None:
+    """Refuse rendering ``tracks`` and their mix if it would not fit in memory: the largest track's
+    render, every stem held for the mix, and the mix itself with its master chain."""
+    rate = session.sample_rate
+    span = max(session.position_of(t) + session.length_of(t) for t in tracks) - \
+        min(session.position_of(t) for t in tracks)
+    held = sum(memory.held_stem_bytes(session.length_of(t), rate) for t in tracks)
+    largest = max(memory.render_bytes(config_of(t.model), session.length_of(t), rate) for t in tracks)
+    memory.check(f"all {len(tracks)} tracks and their mix ({span:.0f} s)",
+                 largest + held + memory.OUTPUT_COPIES * memory.held_stem_bytes(span, rate))
 
 
 def render_track(session: Session, track: Track, project: Project, *,
@@ -81,6 +99,7 @@ def render_tracks(session: Session, tracks: list[Track], project: Project, *,
     that can share a pass (``group_rows``) are generated as its rows, each as it renders alone.
     Everything is checked before any audio is generated; ``progress`` spans all the tracks."""
     plugins = [check_renderable(session, track) for track in tracks]
+    check_mix(session, tracks)  # every stem is held until the last is done
     tracks = [replace(t, seed=t.seed if t.seed >= 0 else secrets.randbelow(2**31)) for t in tracks]
     groups = group_rows(session, tracks)
     out: dict[int, Rendered] = {}

@@ -145,7 +145,9 @@ def test_bench_reliability_prints_what_the_server_and_renders_hold(capsys, tiny_
     assert 0 < figures["handling one ping (parse, dispatch, reply): CPU"] < 10_000  # µs
     assert 0 < figures["handling one /tempo edit (parse, dispatch, reply): CPU"] < 10_000
     assert figures["/state/get of 128 tracks: bytes answered per byte asked"] > 100  # 28 bytes in
-    assert 50 < figures[next(k for k in figures if k.startswith("generate 0.2 s"))] < 4000  # MB
+    assert 50 < figures[next(k for k in figures if k.startswith("render a 0.2-s stem"))] < 4000  # MB
+    own = figures["of which the render's own (growth over the loaded model)"]
+    assert 0 < own <= figures["the estimate it is checked with before it starts"]
     assert next(k for k in figures if k.startswith("continue a 0.5-s primer"))
 
 
