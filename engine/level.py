@@ -217,13 +217,16 @@ class Level(nn.Module):
         frames = codes.shape[1]
         if frames <= CONDITION_CHUNK:
             return self._condition(codes)
-        parts = []
+        out = None  # filled chunk by chunk: no second copy of the whole (a 600-s track's is 300 MB)
         for start in range(0, frames, CONDITION_CHUNK):
             margin = self.cond_net.margin
             lo, hi = max(0, start - margin), min(frames, start + CONDITION_CHUNK + margin)
             part = self._condition(codes[:, lo:hi])
-            parts.append(part[:, :, start - lo: start - lo + min(CONDITION_CHUNK, frames - start)])
-        return torch.cat(parts, dim=2)
+            n = min(CONDITION_CHUNK, frames - start)
+            if out is None:
+                out = part.new_empty((part.shape[0], part.shape[1], frames))
+            out[:, :, start: start + n] = part[:, :, start - lo: start - lo + n]
+        return out
 
     def _condition(self, codes: torch.Tensor) -> torch.Tensor:
         if isinstance(self.quantizer, ArgmaxQuantizer):  # one-hot code vectors

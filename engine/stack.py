@@ -280,6 +280,9 @@ def _conditioning(level: Level, codes: torch.Tensor) -> tuple[torch.Tensor, torc
     """``level``'s conditioning and predictor for ``codes``, each row computed alone: torch's kernels
     round differently by batch size, and a rounding tie would make a row's draws depend on the rows
     it shares a pass with (a batched render must be what each track renders alone)."""
+    if codes.shape[0] == 1:  # (no copy of a long track's features)
+        cond = level.condition(codes)
+        return cond, level.lpc_coefficients(cond)
     conds = [level.condition(codes[b: b + 1]) for b in range(codes.shape[0])]
     coefs = [level.lpc_coefficients(c) for c in conds]
     return torch.cat(conds), None if coefs[0] is None else torch.cat(coefs)
