@@ -23,7 +23,8 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--port", type=port, default=9000, help="UDP port (default 9000; 0 = any free)")
     serve.add_argument("--allow", action="append", default=[], metavar="ADDRESS",
                        help="a client address or network (192.168.1.20, 192.168.1.0/24) whose OSC and "
-                            "OSCQuery are answered besides this machine's; everyone else is ignored; repeatable")
+                            "OSCQuery are answered besides this machine's; everyone else is ignored; "
+                            "repeatable")
     serve.add_argument("--oscquery-port", type=port, default=None, metavar="TCP_PORT",
                        help="OSCQuery HTTP port on the same host (default: the OSC port number, TCP)")
     serve.add_argument("--no-oscquery", action="store_true", help="no OSCQuery HTTP server")
