@@ -280,12 +280,14 @@ def _conditioning(level: Level, codes: torch.Tensor) -> tuple[torch.Tensor, torc
     """``level``'s conditioning and predictor for ``codes``, each row computed alone: torch's kernels
     round differently by batch size, and a rounding tie would make a row's draws depend on the rows
     it shares a pass with (a batched render must be what each track renders alone)."""
-    if codes.shape[0] == 1:  # (no copy of a long track's features)
-        cond = level.condition(codes)
-        return cond, level.lpc_coefficients(cond)
     conds = [level.condition(codes[b: b + 1]) for b in range(codes.shape[0])]
     coefs = [level.lpc_coefficients(c) for c in conds]
-    return torch.cat(conds), None if coefs[0] is None else torch.cat(coefs)
+    return _joined(conds), None if coefs[0] is None else _joined(coefs)
+
+
+def _joined(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Rows stacked into a batch; one row as it is (no copy of a long track's features)."""
+    return rows[0] if len(rows) == 1 else torch.cat(rows)
 
 
 def _level_rng(seed: int | Sequence[int], level: int) -> Rng:

@@ -125,13 +125,13 @@ def memory(model: str, lengths: list[float], primer_seconds: float, report: Repo
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (str(Path(__file__).parents[2]),
                                                                     os.environ.get("PYTHONPATH")))))
     for seconds in lengths:
-        (loaded, peak), wall = _peaks(STEM, [model, str(seconds)], env)
+        (loaded, peak), wall = high_water_marks(STEM, [model, str(seconds)], env)
         report(f"render a {seconds:g}-s stem: peak memory of the process ({wall:.0f} s)", peak, "MB")
         report("  of which the render's own (growth over the loaded model)", peak - loaded, "MB")
         report("  the estimate it is checked with before it starts",
                render_bytes(config, seconds, 48000) / 2**20, "MB")
     if primer_seconds > 0:
-        (_, peak), wall = _peaks(PRIMED, [model, str(primer_seconds)], env)
+        (_, peak), wall = high_water_marks(PRIMED, [model, str(primer_seconds)], env)
         report(f"continue a {primer_seconds:g}-s primer by 1 s: peak memory ({wall:.0f} s)", peak, "MB")
 
 
@@ -173,7 +173,7 @@ print(high_water())
 """
 
 
-def _peaks(code: str, args: list[str], env: dict[str, str]) -> tuple[list[float], float]:
+def high_water_marks(code: str, args: list[str], env: dict[str, str]) -> tuple[list[float], float]:
     """The high-water marks (MB) Python ``code`` prints, run with ``args`` in a fresh process, and
     its wall seconds."""
     started = time.perf_counter()

@@ -221,6 +221,7 @@ class OscQueryServer:
                 log.debug("%s " + format, self.address_string(), *args)
 
         self.state, self.osc_address, self.admitted = state, osc_address, admitted
+        self._refused: set[str] = set()  # clients whose refusal is logged already (a flood logs once)
         self._cache: tuple[str, dict[str, Any], bytes] = ("", {}, b"")  # state as JSON → tree, its bytes
         self._cache_lock = threading.Lock()
         self.httpd = _BoundedHTTPServer((host, port), Handler)
@@ -255,14 +256,16 @@ class OscQueryServer:
         """403 and why for a client the OSC server would not hear, or a request addressed to a name
         that is not this machine's; (None, None) for a request to answer."""
         if not self.admitted(client):
-            log.warning("OSCQuery: refused %s, not this machine and not allowed (serve --allow %s)",
-                        client, client)
-            return HTTPStatus.FORBIDDEN, {"error": f"{client} is not allowed (serve --allow {client})"}
-        if not addressed_to_this_machine(host_header):
-            log.warning("OSCQuery: refused a request for host %r from %s: not a name of this machine "
-                        "(a web page's DNS rebinding is refused this way)", host_header[:100], client)
-            return HTTPStatus.FORBIDDEN, {"error": "ask by address (127.0.0.1) or this machine's name"}
-        return None, None
+            why = f"{client} is not allowed (serve --allow {client})"
+        elif not addressed_to_this_machine(host_header):
+            why = (f"request for host {host_header[:100]!r}, not a name of this machine (a web page's "
+                   "DNS rebinding is refused this way); ask by address (127.0.0.1) or this machine's name")
+        else:
+            return None, None
+        if client not in self._refused and len(self._refused) < 1024:
+            self._refused.add(client)
+            log.warning("OSCQuery: refused %s: %s", client, why)
+        return HTTPStatus.FORBIDDEN, {"error": why}
 
     def answer(self, raw: str) -> tuple[int, Any]:
         """Status and JSON body for one GET request."""

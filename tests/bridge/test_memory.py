@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bridge.cli.main import main
+from bridge.cli.reliability import STEM, high_water_marks
 from bridge.render import memory
 from bridge.render.generate import config_of, group_rows
 from bridge.session import Session, Track
@@ -86,32 +84,10 @@ def test_generate_says_the_limit_and_writes_nothing(tmp_path, tiny_model, capsys
     assert "--memory-limit must be a number of gigabytes > 0" in capsys.readouterr().err
 
 
-MEASURE = """
-import json, re, sys, tempfile
-from bridge.render.generate import bundle
-from bridge.render.project import Project
-from bridge.render.stems import render_track
-from bridge.session import Session, Track
-import numpy as np, soxr
-def peak():  # this process's own high-water mark (ru_maxrss would carry the parent's over exec)
-    return int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
-bundle("tiny")
-soxr.resample(np.zeros(8000, np.float32), 8000, 48000)
-before = peak()
-track = Track("t", "tiny", seconds=float(sys.argv[1]), seed=1)
-session = Session(project=tempfile.mkdtemp() + "/p", tracks=[track])
-render_track(session, track, Project(session.project))
-print(json.dumps(peak() - before))
-"""
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc/self/status")
 def test_the_estimate_is_at_least_what_a_render_really_holds(tiny_model):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", MEASURE, "100"], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    grown = json.loads(done.stdout.strip().splitlines()[-1])
+    (loaded, peak), _ = high_water_marks(STEM, ["tiny", "100"], env)  # MiB, as the bench measures it
+    grown = (peak - loaded) * 2**20
     estimate = memory.render_bytes(config_of("tiny"), 100.0, 48000)
     assert grown <= estimate, (grown, estimate)
     assert grown > 0.3 * estimate  # and not a bound so loose it would refuse what fits
